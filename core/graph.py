@@ -271,7 +271,7 @@ def graph_from_dict(raw: Any, *, source: str | None = None) -> Graph:
         if not isinstance(meta, dict):
             raise InputError("expected an object", field="meta")
     except InputError as exc:
-        raise exc.with_source(source) if source else exc
+        raise (exc.with_source(source) if source else exc) from None
     return Graph(name, tensors, ops, meta)
 
 

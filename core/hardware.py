@@ -184,7 +184,7 @@ def hardware_from_dict(raw: Any, *, source: str | None = None) -> Hardware:
     try:
         hw = _hardware_from_dict(raw)
     except InputError as exc:
-        raise exc.with_source(source) if source else exc
+        raise (exc.with_source(source) if source else exc) from None
     return hw
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import pairwise
 
 import numpy as np
 
@@ -108,7 +109,7 @@ def analyze(graph: Graph) -> Liveness:
             if t.id not in producer:
                 ids.append(len(spans))
                 spans.append(Span(len(spans), t.id, -1, u[0], "initial", t.bytes))
-        for a, b in zip(u, u[1:]):
+        for a, b in pairwise(u):
             if b > a + 1:
                 ids.append(len(spans))
                 spans.append(Span(len(spans), t.id, a, b, "inner", t.bytes))

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple, Union
+from typing import Any, NamedTuple
 
 from core.errors import InputError
 from core.graph import parse_json
@@ -63,7 +63,7 @@ class FreeEvent(NamedTuple):
     time: float
 
 
-Event = Union[ComputeEvent, TransferEvent, FreeEvent]
+Event = ComputeEvent | TransferEvent | FreeEvent
 
 #: Actions a decision can take on an idle span.
 ACTIONS = ("keep", "offload", "recompute")
@@ -210,7 +210,7 @@ def plan_from_dict(raw: Any, *, source: str | None = None) -> Plan:
             policy_params=params if isinstance(params, dict) else {},
         )
     except InputError as exc:
-        raise exc.with_source(source) if source else exc
+        raise (exc.with_source(source) if source else exc) from None
 
 
 def load_plan(path_or_bytes: str | Path | bytes, *, source: str | None = None) -> Plan:

@@ -58,7 +58,7 @@ def parse_bytes(value: str | int | float) -> int:
     number, unit = _split(str(value), "a size such as '64 GiB'")
     if unit not in _BYTE_UNITS:
         raise ValueError(f"unknown size unit {unit!r} in {value!r} (use B, KB, MB, GB, TB, KiB, MiB, GiB, TiB)")
-    return int(round(_finite_non_negative(number * _BYTE_UNITS[unit], value, "a size")))
+    return round(_finite_non_negative(number * _BYTE_UNITS[unit], value, "a size"))
 
 
 def parse_bandwidth(value: str | int | float) -> float:
