@@ -1,0 +1,206 @@
+"""Figure builders on hand-made streams, curves and graphs (no planner needed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+
+import numpy as np
+import plotly.graph_objects as go
+import pytest
+
+from core.graph import Graph, Op, Tensor
+from ui import figures
+
+
+@dataclass(frozen=True)
+class FakeStream:
+    name: str
+    kind: str
+    starts_s: np.ndarray
+    ends_s: np.ndarray
+    labels: list[str]
+    categories: list[str]
+
+
+@dataclass(frozen=True)
+class FakeCurve:
+    times_s: np.ndarray
+    bytes_by_kind: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _streams(n_ops: int, n_transfers: int) -> list[FakeStream]:
+    starts = np.arange(n_ops) * 1e-4
+    compute = FakeStream("compute", "compute", starts, starts + 0.9e-4, [f"op{k}" for k in range(n_ops)],
+                         ["matmul" if k % 2 else "attention" for k in range(n_ops)])
+    tstarts = np.arange(n_transfers) * 2e-4
+    link = FakeStream("HBM->DDR", "link", tstarts, tstarts + 1.5e-4, [f"t{k}" for k in range(n_transfers)],
+                      ["activation"] * n_transfers)
+    return [compute, link]
+
+
+class TestScales:
+    def test_time_scale_picks_readable_unit(self):
+        assert figures.time_scale(2.5) == (1.0, "s")
+        assert figures.time_scale(0.02) == (1e3, "ms")
+        assert figures.time_scale(3e-6) == (1e6, "µs")
+        assert figures.time_scale(5e-10)[1] == "ns"
+
+    def test_byte_scale(self):
+        assert figures.byte_scale(80 * 2**30) == (2**30, "GiB")
+        assert figures.byte_scale(3 * 2**40)[1] == "TiB"
+        assert figures.byte_scale(10)[1] == "B"
+
+    def test_colours_consistent_and_distinct(self):
+        assert figures.color_for("weight") == figures.KIND_COLORS["weight"]
+        assert figures.color_for("matmul") == figures.CATEGORY_COLORS["matmul"]
+        assert figures.color_for("no-such-thing") == figures.CATEGORY_COLORS["other"]
+        assert len(set(figures.KIND_COLORS.values())) == len(figures.KIND_COLORS)
+
+
+class TestSchedule:
+    def test_small_schedule_uses_bars_one_trace_per_stream_and_category(self):
+        fig = figures.schedule_figure(_streams(20, 5))
+        kinds = {type(t) for t in fig.data}
+        assert kinds == {go.Bar}
+        # compute: 2 categories, link: 1 category -> 3 traces, not 25
+        assert len(fig.data) == 3
+        bars = next(t for t in fig.data if t.name == "attention")
+        assert len(bars.x) == 10
+        assert fig.layout.xaxis.title.text == "time (ms)"
+        assert np.allclose(bars.base[:2], [0.0, 0.2])  # ms, numeric axis
+        assert fig.layout.uirevision == "schedule"
+        assert list(fig.layout.yaxis.ticktext) == ["compute", "HBM->DDR"]
+
+    def test_large_schedule_uses_webgl_segments(self):
+        fig = figures.schedule_figure(_streams(60_000, 20_000))
+        assert all(isinstance(t, go.Scattergl) for t in fig.data)
+        assert len(fig.data) == 3
+        seg = next(t for t in fig.data if t.name == "activation")
+        assert len(seg.x) == 3 * 20_000
+        assert np.isnan(seg.x[2]) and seg.x[1] > seg.x[0]
+
+    def test_highlight_adds_outlined_bars_on_the_right_row(self):
+        fig = figures.schedule_figure(_streams(4, 2), highlight=[("HBM->DDR", 0.0, 1.5e-4), ("missing", 0, 1)])
+        sel = [t for t in fig.data if t.name == "selected"]
+        assert len(sel) == 1 and list(sel[0].y) == [1]
+        assert fig.layout.xaxis.title.text == "time (µs)"
+        assert sel[0].x[0] == pytest.approx(150.0)
+
+    def test_legend_shows_each_category_once(self):
+        streams = [*_streams(4, 2), FakeStream("DDR->HBM", "link", np.array([0.0]), np.array([0.0001]), ["t"], ["activation"])]
+        fig = figures.schedule_figure(streams)
+        shown = [t.name for t in fig.data if t.showlegend is not False]
+        assert sorted(shown) == ["activation", "attention", "matmul"]
+
+
+class TestMemory:
+    def test_peak_indices_keep_the_peak(self):
+        total = np.zeros(100_000)
+        total[54_321] = 5.0
+        idx = figures.peak_indices(total, 500)
+        assert len(idx) <= 502
+        assert 54_321 in idx and 0 in idx and 99_999 in idx
+
+    def test_peak_indices_small_input_untouched(self):
+        assert list(figures.peak_indices(np.arange(5.0), 10)) == [0, 1, 2, 3, 4]
+
+    def test_memory_figure_stacks_kinds_with_capacity_and_before(self):
+        t = np.array([0.0, 1e-3, 2e-3, 3e-3])
+        after = FakeCurve(t, {"weight": np.array([2, 2, 2, 2]) * 2**30, "activation": np.array([0, 3, 1, 0]) * 2**30,
+                              "gradient": np.zeros(4)})
+        before = FakeCurve(t, {"weight": np.array([2, 2, 2, 2]) * 2**30, "activation": np.array([0, 6, 9, 0]) * 2**30})
+        fig = figures.memory_figure(after, tier="HBM", capacity_bytes=8 * 2**30, before=before)
+        names = [tr.name for tr in fig.data]
+        assert names[:2] == ["weight", "activation"]  # zero kinds dropped, stable kind order
+        assert "gradient" not in names
+        assert all(tr.line.shape == "hv" for tr in fig.data[:3])
+        assert fig.data[0].stackgroup == fig.data[1].stackgroup == "after"
+        cap = next(tr for tr in fig.data if tr.name.startswith("HBM capacity"))
+        assert list(cap.y) == [8.0, 8.0]
+        bef = next(tr for tr in fig.data if tr.name.startswith("before"))
+        assert max(bef.y) == pytest.approx(11.0)  # GiB, total of the before curve
+        assert fig.layout.yaxis.title.text == "HBM (GiB)"
+
+    def test_memory_figure_downsamples_consistently(self):
+        n = 50_000
+        t = np.linspace(0, 1, n)
+        a = np.zeros(n)
+        a[12_345] = 7 * 2**30
+        w = np.full(n, 2**30)
+        fig = figures.memory_figure(FakeCurve(t, {"weight": w, "activation": a}), tier="HBM", max_points=1000)
+        act = next(tr for tr in fig.data if tr.name == "activation")
+        wt = next(tr for tr in fig.data if tr.name == "weight")
+        assert len(act.x) <= 1002 and len(act.x) == len(wt.x)
+        assert max(act.y) == pytest.approx(7.0)
+
+
+class TestCompareAndSweep:
+    def test_compare_bars_marks_infeasible(self):
+        rows = [
+            {"policy": "Tierplan", "feasible": True, "step_time_s": 0.012, "compute_only_time_s": 0.01, "peak_bytes": 6 * 2**30},
+            {"policy": "vDNN", "feasible": False, "step_time_s": None, "compute_only_time_s": 0.01, "peak_bytes": None},
+        ]
+        fig = figures.compare_bars_figure(rows, capacity_bytes=8 * 2**30)
+        assert list(fig.data[0].text) == ["12 ms", "infeasible"]
+        assert fig.data[1].y[0] == pytest.approx(6.0)
+
+    def test_compare_memory_one_line_per_policy(self):
+        t = np.array([0.0, 1.0])
+        curves = {"A": FakeCurve(t, {"weight": np.array([1, 2]) * 2**30}), "B": FakeCurve(t, {"weight": np.array([3, 1]) * 2**30})}
+        fig = figures.compare_memory_figure(curves, tier="HBM", capacity_bytes=4 * 2**30)
+        assert [tr.name for tr in fig.data] == ["A", "B"]
+        assert max(fig.data[1].y) == pytest.approx(3.0)
+
+    def test_sweep_figure_separates_infeasible(self):
+        pts = [SimpleNamespace(capacity_bytes=c * 2**30, step_time_s=s, slowdown=d, feasible=f, message=m)
+               for c, s, d, f, m in [(4, 0, 0, False, "too small"), (8, 0.02, 1.0, True, ""), (16, 0.01, 0.0, True, "")]]
+        fig = figures.sweep_figure(pts, compute_only_time_s=0.01, max_slowdown=0.05, min_capacity_bytes=16 * 2**30)
+        assert list(fig.data[0].x) == [8.0, 16.0]
+        assert list(fig.data[0].y) == [20.0, 10.0]
+        assert fig.data[1].name == "infeasible" and list(fig.data[1].text) == ["too small"]
+
+    def test_heatmap_marks_missing_cells(self):
+        z = [[0.1, float("nan")], [0.0, 0.5]]
+        fig = figures.heatmap_figure([8 * 2**30, 16 * 2**30], [32e9, 64e9], z)
+        hm = fig.data[0]
+        assert hm.text[0][1] == "✕" and hm.text[1][1] == "50.0"
+        assert list(hm.y) == ["32 GB/s", "64 GB/s"]
+
+
+def _chain_graph(layers: int) -> Graph:
+    tensors = [Tensor("x", 1024, "input", False)]
+    ops = []
+    prev = "x"
+    for k in range(layers):
+        w = f"w{k}"
+        tensors.append(Tensor(w, 4096, "weight", True))
+        for part, cat in (("attn", "attention"), ("mlp", "mlp")):
+            out = f"a{k}.{part}"
+            tensors.append(Tensor(out, 2048, "activation", False))
+            ops.append(Op(f"l{k}.{part}", (prev, w), (out,), time_s=1e-4, category=cat, layer=f"layers.{k}", phase="forward"))
+            prev = out
+    return Graph("chain", tuple(tensors), tuple(ops))
+
+
+class TestGraphStructure:
+    def test_op_level_for_small_graphs(self):
+        g = _chain_graph(3)
+        fig, collapsed = figures.graph_structure_figure(g)
+        assert not collapsed
+        nodes = sum(len(t.x) for t in fig.data[1:])
+        assert nodes == 6
+
+    def test_collapses_to_layers_when_large(self):
+        g = _chain_graph(200)
+        fig, collapsed = figures.graph_structure_figure(g, max_ops=100)
+        assert collapsed
+        assert sum(len(t.x) for t in fig.data[1:]) == 200
+        dg = figures.collapse_graph(g, collapse=True)
+        assert dg.nodes["layers.0 · forward"]["ops"] == 2
+        assert dg.has_edge("layers.0 · forward", "layers.1 · forward")
+
+    def test_bytes_by_kind_figure(self):
+        fig = figures.bytes_by_kind_figure({"weight": 2**31, "activation": 2**30, "gradient": 0})
+        assert list(fig.data[0].y) == ["activation", "weight"]
+        assert list(fig.data[0].text) == ["1 GiB", "2 GiB"]

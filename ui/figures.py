@@ -1,0 +1,532 @@
+"""Plotly figure builders shared by the dashboard pages and the HTML report.
+
+Pure functions from plain data (stream timelines, occupancy curves, sweep points, a graph) to
+``plotly.graph_objects.Figure``; no Streamlit here, so they are unit-tested and reused by the report.
+Conventions: time on a numeric axis in one human unit chosen per figure (never ``px.timeline``, which forces
+dates and rounds to milliseconds), memory in binary units, one colour per tensor kind and per op category
+everywhere, and a fixed ``uirevision`` so a user's zoom survives Streamlit reruns.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import networkx as nx
+import numpy as np
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from core.units import format_bandwidth, format_bytes, format_time
+
+__all__ = [
+    "KIND_COLORS",
+    "CATEGORY_COLORS",
+    "BAR_LIMIT",
+    "color_for",
+    "policy_color",
+    "time_scale",
+    "byte_scale",
+    "peak_indices",
+    "schedule_figure",
+    "memory_figure",
+    "compare_bars_figure",
+    "compare_memory_figure",
+    "sweep_figure",
+    "heatmap_figure",
+    "bytes_by_kind_figure",
+    "graph_structure_figure",
+    "collapse_graph",
+]
+
+#: One colour per tensor kind (memory curves, transfers on link streams, tables).
+KIND_COLORS: dict[str, str] = {
+    "weight": "#4C78A8",
+    "activation": "#F58518",
+    "gradient": "#E45756",
+    "optimizer_state": "#72B7B2",
+    "kv_cache": "#54A24B",
+    "input": "#B279A2",
+    "workspace": "#9D755D",
+}
+#: One colour per op category (compute streams). Muted so transfers (kind colours) stand out.
+CATEGORY_COLORS: dict[str, str] = {
+    "embedding": "#8E6C8A",
+    "norm": "#A0CBE8",
+    "attention": "#2F6690",
+    "matmul": "#3A7D44",
+    "mlp": "#81B29A",
+    "moe": "#F2CC8F",
+    "conv": "#6D597A",
+    "pool": "#B56576",
+    "elementwise": "#BAB0AC",
+    "loss": "#E07A5F",
+    "optimizer": "#5E548E",
+    "other": "#8D99AE",
+    "recompute": "#D62728",
+    "transfer": "#FF9DA6",
+}
+_POLICY_PALETTE = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F")
+HIGHLIGHT_COLOR = "#D62728"
+CAPACITY_COLOR = "#C0392B"
+BEFORE_COLOR = "#7F7F7F"
+#: Above this many events the schedule switches from ``go.Bar`` to WebGL line segments.
+BAR_LIMIT = 3000
+_FONT = {"family": "Inter, Segoe UI, Helvetica, Arial, sans-serif", "size": 13}
+
+
+class StreamLike(Protocol):
+    name: str
+    kind: str
+    starts_s: Any
+    ends_s: Any
+    labels: Sequence[str]
+    categories: Sequence[str]
+
+
+class CurveLike(Protocol):
+    times_s: Any
+    bytes_by_kind: Mapping[str, Any]
+
+
+def color_for(category: str) -> str:
+    """The colour of an op category or a tensor kind (kinds win: transfers are coloured by what moves)."""
+    return KIND_COLORS.get(category) or CATEGORY_COLORS.get(category) or CATEGORY_COLORS["other"]
+
+
+def policy_color(index: int) -> str:
+    return _POLICY_PALETTE[index % len(_POLICY_PALETTE)]
+
+
+def _pretty(name: str) -> str:
+    return name.replace("_", " ")
+
+
+def time_scale(max_s: float) -> tuple[float, str]:
+    """Factor and unit so that ``max_s`` reads as a number between 1 and 1000 (s, ms, µs, ns)."""
+    for factor, unit in ((1.0, "s"), (1e3, "ms"), (1e6, "µs")):
+        if max_s * factor >= 1:
+            return factor, unit
+    return 1e9, "ns"
+
+
+def byte_scale(max_bytes: float) -> tuple[float, str]:
+    """Divisor and binary unit for an axis whose largest value is ``max_bytes``."""
+    for divisor, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if max_bytes >= divisor:
+            return float(divisor), unit
+    return 1.0, "B"
+
+
+def _base_layout(fig: go.Figure, *, title: str | None, height: int, uirevision: str) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "xanchor": "left"} if title else None,
+        height=height,
+        margin={"l": 10, "r": 10, "t": 50 if title else 20, "b": 10},
+        font=_FONT,
+        template="plotly_white",
+        uirevision=uirevision,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0},
+        hoverlabel={"namelength": -1},
+    )
+    return fig
+
+
+# ---------------------------------------------------------------------------------------------- schedule
+
+
+def schedule_figure(
+    streams: Sequence[StreamLike],
+    *,
+    highlight: Sequence[tuple[str, float, float]] = (),
+    bar_limit: int = BAR_LIMIT,
+    time_unit: tuple[float, str] | None = None,
+    title: str | None = None,
+    uirevision: str = "schedule",
+) -> go.Figure:
+    """A Gantt chart: one row per stream (compute, then each link), events coloured by category.
+
+    Traces are per (stream, category), never per event: up to ``bar_limit`` events they are ``go.Bar`` with
+    ``base`` on a numeric time axis; beyond, ``go.Scattergl`` line segments (x = start, end, gap), which
+    stay responsive at 10⁵ events. ``highlight`` lists (stream name, start s, end s) to outline, e.g. the
+    transfers of a tensor selected in the decisions table.
+    """
+    fig = go.Figure()
+    total = sum(len(s.starts_s) for s in streams)
+    t_max = max((float(np.max(s.ends_s)) for s in streams if len(s.ends_s)), default=0.0)
+    factor, unit = time_unit or time_scale(t_max)
+    use_bars = total <= bar_limit
+    row_of = {s.name: k for k, s in enumerate(streams)}
+    height = max(220, 90 + 46 * len(streams))
+    line_px = max(6, min(28, int((height - 90) / max(1, len(streams)) * 0.62)))
+    legend_done: set[str] = set()
+    for row, stream in enumerate(streams):
+        starts = np.asarray(stream.starts_s, dtype=float) * factor
+        ends = np.asarray(stream.ends_s, dtype=float) * factor
+        if not len(starts):
+            continue
+        cats = np.asarray(stream.categories, dtype=object)
+        labels = np.asarray(stream.labels, dtype=object)
+        for cat in dict.fromkeys(cats.tolist()):
+            mask = cats == cat
+            color = color_for(str(cat))
+            show = cat not in legend_done
+            legend_done.add(cat)
+            common = {"name": _pretty(str(cat)), "legendgroup": str(cat), "showlegend": show}
+            if use_bars:
+                dur = ends[mask] - starts[mask]
+                fig.add_trace(go.Bar(
+                    x=dur, base=starts[mask], y=np.full(int(mask.sum()), row), orientation="h", width=0.72,
+                    marker={"color": color, "line": {"width": 0}},
+                    customdata=np.column_stack([labels[mask], starts[mask], dur]),
+                    hovertemplate=(
+                        f"<b>%{{customdata[0]}}</b><br>{stream.name}<br>start %{{customdata[1]:.4g}} {unit}"
+                        f"<br>duration %{{customdata[2]:.4g}} {unit}<extra>{_pretty(str(cat))}</extra>"
+                    ),
+                    **common,
+                ))
+            else:
+                n = int(mask.sum())
+                xs = np.full(3 * n, np.nan)
+                xs[0::3], xs[1::3] = starts[mask], ends[mask]
+                ys = np.full(3 * n, np.nan)
+                ys[0::3] = ys[1::3] = row
+                text = np.empty(3 * n, dtype=object)
+                text[0::3] = text[1::3] = labels[mask]
+                fig.add_trace(go.Scattergl(
+                    x=xs, y=ys, mode="lines", line={"color": color, "width": line_px}, connectgaps=False,
+                    text=text, hovertemplate=f"<b>%{{text}}</b><br>%{{x:.4g}} {unit}<extra>{stream.name}</extra>",
+                    **common,
+                ))
+    if highlight:
+        rows = [(row_of[name], s * factor, e * factor) for name, s, e in highlight if name in row_of]
+        if rows:
+            fig.add_trace(go.Bar(
+                x=[e - s for _, s, e in rows], base=[s for _, s, _ in rows], y=[r for r, _, _ in rows],
+                orientation="h", width=0.95, name="selected", legendgroup="selected",
+                marker={"color": "rgba(214,39,40,0.25)", "line": {"color": HIGHLIGHT_COLOR, "width": 2.5}},
+                hovertemplate=f"selected tensor<br>%{{base:.4g}} {unit} + %{{x:.4g}} {unit}<extra></extra>",
+            ))
+    fig.update_layout(barmode="overlay", bargap=0.1)
+    fig.update_yaxes(
+        tickvals=list(range(len(streams))), ticktext=[s.name for s in streams],
+        autorange="reversed", showgrid=False, zeroline=False,
+    )
+    fig.update_xaxes(title_text=f"time ({unit})", rangemode="tozero", showgrid=True)
+    return _base_layout(fig, title=title, height=height, uirevision=uirevision)
+
+
+# ---------------------------------------------------------------------------------------------- memory
+
+
+def peak_indices(total: np.ndarray, max_points: int) -> np.ndarray:
+    """Indices of at most ~``max_points`` samples keeping the maximum of each bucket (and both ends).
+
+    Used on the *total* of a stacked step curve so that every kind is sampled at the same instants: the
+    stack stays consistent and no peak disappears when 10⁵ steps are drawn with 2·10³ points.
+    """
+    n = len(total)
+    if n <= max_points:
+        return np.arange(n)
+    buckets = max(1, max_points - 2)
+    edges = np.linspace(1, n - 1, buckets + 1).astype(int)
+    picks = [0]
+    for lo, hi in itertools.pairwise(edges):
+        if hi > lo:
+            picks.append(lo + int(np.argmax(total[lo:hi])))
+    picks.append(n - 1)
+    return np.unique(np.asarray(picks))
+
+
+def _curve_total(curve: CurveLike) -> np.ndarray:
+    arrays = [np.asarray(v, dtype=float) for v in curve.bytes_by_kind.values()]
+    if not arrays:
+        return np.zeros(len(curve.times_s))
+    return np.sum(arrays, axis=0)
+
+
+def memory_figure(
+    curve: CurveLike,
+    *,
+    tier: str,
+    capacity_bytes: int | None = None,
+    before: CurveLike | None = None,
+    max_points: int = 2000,
+    time_unit: tuple[float, str] | None = None,
+    title: str | None = None,
+    uirevision: str = "memory",
+) -> go.Figure:
+    """Occupancy of one tier over the step, stacked by tensor kind, with its capacity and the no-offload
+    ("before") total for comparison. Step lines (``hv``); downsampled keeping per-bucket peaks."""
+    fig = go.Figure()
+    times = np.asarray(curve.times_s, dtype=float)
+    total = _curve_total(curve)
+    before_times = np.asarray(before.times_s, dtype=float) if before is not None else np.zeros(0)
+    before_total = _curve_total(before) if before is not None else np.zeros(0)
+    t_max = max(float(times.max(initial=0.0)), float(before_times.max(initial=0.0)))
+    factor, unit = time_unit or time_scale(t_max)
+    peak = max(float(total.max(initial=0.0)), float(before_total.max(initial=0.0)), float(capacity_bytes or 0))
+    divisor, bunit = byte_scale(peak)
+    idx = peak_indices(total, max_points)
+    x = times[idx] * factor
+    order = [k for k in KIND_COLORS if k in curve.bytes_by_kind] + [k for k in curve.bytes_by_kind if k not in KIND_COLORS]
+    for kind in order:
+        values = np.asarray(curve.bytes_by_kind[kind], dtype=float)
+        if not values.any():
+            continue
+        fig.add_trace(go.Scatter(
+            x=x, y=values[idx] / divisor, name=_pretty(kind), mode="lines", stackgroup="after",
+            line={"shape": "hv", "width": 0.5, "color": color_for(kind)}, legendgroup=kind,
+            hovertemplate=f"{_pretty(kind)}: %{{y:.4g}} {bunit}<br>%{{x:.4g}} {unit}<extra></extra>",
+        ))
+    if before is not None and len(before_total):
+        bidx = peak_indices(before_total, max_points)
+        fig.add_trace(go.Scatter(
+            x=before_times[bidx] * factor, y=before_total[bidx] / divisor, name="before offload (all in HBM)",
+            mode="lines", line={"shape": "hv", "dash": "dot", "color": BEFORE_COLOR, "width": 2},
+            hovertemplate=f"before offload: %{{y:.4g}} {bunit}<extra></extra>",
+        ))
+    if capacity_bytes:
+        x_end = max(t_max * factor, float(x.max(initial=0.0)))
+        fig.add_trace(go.Scatter(
+            x=[0, x_end], y=[capacity_bytes / divisor] * 2, mode="lines", name=f"{tier} capacity {format_bytes(capacity_bytes)}",
+            line={"color": CAPACITY_COLOR, "dash": "dash", "width": 2}, hoverinfo="skip",
+        ))
+    fig.update_xaxes(title_text=f"time ({unit})", rangemode="tozero")
+    fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero")
+    return _base_layout(fig, title=title, height=340, uirevision=uirevision)
+
+
+# ---------------------------------------------------------------------------------------------- compare
+
+
+def compare_bars_figure(rows: Sequence[Mapping[str, Any]], *, capacity_bytes: int | None = None) -> go.Figure:
+    """Step time and peak compute-tier memory per policy. ``rows`` hold ``policy`` (title), ``feasible``,
+    ``step_time_s``, ``compute_only_time_s`` and ``peak_bytes``; infeasible policies get a note, not a bar."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("Step time", "Peak memory in the compute tier"), horizontal_spacing=0.12)
+    names = [str(r["policy"]) for r in rows]
+    times = [float(r["step_time_s"]) if r.get("feasible") else 0.0 for r in rows]
+    peaks = [float(r["peak_bytes"]) if r.get("feasible") else 0.0 for r in rows]
+    tf, tunit = time_scale(max(times, default=0.0))
+    divisor, bunit = byte_scale(max([*peaks, float(capacity_bytes or 0)], default=0.0))
+    colors = [policy_color(k) for k in range(len(rows))]
+    text_t = [format_time(t) if r.get("feasible") else "infeasible" for t, r in zip(times, rows)]
+    text_p = [format_bytes(p) if r.get("feasible") else "infeasible" for p, r in zip(peaks, rows)]
+    fig.add_trace(go.Bar(x=names, y=[t * tf for t in times], marker_color=colors, text=text_t, textposition="outside",
+                         showlegend=False, hovertemplate=f"%{{x}}: %{{y:.4g}} {tunit}<extra></extra>"), 1, 1)
+    fig.add_trace(go.Bar(x=names, y=[p / divisor for p in peaks], marker_color=colors, text=text_p, textposition="outside",
+                         showlegend=False, hovertemplate=f"%{{x}}: %{{y:.4g}} {bunit}<extra></extra>"), 1, 2)
+    compute_only = [float(r["compute_only_time_s"]) for r in rows if r.get("compute_only_time_s")]
+    if compute_only:
+        fig.add_hline(y=compute_only[0] * tf, line_dash="dot", line_color=BEFORE_COLOR, row=1, col=1,
+                      annotation_text="compute only", annotation_position="top left")
+    if capacity_bytes:
+        fig.add_hline(y=capacity_bytes / divisor, line_dash="dash", line_color=CAPACITY_COLOR, row=1, col=2,
+                      annotation_text="capacity", annotation_position="top left")
+    fig.update_yaxes(title_text=f"time ({tunit})", row=1, col=1, rangemode="tozero")
+    fig.update_yaxes(title_text=bunit, row=1, col=2, rangemode="tozero")
+    fig.update_yaxes(range=[0, max(times, default=1) * tf * 1.2 or 1], row=1, col=1)
+    fig.update_yaxes(range=[0, max([*peaks, float(capacity_bytes or 0)], default=1) / divisor * 1.2 or 1], row=1, col=2)
+    return _base_layout(fig, title=None, height=380, uirevision="compare-bars")
+
+
+def compare_memory_figure(
+    curves: Mapping[str, CurveLike], *, tier: str, capacity_bytes: int | None = None, max_points: int = 1500
+) -> go.Figure:
+    """Total occupancy of the compute tier for each policy, overlaid (step lines)."""
+    fig = go.Figure()
+    totals = {name: (np.asarray(c.times_s, dtype=float), _curve_total(c)) for name, c in curves.items()}
+    t_max = max((float(t.max(initial=0.0)) for t, _ in totals.values()), default=0.0)
+    peak = max([float(v.max(initial=0.0)) for _, v in totals.values()] + [float(capacity_bytes or 0)])
+    factor, unit = time_scale(t_max)
+    divisor, bunit = byte_scale(peak)
+    for k, (name, (times, total)) in enumerate(totals.items()):
+        idx = peak_indices(total, max_points)
+        fig.add_trace(go.Scatter(
+            x=times[idx] * factor, y=total[idx] / divisor, name=name, mode="lines",
+            line={"shape": "hv", "color": policy_color(k), "width": 2},
+            hovertemplate=f"{name}: %{{y:.4g}} {bunit} at %{{x:.4g}} {unit}<extra></extra>",
+        ))
+    if capacity_bytes:
+        fig.add_hline(y=capacity_bytes / divisor, line_dash="dash", line_color=CAPACITY_COLOR,
+                      annotation_text=f"{tier} capacity", annotation_position="top left")
+    fig.update_xaxes(title_text=f"time ({unit})", rangemode="tozero")
+    fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero")
+    return _base_layout(fig, title=None, height=360, uirevision="compare-memory")
+
+
+# ---------------------------------------------------------------------------------------------- what-if
+
+
+def sweep_figure(
+    points: Sequence[Any],
+    *,
+    compute_only_time_s: float | None = None,
+    max_slowdown: float | None = None,
+    min_capacity_bytes: int | None = None,
+    current_capacity_bytes: int | None = None,
+    tier: str = "HBM",
+) -> go.Figure:
+    """Step time against the compute tier's capacity (points: ``capacity_bytes``, ``step_time_s``,
+    ``feasible``, ``message``); infeasible capacities are marked on the axis with their message."""
+    fig = go.Figure()
+    caps = np.asarray([p.capacity_bytes for p in points], dtype=float)
+    divisor, bunit = byte_scale(float(caps.max(initial=0.0)))
+    ok = [p for p in points if p.feasible]
+    bad = [p for p in points if not p.feasible]
+    times = [p.step_time_s for p in ok]
+    factor, unit = time_scale(max(times, default=compute_only_time_s or 0.0))
+    fig.add_trace(go.Scatter(
+        x=[p.capacity_bytes / divisor for p in ok], y=[p.step_time_s * factor for p in ok], mode="lines+markers",
+        name="step time", line={"color": policy_color(0), "width": 2.5},
+        customdata=[f"{p.slowdown * 100:.1f} %" for p in ok],
+        hovertemplate=f"%{{x:.4g}} {bunit}: %{{y:.4g}} {unit} (slowdown %{{customdata}})<extra></extra>",
+    ))
+    if bad:
+        fig.add_trace(go.Scatter(
+            x=[p.capacity_bytes / divisor for p in bad], y=[0.0] * len(bad), mode="markers", name="infeasible",
+            marker={"symbol": "x", "size": 10, "color": CAPACITY_COLOR}, text=[p.message for p in bad],
+            hovertemplate=f"%{{x:.4g}} {bunit}: infeasible<br>%{{text}}<extra></extra>",
+        ))
+    if compute_only_time_s:
+        fig.add_hline(y=compute_only_time_s * factor, line_dash="dot", line_color=BEFORE_COLOR,
+                      annotation_text="compute only", annotation_position="bottom right")
+        if max_slowdown is not None:
+            fig.add_hline(y=compute_only_time_s * (1 + max_slowdown) * factor, line_dash="dash", line_color="#2CA02C",
+                          annotation_text=f"+{max_slowdown * 100:g} % budget", annotation_position="top right")
+    if min_capacity_bytes:
+        fig.add_vline(x=min_capacity_bytes / divisor, line_dash="dash", line_color="#2CA02C",
+                      annotation_text=f"smallest {tier}: {format_bytes(min_capacity_bytes)}", annotation_position="top left")
+    if current_capacity_bytes:
+        fig.add_vline(x=current_capacity_bytes / divisor, line_dash="dot", line_color=BEFORE_COLOR,
+                      annotation_text="current", annotation_position="bottom left")
+    fig.update_xaxes(title_text=f"{tier} capacity ({bunit})")
+    fig.update_yaxes(title_text=f"step time ({unit})", rangemode="tozero")
+    return _base_layout(fig, title=None, height=380, uirevision="sweep")
+
+
+def heatmap_figure(
+    capacities_bytes: Sequence[float],
+    bandwidths_Bps: Sequence[float],
+    slowdown: Any,
+    *,
+    tier: str = "HBM",
+    link: str = "host link",
+) -> go.Figure:
+    """Slowdown (%) over capacity (x) × link bandwidth (y); ``slowdown[i][j]`` for bandwidth i and capacity j,
+    ``nan`` where no plan exists (drawn blank and labelled)."""
+    z = np.asarray(slowdown, dtype=float) * 100.0
+    divisor, bunit = byte_scale(float(max(capacities_bytes, default=0)))
+    xs = [f"{c / divisor:.3g}" for c in capacities_bytes]
+    ys = [format_bandwidth(b) for b in bandwidths_Bps]
+    text = np.where(np.isnan(z), "✕", np.char.mod("%.1f", np.nan_to_num(z)))
+    fig = go.Figure(go.Heatmap(
+        z=z, x=xs, y=ys, text=text, texttemplate="%{text}", colorscale="YlOrRd", zmin=0,
+        colorbar={"title": {"text": "slowdown %"}}, hoverongaps=True,
+        hovertemplate=f"{tier} %{{x}} {bunit}, {link} %{{y}}: %{{z:.1f}} %<extra></extra>",
+    ))
+    fig.update_xaxes(title_text=f"{tier} capacity ({bunit})", type="category")
+    fig.update_yaxes(title_text=f"{link} bandwidth", type="category")
+    return _base_layout(fig, title=None, height=420, uirevision="heatmap")
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+
+def bytes_by_kind_figure(bytes_by_kind: Mapping[str, int]) -> go.Figure:
+    """Horizontal bars of total bytes per tensor kind (the model page's "what takes the memory")."""
+    items = sorted(((k, v) for k, v in bytes_by_kind.items() if v), key=lambda kv: kv[1])
+    divisor, bunit = byte_scale(max((v for _, v in items), default=0))
+    fig = go.Figure(go.Bar(
+        x=[v / divisor for _, v in items], y=[_pretty(k) for k, _ in items], orientation="h",
+        marker_color=[color_for(k) for k, _ in items], text=[format_bytes(v) for _, v in items],
+        textposition="auto", hovertemplate=f"%{{y}}: %{{x:.4g}} {bunit}<extra></extra>",
+    ))
+    fig.update_xaxes(title_text=bunit)
+    return _base_layout(fig, title=None, height=max(200, 60 + 34 * len(items)), uirevision="kinds")
+
+
+def _group_key(op: Any) -> str:
+    phase = f" · {op.phase}" if op.phase else ""
+    return f"{op.layer or op.category}{phase}"
+
+
+def collapse_graph(graph: Any, *, collapse: bool) -> nx.DiGraph:
+    """The data-flow graph between ops (or, collapsed, between layer × phase groups).
+
+    Nodes carry ``ops`` (count), ``first`` (first op index), ``category`` (the most common one) and
+    ``bytes`` (bytes of the outputs); an edge means a tensor flows from one to the other.
+    """
+    g = nx.DiGraph()
+    node_of: list[str] = []
+    counts: dict[str, dict[str, int]] = {}
+    tensor_bytes = {t.id: t.bytes for t in graph.tensors}
+    for i, op in enumerate(graph.ops):
+        key = _group_key(op) if collapse else op.id
+        node_of.append(key)
+        if key not in g:
+            g.add_node(key, ops=0, first=i, bytes=0, label=key if collapse else f"{op.id} ({op.category})")
+        g.nodes[key]["ops"] += 1
+        g.nodes[key]["bytes"] += sum(tensor_bytes.get(t, 0) for t in op.outputs)
+        counts.setdefault(key, {})
+        counts[key][op.category] = counts[key].get(op.category, 0) + 1
+    for key, cats in counts.items():
+        g.nodes[key]["category"] = max(cats, key=lambda c: cats[c])
+    producer = graph.producer
+    for i, op in enumerate(graph.ops):
+        for t in op.inputs:
+            j = producer.get(t)
+            if j is not None and node_of[j] != node_of[i]:
+                g.add_edge(node_of[j], node_of[i])
+    return g
+
+
+def _layered_positions(g: nx.DiGraph) -> dict[str, tuple[float, float]]:
+    """Left-to-right by topological generation (of the condensation when grouping made a cycle)."""
+    cond = nx.condensation(g)
+    gen_of_comp: dict[int, int] = {}
+    for level, comps in enumerate(nx.topological_generations(cond)):
+        for c in comps:
+            gen_of_comp[c] = level
+    mapping = cond.graph["mapping"]
+    h = nx.DiGraph()
+    for node, data in g.nodes(data=True):
+        h.add_node(node, layer=gen_of_comp[mapping[node]], first=data["first"])
+    ordered = sorted(h.nodes, key=lambda n: (h.nodes[n]["layer"], h.nodes[n]["first"]))
+    h2 = nx.DiGraph()
+    h2.add_nodes_from((n, h.nodes[n]) for n in ordered)
+    pos = nx.multipartite_layout(h2, subset_key="layer", align="vertical")
+    return {n: (float(p[0]), float(p[1])) for n, p in pos.items()}
+
+
+def graph_structure_figure(graph: Any, *, collapse: bool | None = None, max_ops: int = 300) -> tuple[go.Figure, bool]:
+    """The graph drawn with a networkx layered layout; collapses to layer × phase groups when the graph has
+    more than ``max_ops`` ops (or when asked). Returns the figure and whether it is collapsed."""
+    collapsed = len(graph.ops) > max_ops if collapse is None else collapse
+    g = collapse_graph(graph, collapse=collapsed)
+    pos = _layered_positions(g) if len(g) else {}
+    ex: list[float | None] = []
+    ey: list[float | None] = []
+    for a, b in g.edges:
+        ex += [pos[a][0], pos[b][0], None]
+        ey += [pos[a][1], pos[b][1], None]
+    fig = go.Figure()
+    fig.add_trace(go.Scattergl(x=ex, y=ey, mode="lines", line={"color": "#C8CDD3", "width": 1}, hoverinfo="skip",
+                               showlegend=False))
+    by_cat: dict[str, list[str]] = {}
+    for node, data in g.nodes(data=True):
+        by_cat.setdefault(data["category"], []).append(node)
+    max_ops_in_node = max((d["ops"] for _, d in g.nodes(data=True)), default=1)
+    for cat, nodes in by_cat.items():
+        sizes = [8 + 22 * (g.nodes[n]["ops"] / max_ops_in_node) ** 0.5 if collapsed else 9 for n in nodes]
+        fig.add_trace(go.Scattergl(
+            x=[pos[n][0] for n in nodes], y=[pos[n][1] for n in nodes], mode="markers", name=_pretty(cat),
+            marker={"color": color_for(cat), "size": sizes, "line": {"width": 0.5, "color": "#333"}},
+            text=[f"{g.nodes[n]['label']}<br>{g.nodes[n]['ops']} op(s), outputs {format_bytes(g.nodes[n]['bytes'])}"
+                  for n in nodes],
+            hovertemplate="%{text}<extra></extra>",
+        ))
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _base_layout(fig, title=None, height=460, uirevision="graph"), collapsed
