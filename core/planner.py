@@ -1,0 +1,391 @@
+"""Tierplan's own policy and the single entry point :func:`make_plan`.
+
+The policy sweeps the ops in execution order with the occupancy of the compute tier as if nothing moved.
+Wherever it exceeds capacity it relieves that op by picking, among the idle spans that cover it, the one
+with the lowest **exposed time per byte-second freed**: exposed time is what the copy-out + copy-in (or
+the recompute) cannot hide under the compute in the span, given the link time already committed there
+(bandwidth loss); byte-seconds freed are the span's bytes times how far ahead the relief reaches (so, at
+equal cost, the tensor needed farthest in the future goes first, as in Belady's rule). Clean copies are
+dropped instead of written back, persistent tensors may start the step in a lower tier (wrap-around span),
+and cheap single-output producers are recomputed when that is cheaper than moving their output. Every span
+gets a :class:`~core.plan.Decision` with its named terms, so the UI can say why.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from core.errors import InfeasibleError
+from core.graph import Graph
+from core.hardware import Hardware
+from core.liveness import Liveness, Span, analyze
+from core.plan import Decision, Plan
+from core.policies import ParamSpec, Placement, PolicyInfo, get_policy, register, resolve_params
+from core.schedule import build_plan, estimate_slot_starts, op_durations, recompute_ok
+from core.units import format_bytes, format_time
+
+__all__ = ["make_plan", "decide_tierplan", "check_fits_at_all"]
+
+
+def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", params: Mapping[str, Any] | None = None,
+              liveness: Liveness | None = None) -> Plan:
+    """Plan one step of ``graph`` on ``hardware`` with ``policy``; raises InfeasibleError with the reason."""
+    info = get_policy(policy)
+    resolved = resolve_params(info, params)
+    live = liveness or analyze(graph)
+    check_fits_at_all(graph, hardware, live)
+    placement = info.decide(graph, hardware, live, resolved)
+    return build_plan(graph, hardware, live, placement.assignment, policy=policy, decisions=placement.decisions,
+                      params=resolved)
+
+
+def check_fits_at_all(graph: Graph, hw: Hardware, live: Liveness) -> None:
+    """Reasons no policy can succeed: an op alone overflows the compute tier, or all tiers together."""
+    cap = hw.capacity(hw.compute_tier)
+    if live.n_ops and live.required_bytes.max() > cap:
+        i = int(live.required_bytes.argmax())
+        need = int(live.required_bytes[i])
+        raise InfeasibleError(
+            f"op '{graph.ops[i].id}' needs {format_bytes(need)} of inputs and outputs in {hw.compute_tier} at once, "
+            f"but {hw.compute_tier} holds {format_bytes(cap)} ({format_bytes(need - cap)} more than it has)"
+        )
+    total = sum(t.capacity_bytes for t in hw.tiers)
+    if graph.persistent_bytes > total:
+        raise InfeasibleError(
+            f"the persistent tensors (weights, optimizer state, KV cache) need {format_bytes(graph.persistent_bytes)} "
+            f"but all tiers together hold {format_bytes(total)}"
+        )
+
+
+class _LinkLoad:
+    """Committed transfer seconds per op slot on one link (Fenwick tree with range add / range sum)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.b1 = [0.0] * (n + 2)
+        self.b2 = [0.0] * (n + 2)
+
+    def _add(self, tree: list[float], i: int, v: float) -> None:
+        i += 1
+        while i <= self.n + 1:
+            tree[i] += v
+            i += i & -i
+
+    def _sum(self, tree: list[float], i: int) -> float:
+        s = 0.0
+        while i > 0:
+            s += tree[i]
+            i -= i & -i
+        return s
+
+    def add(self, lo: int, hi: int, per_slot: float) -> None:
+        if hi <= lo:
+            return
+        self._add(self.b1, lo, per_slot)
+        self._add(self.b1, hi, -per_slot)
+        self._add(self.b2, lo, per_slot * lo)
+        self._add(self.b2, hi, -per_slot * hi)
+
+    def total(self, lo: int, hi: int) -> float:
+        """Sum of the per-slot load over slots ``lo..hi-1``."""
+        def prefix(k: int) -> float:
+            return self._sum(self.b1, k) * k - self._sum(self.b2, k)
+        return prefix(hi) - prefix(lo) if hi > lo else 0.0
+
+
+class _Tierplan:
+    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> None:
+        self.g, self.hw, self.live = graph, hw, live
+        self.n = live.n_ops
+        self.C = hw.compute_tier
+        self.cap = int(hw.capacity(self.C) * (1.0 - float(params["hbm_reserve"])))
+        self.slack = float(params["prefetch_slack"])
+        self.allow_recompute = bool(params["recompute"])
+        self.dur = op_durations(graph, hw)
+        self.T = estimate_slot_starts(self.dur)
+        self.tiers = hw.offload_tiers
+        self.lower_cap = {t: hw.capacity(t) for t in self.tiers}
+        biggest = max((t.bytes for t in graph.tensors), default=0)
+        for t in self.tiers:  # room for staging copies when a route passes through this tier
+            if any(len(hw.route(self.C, other)) > 1 and t in [link.dst for link in hw.route(self.C, other)[:-1]] for other in self.tiers):
+                self.lower_cap[t] = max(0, self.lower_cap[t] - 2 * biggest)
+        self.lower_occ = {t: np.zeros(self.n + 1, dtype=np.int64) for t in self.tiers}
+        self.load = {(link.src, link.dst): _LinkLoad(self.n) for link in hw.links}
+        self.choice: dict[int, tuple[str, str]] = {}
+        self.terms: dict[int, dict[str, float]] = {}
+        self.pinned: set[int] = set()
+        self.mutated = {t for t, m in live.mutations.items() if m}
+
+    # ------------------------------------------------------------------------------ span geometry
+    def idle_s(self, span: Span) -> float:
+        T, n = self.T, self.n
+        if span.kind == "wrap":
+            return float(T[n] - T[span.start_op + 1] + T[span.end_op])
+        if span.kind == "unused":
+            return float(T[n])
+        return float(T[span.end_op] - T[span.start_op + 1])
+
+    def dirty(self, span: Span) -> bool:
+        """Whether offloading needs a copy-out (no fresh copy below is assumed otherwise)."""
+        t = self.g.tensor_by_id[span.tensor]
+        if span.kind in ("initial", "unused"):
+            return False
+        if t.persistent:
+            return span.tensor in self.mutated
+        return True
+
+    def regions(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
+        """Slots freed when hiding the copies, exposed seconds, copy-out and copy-in seconds."""
+        hw, T, n, C = self.hw, self.T, self.n, self.C
+        wb = hw.route_time_s(C, tier, span.bytes) if self.dirty(span) else 0.0
+        pf = hw.route_time_s(tier, C, span.bytes)
+        if span.kind == "unused":
+            return [(0, n)], 0.0, 0.0, 0.0
+        b = span.end_op
+        p = int(np.searchsorted(T[:n], T[b] - pf * (1 + self.slack), side="right")) - 1
+        p = max(0, min(p, b))
+        if span.kind == "initial":
+            return [(0, p)], max(0.0, pf - float(T[b])), 0.0, pf
+        a = span.start_op
+        r = int(np.searchsorted(T[:n], T[a + 1] + wb, side="left")) if wb else a + 1
+        r = min(max(r, a + 1), n)
+        exposed = max(0.0, wb + pf - self.idle_s(span))
+        if span.kind == "wrap":
+            return [(0, p), (r, n)], exposed, wb, pf
+        return ([(r, p)] if p > r else []), exposed, wb, pf
+
+    # ------------------------------------------------------------------------------ the sweep
+    def run(self) -> Placement:
+        live, n, cap = self.live, self.n, self.cap
+        keep = live.keep_bytes
+        if n == 0 or keep.max() <= cap:
+            return Placement({}, self.explain())
+        buckets: list[list[tuple[int, int, int, str]]] = [[] for _ in range(n + 1)]
+        for span in live.spans:
+            if span.bytes == 0 or (live.span_length_ops(span) <= 0 and span.kind != "unused"):
+                continue
+            for lo, hi in self._entry_regions(span):
+                buckets[lo].append((span.id, lo, hi, "offload"))
+            if self.allow_recompute and recompute_ok(self.g, live, span.id):
+                buckets[span.start_op + 1].append((span.id, span.start_op + 1, span.end_op, "recompute"))
+        heap: list[tuple[float, float, int, int, int, str]] = []
+        delta = np.zeros(n + 1, dtype=np.int64)
+        running = 0
+        for s in range(n):
+            for sid, lo, hi, kind in buckets[s]:
+                if sid not in self.choice:
+                    heapq.heappush(heap, (*self._key(sid, s, hi, kind), sid, lo, hi, kind))
+            running += int(delta[s])
+            cur = int(keep[s]) + running
+            while cur > cap:
+                picked = self._pop(heap, s)
+                if picked is None:
+                    self._infeasible(s, cur)
+                sid, kind, tier = picked
+                freed = self._apply(sid, s, kind, tier, delta)
+                running -= freed
+                cur -= freed
+        return Placement(dict(self.choice), self.explain())
+
+    def _entry_regions(self, span: Span) -> list[tuple[int, int]]:
+        fastest = self.tiers[0]
+        regs, _, _, _ = self.regions(span, fastest)
+        regs = [(lo, hi) for lo, hi in regs if hi > lo]
+        if span.kind == "inner" and not regs and span.end_op > span.start_op + 1:
+            regs = [(span.start_op + 1, span.end_op)]  # cannot hide: still a (stalling) way out
+        if span.kind == "wrap" and not regs:
+            regs = [(0, span.end_op), (span.start_op + 1, self.n)]
+        return regs
+
+    def _key(self, sid: int, s: int, hi: int, kind: str) -> tuple[float, float]:
+        span = self.live.spans[sid]
+        end = self.T[hi] if hi <= self.n else self.T[self.n]
+        if span.kind == "wrap" and s < span.end_op:
+            end = end + (self.T[self.n] - self.T[span.start_op + 1])
+        benefit = span.bytes * max(float(end - self.T[s]), 1e-12)
+        cost = self._cost(sid, kind)[0]
+        return cost / benefit, -benefit
+
+    def _cost(self, sid: int, kind: str) -> tuple[float, str]:
+        """Exposed seconds of the best way to free the span, and the tier it uses."""
+        span = self.live.spans[sid]
+        if kind == "recompute":
+            q = self.g.producer[span.tensor]
+            return float(self.dur[q]), self.C
+        best: tuple[float, str] | None = None
+        for tier in self.tiers:
+            if not self._lower_fits(span, tier):
+                continue
+            _, exposed, wb, pf = self.regions(span, tier)
+            exposed += self._congestion(span, tier, wb, pf)
+            if best is None or exposed < best[0]:
+                best = (exposed, tier)
+        return best if best is not None else (float("inf"), "")
+
+    def _lower_window(self, span: Span) -> tuple[int, int]:
+        if span.kind in ("wrap", "unused") or self.g.tensor_by_id[span.tensor].persistent:
+            return 0, self.n + 1
+        return max(span.start_op, 0), span.end_op + 1
+
+    def _lower_fits(self, span: Span, tier: str) -> bool:
+        lo, hi = self._lower_window(span)
+        return bool((self.lower_occ[tier][lo:hi].max(initial=0) + span.bytes) <= self.lower_cap[tier])
+
+    def _congestion(self, span: Span, tier: str, wb: float, pf: float) -> float:
+        """Extra exposure when the links are already busy inside the span (bandwidth loss)."""
+        extra = 0.0
+        lo, hi = (span.start_op + 1, span.end_op) if span.kind == "inner" else (0, max(span.end_op, 1))
+        window = max(float(self.T[hi] - self.T[lo]), 1e-12)
+        for seconds, (src, dst) in ((wb, (self.C, tier)), (pf, (tier, self.C))):
+            if seconds <= 0:
+                continue
+            link = self.hw.route(src, dst)[0]
+            used = self.load[(link.src, link.dst)].total(lo, hi)
+            extra += max(0.0, used + seconds - window) - max(0.0, used - window)
+        return extra
+
+    def _pop(self, heap: list[Any], s: int) -> tuple[int, str, str] | None:
+        while heap:
+            key0, key1, sid, lo, hi, kind = heapq.heappop(heap)
+            if sid in self.choice or sid in self.pinned or not lo <= s < hi:
+                continue
+            cost, tier = self._cost(sid, kind)
+            if cost == float("inf"):
+                continue
+            fresh = self._key(sid, s, hi, kind)
+            if heap and fresh > (heap[0][0], heap[0][1]) and fresh > (key0, key1):
+                heapq.heappush(heap, (*fresh, sid, lo, hi, kind))
+                continue
+            if kind == "recompute" and not self._pin_inputs(sid):
+                continue
+            return sid, kind, tier
+        return None
+
+    def _pin_inputs(self, sid: int) -> bool:
+        """Recompute at the span end needs the producer's inputs there: keep (pin) the spans holding them."""
+        span = self.live.spans[sid]
+        b = span.end_op
+        op = self.g.ops[self.g.producer[span.tensor]]
+        to_pin: list[int] = []
+        for x in op.inputs:
+            if b in self.live.uses[x]:
+                continue
+            cover = self._covering(x, b)
+            if cover is None or cover in self.choice:
+                return False
+            to_pin.append(cover)
+        self.pinned.update(to_pin)
+        return True
+
+    def _covering(self, tensor: str, slot: int) -> int | None:
+        for sid in self.live.spans_of[tensor]:
+            sp = self.live.spans[sid]
+            if sp.kind == "wrap" and (slot > sp.start_op or slot < sp.end_op):
+                return sid
+            if sp.kind != "wrap" and sp.start_op < slot < sp.end_op:
+                return sid
+        return None
+
+    def _apply(self, sid: int, s: int, kind: str, tier: str, delta: np.ndarray) -> int:
+        """Record the choice, update future occupancy, lower tiers and link load; bytes freed at ``s``."""
+        span = self.live.spans[sid]
+        n = self.n
+        if kind == "recompute":
+            self.choice[sid] = ("recompute", self.C)
+            regions = [(span.start_op + 1, span.end_op)]
+            wb = pf = 0.0
+        else:
+            self.choice[sid] = ("offload", tier)
+            regions, _, wb, pf = self.regions(span, tier)
+            regions = [(lo, hi) for lo, hi in regions if hi > lo] or self._entry_regions(span)
+            lo, hi = self._lower_window(span)
+            self.lower_occ[tier][lo:hi] += span.bytes
+            for seconds, (src, dst), (a, b) in ((wb, (self.C, tier), (span.start_op + 1, span.end_op)),
+                                                (pf, (tier, self.C), (span.start_op + 1, span.end_op))):
+                if seconds > 0:
+                    if span.kind != "inner":
+                        a, b = 0, max(span.end_op, 1)
+                    link = self.hw.route(src, dst)[0]
+                    self.load[(link.src, link.dst)].add(a, b, seconds / max(b - a, 1))
+        freed_now = 0
+        for lo, hi in regions:
+            lo, hi = max(lo, s), min(hi, n)
+            if hi <= lo:
+                continue
+            if lo == s:  # applies from now on through the caller's running sum
+                freed_now += span.bytes
+            else:
+                delta[lo] -= span.bytes
+            delta[hi] += span.bytes
+        self.terms[sid] = {"wb_s": wb, "pf_s": pf, "chosen_at_op": float(s)}
+        return freed_now
+
+    def _infeasible(self, s: int, cur: int) -> None:
+        op = self.g.ops[s]
+        raise InfeasibleError(
+            f"{self.C} cannot fit op '{op.id}': {format_bytes(cur)} must be resident there (inputs, outputs and "
+            f"tensors whose idle time is too short to move or that no lower tier has room for) but {self.C} holds "
+            f"{format_bytes(self.cap)}"
+        )
+
+    # ------------------------------------------------------------------------------ explanations
+    def explain(self) -> tuple[Decision, ...]:
+        out: list[Decision] = []
+        uses = self.live.uses
+        for span in self.live.spans:
+            action, tier = self.choice.get(span.id, ("keep", self.C))
+            idle = self.idle_s(span)
+            terms: dict[str, float] = {
+                "bytes_freed": float(span.bytes) if action != "keep" else 0.0,
+                "idle_s": idle,
+                "access_count": float(len(uses[span.tensor])),
+            }
+            if self.tiers:
+                _, exposed, wb, pf = self.regions(span, tier if action == "offload" else self.tiers[0])
+                terms.update(transfer_s=wb + pf, exposed_s=exposed if action != "recompute" else 0.0)
+            if recompute_ok(self.g, self.live, span.id):
+                terms["recompute_s"] = float(self.dur[self.g.producer[span.tensor]])
+            extra = self.terms.get(span.id, {})
+            score = (terms["bytes_freed"] * idle) / (1e-9 + terms.get("exposed_s", 0.0) + terms.get("recompute_s", 0.0) * (action == "recompute"))
+            out.append(Decision(span.tensor, span.start_op, span.end_op, action, tier, score,
+                                terms | ({"chosen_at_op": extra["chosen_at_op"]} if extra else {}),
+                                self._reason(span, action, tier, terms)))
+        return tuple(out)
+
+    def _reason(self, span: Span, action: str, tier: str, terms: Mapping[str, float]) -> str:
+        size = format_bytes(span.bytes)
+        idle = format_time(terms["idle_s"])
+        if action == "keep":
+            return f"kept in {self.C}: room enough while it waits {idle}" if span.id not in self.pinned else \
+                f"kept in {self.C}: a recompute needs it"
+        if action == "recompute":
+            return (f"dropped and recomputed ({format_time(terms.get('recompute_s', 0.0))} of compute) instead of "
+                    f"moving {size}")
+        exposed = terms.get("exposed_s", 0.0)
+        hidden = "fully hidden" if exposed <= 0 else f"{format_time(exposed)} not hidden"
+        return f"moved to {tier} while idle for {idle}: frees {size}; copies take {format_time(terms.get('transfer_s', 0.0))} ({hidden})"
+
+
+def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
+    return _Tierplan(graph, hw, live, params).run()
+
+
+register(PolicyInfo(
+    key="tierplan",
+    title="Tierplan (cost model)",
+    description="Whole-graph planner: relieves each over-capacity op with the idle span that frees the most "
+    "byte-seconds per second of exposed copy or recompute time, given link time already committed.",
+    source="This project; in the spirit of HyperOffload (MindSpore 2.8, arXiv 2602.00748).",
+    params=(
+        ParamSpec("prefetch_slack", "Prefetch slack", 0.25, 0.0, 2.0,
+                  "Start copy-ins earlier by this fraction of their duration, if memory allows."),
+        ParamSpec("hbm_reserve", "HBM reserve", 0.0, 0.0, 0.5, "Fraction of the compute tier kept free."),
+        ParamSpec("recompute", "Allow recompute", 1, 0, 1, "Recompute cheap activations instead of moving them.",
+                  integer=True),
+    ),
+    decide=decide_tierplan,
+))

@@ -1,0 +1,494 @@
+"""From decisions to a timed plan: copies, transfers on per-link streams, frees — valid by construction.
+
+A policy says, per idle span, keep / offload to a tier / recompute. This module turns that into events:
+
+1. **Copies at op granularity.** Every copy of a tensor in a tier occupies a range of op slots. Slot ``i``
+   is the time from the end of op ``i-1`` to the end of op ``i``. Write-backs ("tails") and prefetches
+   ("heads") have flexible extents: a tail keeps the compute-tier copy until the slot its copy-out is
+   expected to finish, a head allocates from the slot its copy-in may start.
+2. **Capacity.** Occupancy per tier and slot is counted with every extent at its minimum; extents then
+   grow toward what the link timing wants while capacity allows. If the minimum does not fit, the
+   decisions are infeasible and the message names the op and the bytes.
+3. **Timing.** A slot-by-slot simulation places each transfer on its link (FIFO, never overlapping) no
+   earlier than its slot, each op after its inputs are ready, and makes a slot wait for every copy the
+   capacity count assumed gone. So the count is an upper bound of the real occupancy at every instant and
+   the plan is physically valid; estimates that were too optimistic only cost stall time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from core.errors import InfeasibleError
+from core.graph import Graph
+from core.hardware import Hardware, Link, op_time_s
+from core.liveness import Liveness
+from core.plan import ComputeEvent, Decision, Event, FreeEvent, Plan, TransferEvent
+from core.units import format_bytes
+
+__all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "recompute_ok"]
+
+#: span id -> ("offload", tier) | ("recompute", compute_tier); spans not listed are kept.
+Assignment = Mapping[int, tuple[str, str]]
+
+
+def op_durations(graph: Graph, hw: Hardware) -> np.ndarray:
+    """Modelled duration of every op on the compute tier."""
+    return np.array([op_time_s(op, hw.compute) for op in graph.ops], dtype=np.float64)
+
+
+def estimate_slot_starts(durations: np.ndarray) -> np.ndarray:
+    """Start time of each op (plus the end as a last entry) if nothing ever waits."""
+    out = np.zeros(len(durations) + 1, dtype=np.float64)
+    np.cumsum(durations, out=out[1:])
+    return out
+
+
+def recompute_ok(graph: Graph, live: Liveness, span_id: int) -> bool:
+    """A span may be recomputed when its producer is recomputable, has one output and mutates nothing."""
+    span = live.spans[span_id]
+    if span.kind != "inner":
+        return False
+    q = graph.producer.get(span.tensor)
+    if q is None:
+        return False
+    op = graph.ops[q]
+    return op.recomputable and len(op.outputs) == 1 and not op.mutates and not graph.tensor_by_id[span.tensor].persistent
+
+
+@dataclass
+class _Copy:
+    """A copy's slot range in a tier (``free_slot`` exclusive; ``n_ops`` means it survives the step)."""
+
+    tensor: str
+    tier: str
+    nbytes: int
+    alloc_slot: int
+    free_slot: int
+
+
+@dataclass
+class _Move:
+    """A copy over a route, issued at a slot. Heads (prefetches) have a deadline; tails free their source."""
+
+    tensor: str
+    route: tuple[Link, ...]
+    nbytes: int
+    issue_slot: int
+    deadline_slot: int | None = None  # op that needs the data (heads only)
+    min_slot: int = 0  # heads: earliest slot (after the previous compute-tier copy is gone)
+    max_slot: int = 0  # tails: latest slot the source copy may be held (before the next head)
+    head_copy: _Copy | None = None  # the compute-tier copy a head creates
+    tail_copy: _Copy | None = None  # the compute-tier copy a tail frees
+    free_source: bool = False  # free the source copy when the first hop ends (non-home lower copies)
+    stale_dst: bool = False  # a stale copy sits at the destination and is freed when the last hop starts
+    staging: list[_Copy] = field(default_factory=list)  # intermediate copies on multi-hop routes
+    src_copy: _Copy | None = None
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The result before it becomes a :class:`Plan` (kept for tests and the UI)."""
+
+    initial: dict[str, tuple[str, ...]]
+    events: list[Event]
+    slot_bytes: dict[str, np.ndarray]
+
+
+class _Builder:
+    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, params: Mapping[str, Any]):
+        self.graph, self.hw, self.live, self.assignment = graph, hw, live, assignment
+        self.n = len(graph.ops)
+        self.C = hw.compute_tier
+        self.slack = float(params.get("prefetch_slack", 0.25))
+        self.durations = op_durations(graph, hw)
+        self.copies: list[_Copy] = []
+        self.moves: list[_Move] = []
+        self.initial: dict[str, tuple[str, ...]] = {}
+        self.free_at_op_end: list[list[tuple[str, str]]] = [[] for _ in range(self.n)]
+        self.free_at_start: list[tuple[str, str]] = []
+        self.recompute_at: dict[int, list[int]] = {}
+        rec_time = np.zeros(self.n)
+        for sid, (action, _) in assignment.items():
+            if action == "recompute":
+                span = live.spans[sid]
+                q = graph.producer[span.tensor]
+                self.recompute_at.setdefault(span.end_op, []).append(q)
+                rec_time[span.end_op] += self.durations[q]
+        self.est = estimate_slot_starts(self.durations + rec_time)
+
+    # ------------------------------------------------------------------------------------ per tensor
+    def _action(self, sid: int) -> tuple[str, str]:
+        return self.assignment.get(sid, ("keep", self.C))
+
+    def _copy(self, tensor: str, tier: str, nbytes: int, alloc: int, free: int) -> _Copy:
+        c = _Copy(tensor, tier, nbytes, alloc, free)
+        self.copies.append(c)
+        return c
+
+    def _staging(self, tensor: str, route: tuple[Link, ...], nbytes: int, alloc: int, free: int) -> list[_Copy]:
+        return [self._copy(tensor, link.dst, nbytes, alloc, free) for link in route[:-1]]
+
+    def tensor(self, tid: str) -> None:
+        g, live, C, n = self.graph, self.live, self.C, self.n
+        t = g.tensor_by_id[tid]
+        uses = live.uses[tid]
+        muts = live.mutations.get(tid, frozenset())
+        spans = [live.spans[s] for s in live.spans_of[tid]]
+        inner = {s.start_op: s for s in spans if s.kind == "inner"}
+        lead = next((s for s in spans if s.kind in ("initial", "wrap", "unused")), None)
+        produced = tid in g.producer
+        size = t.bytes
+
+        if not uses:  # nothing reads it: it only has to be stored somewhere
+            action, tier = self._action(lead.id) if lead else ("keep", C)
+            home = tier if action == "offload" else C
+            self.initial[tid] = (home,)
+            if t.persistent:
+                self._copy(tid, home, size, 0, n)
+            else:
+                self.free_at_start.append((tid, home))
+            return
+
+        # lower copies of this tensor: tier -> [copy, fresh, home]
+        lower: dict[str, list[Any]] = {}
+        hbm: _Copy | None = None
+        lead_action = self._action(lead.id) if lead else ("keep", C)
+        if produced:
+            hbm = self._copy(tid, C, size, uses[0], n)
+            self.initial.pop(tid, None)
+        elif lead_action[0] == "offload":
+            L = lead_action[1]
+            self.initial[tid] = (L,)
+            lower[L] = [self._copy(tid, L, size, 0, n), True, t.persistent]
+            hbm = self._head(tid, L, size, lower[L][0], deadline=uses[0], min_slot=0, free_source=not t.persistent)
+            if not t.persistent:
+                lower[L][0].free_slot = uses[0] + 1
+                del lower[L]
+        else:
+            hbm = self._copy(tid, C, size, 0, n)
+            initial = [C]
+            if t.persistent and not muts:
+                offload_tiers = [self._action(s.id)[1] for s in spans if s.kind == "inner" and self._action(s.id)[0] == "offload"]
+                if offload_tiers:
+                    L = offload_tiers[0]
+                    initial.append(L)
+                    lower[L] = [self._copy(tid, L, size, 0, n), True, True]
+            self.initial[tid] = tuple(initial)
+
+        for j, u in enumerate(uses):
+            if u in muts or (produced and j == 0):
+                for L in list(lower):
+                    cp, _, home = lower[L]
+                    if home:
+                        lower[L][1] = False
+                    else:
+                        cp.free_slot = u + 1
+                        self.free_at_op_end[u].append((tid, L))
+                        del lower[L]
+            span = inner.get(u)
+            if j == len(uses) - 1:
+                self._after_last_use(tid, size, u, hbm, lower, lead_action, t.persistent)
+                return
+            nxt = uses[j + 1]
+            if span is None:
+                continue
+            action, tier = self._action(span.id)
+            if action == "keep":
+                continue
+            assert hbm is not None
+            if action == "recompute":
+                hbm.free_slot = u + 1
+                self.free_at_op_end[u].append((tid, C))
+                hbm = self._copy(tid, C, size, nxt, n)
+                continue
+            L = tier
+            if L in lower and lower[L][1]:  # a fresh copy below: drop, do not write back
+                hbm.free_slot = u + 1
+                self.free_at_op_end[u].append((tid, C))
+                src = lower[L][0]
+            else:
+                stale = lower.get(L)
+                if stale is not None:
+                    cp = stale[0]
+                else:
+                    cp = self._copy(tid, L, size, u + 1, n)
+                self._tail(tid, L, size, hbm, u, max_slot=nxt, dst_copy=cp, stale=stale is not None)
+                lower[L] = [cp, True, stale[2] if stale else False]
+                src = cp
+            reuse = self._reused_later(tid, uses, j + 1, inner, muts, L)
+            home = lower[L][2]
+            hbm = self._head(tid, L, size, src, deadline=nxt, min_slot=u + 1, free_source=not (home or reuse))
+            if not (home or reuse):
+                src.free_slot = nxt + 1
+                del lower[L]
+
+    def _reused_later(self, tid: str, uses: Sequence[int], j: int, inner: Mapping[int, Any], muts: frozenset[int], L: str) -> bool:
+        """Is a fresh copy in ``L`` useful again (a later offload to ``L`` before the next mutation)?"""
+        for k in range(j, len(uses)):
+            if uses[k] in muts:
+                return False
+            span = inner.get(uses[k])
+            if span is not None and k < len(uses) - 1 and self._action(span.id) == ("offload", L):
+                return True
+        return False
+
+    def _after_last_use(self, tid: str, size: int, u: int, hbm: _Copy | None, lower: dict[str, list[Any]],
+                        lead_action: tuple[str, str], persistent: bool) -> None:
+        C = self.C
+        assert hbm is not None
+        if not persistent:
+            hbm.free_slot = u + 1
+            self.free_at_op_end[u].append((tid, C))
+            for L, (cp, _, _) in lower.items():
+                cp.free_slot = u + 1
+                self.free_at_op_end[u].append((tid, L))
+            return
+        if lead_action[0] == "offload":
+            L = lead_action[1]
+            cp, fresh, _ = lower[L]
+            if fresh:
+                hbm.free_slot = u + 1
+                self.free_at_op_end[u].append((tid, C))
+            else:
+                self._tail(tid, L, size, hbm, u, max_slot=self.n, dst_copy=cp, stale=True)
+            for other, (ocp, _, home) in lower.items():
+                if other != L and not home:
+                    ocp.free_slot = u + 1
+                    self.free_at_op_end[u].append((tid, other))
+            return
+        # kept across the step boundary: the compute-tier copy stays; temporary lower copies go
+        for L, (cp, _, home) in lower.items():
+            if not home:
+                cp.free_slot = u + 1
+                self.free_at_op_end[u].append((tid, L))
+
+    def _head(self, tid: str, L: str, size: int, src: _Copy, *, deadline: int, min_slot: int, free_source: bool) -> _Copy:
+        route = self.hw.route(L, self.C)
+        hbm = self._copy(tid, self.C, size, deadline, self.n)
+        mv = _Move(tid, route, size, issue_slot=deadline, deadline_slot=deadline, min_slot=min_slot, head_copy=hbm,
+                   free_source=free_source, src_copy=src)
+        mv.staging = self._staging(tid, route, size, deadline, deadline + 1)
+        self.moves.append(mv)
+        return hbm
+
+    def _tail(self, tid: str, L: str, size: int, hbm: _Copy, u: int, *, max_slot: int, dst_copy: _Copy, stale: bool) -> None:
+        route = self.hw.route(self.C, L)
+        hbm.free_slot = u + 1
+        mv = _Move(tid, route, size, issue_slot=u + 1, max_slot=max_slot, tail_copy=hbm, stale_dst=stale, src_copy=hbm)
+        end_slot = min(self.n, self._slot_after(self.est[min(u + 1, self.n)] + self._route_time(route, size)) + 1)
+        mv.staging = self._staging(tid, route, size, u + 1, max(end_slot, u + 2))
+        self.moves.append(mv)
+
+    # ------------------------------------------------------------------------------------ helpers
+    @staticmethod
+    def _route_time(route: Sequence[Link], nbytes: int) -> float:
+        return sum(link.transfer_time_s(nbytes) for link in route)
+
+    def _slot_after(self, time_s: float) -> int:
+        """First slot whose start is at or after ``time_s`` (``n`` when past the end)."""
+        return min(self.n, int(np.searchsorted(self.est[: self.n], time_s - 1e-15, side="left")))
+
+    def _slot_before(self, time_s: float) -> int:
+        """Last slot whose start is at or before ``time_s``."""
+        return max(0, int(np.searchsorted(self.est[: self.n], time_s + 1e-15, side="right")) - 1)
+
+    # ------------------------------------------------------------------------------------ capacity
+    def occupancy(self) -> dict[str, np.ndarray]:
+        n = self.n
+        diffs = {t.name: np.zeros(n + 1, dtype=np.int64) for t in self.hw.tiers}
+        for c in self.copies:
+            if c.free_slot > c.alloc_slot:
+                d = diffs[c.tier]
+                d[c.alloc_slot] += c.nbytes
+                d[min(c.free_slot, n)] -= c.nbytes
+        return {tier: np.cumsum(d[:n]) for tier, d in diffs.items()}
+
+    def check(self, occ: Mapping[str, np.ndarray]) -> None:
+        for tier in self.hw.tiers:
+            o = occ[tier.name]
+            if not len(o):
+                continue
+            worst = int(np.argmax(o))
+            if o[worst] > tier.capacity_bytes:
+                op = self.graph.ops[worst]
+                need = int(o[worst])
+                raise InfeasibleError(
+                    f"{tier.name} over capacity while op '{op.id}' runs: this plan needs {format_bytes(need)} "
+                    f"there but {tier.name} holds {format_bytes(tier.capacity_bytes)} "
+                    f"({format_bytes(need - tier.capacity_bytes)} too much)"
+                )
+
+    def grant_extents(self) -> dict[str, np.ndarray]:
+        """Grow tails and heads toward the link-timing estimate wherever capacity allows."""
+        occ = self.occupancy()
+        self.check(occ)
+        caps = {t.name: t.capacity_bytes for t in self.hw.tiers}
+        hbm, cap = occ[self.C], caps[self.C]
+        link_free: dict[tuple[str, str], float] = {}
+        for m in sorted((m for m in self.moves if m.tail_copy is not None), key=lambda m: m.issue_slot):
+            first = m.route[0]
+            key = (first.src, first.dst)
+            start = max(self.est[min(m.issue_slot, self.n)], link_free.get(key, 0.0))
+            link_free[key] = start + first.transfer_time_s(m.nbytes)
+            want = min(self._slot_after(link_free[key]) + 1, m.max_slot, self.n)
+            lo = m.issue_slot
+            if want > lo:
+                bad = np.flatnonzero(hbm[lo:want] + m.nbytes > cap)
+                hi = lo + (int(bad[0]) if len(bad) else want - lo)
+                if hi > lo:
+                    hbm[lo:hi] += m.nbytes
+                    m.tail_copy.free_slot = hi  # type: ignore[union-attr]
+        heads = sorted((m for m in self.moves if m.head_copy is not None), key=lambda m: m.deadline_slot or 0)
+        link_start: dict[tuple[str, str], float] = {}
+        wanted: dict[int, int] = {}
+        for m in reversed(heads):  # as late as possible on each link, latest deadline first
+            d = m.deadline_slot
+            assert d is not None
+            end, total = self.est[d], 0.0
+            for link in reversed(m.route):
+                key = (link.src, link.dst)
+                dur = link.transfer_time_s(m.nbytes)
+                end = min(end, link_start.get(key, float("inf"))) - dur
+                link_start[key] = end
+                total += dur
+            wanted[id(m)] = self._slot_before(end - self.slack * total)
+        for m in heads:  # capacity goes to the earliest need first
+            d = m.deadline_slot
+            assert d is not None
+            lo = max(m.min_slot, wanted[id(m)], self._prev_free_slot(m))
+            if lo < d:
+                need = hbm[lo:d] + m.nbytes > cap
+                for st in m.staging:
+                    need |= occ[st.tier][lo:d] + m.nbytes > caps[st.tier]
+                bad = np.flatnonzero(need)
+                if len(bad):
+                    lo += int(bad[-1]) + 1
+                if lo < d:
+                    hbm[lo:d] += m.nbytes
+                    for st in m.staging:
+                        occ[st.tier][lo:d] += m.nbytes
+            m.issue_slot = lo
+            m.head_copy.alloc_slot = lo  # type: ignore[union-attr]
+            for st in m.staging:
+                st.alloc_slot = min(lo, d)
+        return occ
+
+    def _prev_free_slot(self, m: _Move) -> int:
+        """A head may start only after the compute-tier copy before it is gone (tail or drop)."""
+        best = m.min_slot
+        for c in self._hbm_copies_of.get(m.tensor, ()):
+            if c is not m.head_copy and c.free_slot <= m.deadline_slot:  # type: ignore[operator]
+                best = max(best, c.free_slot)
+        return best
+
+    # ------------------------------------------------------------------------------------ timing
+    def simulate(self) -> list[Event]:
+        g, n, C = self.graph, self.n, self.C
+        events: list[Event] = []
+        issued: list[list[_Move]] = [[] for _ in range(n + 1)]
+        for m in self.moves:
+            issued[min(m.issue_slot, n)].append(m)
+        for lst in issued:
+            lst.sort(key=lambda m: (m.head_copy is not None, m.deadline_slot or 0))
+        link_free: dict[tuple[str, str], float] = {}
+        ready: dict[tuple[str, str], float] = {}
+        gone: dict[tuple[str, str], float] = {}
+        enforce = [0.0] * (n + 1)
+        for tid, tier in self.free_at_start:
+            events.append(FreeEvent(tid, tier, 0.0))
+        for tid, tiers in self.initial.items():
+            for tier in tiers:
+                ready[(tid, tier)] = 0.0
+        compute_free = 0.0
+        for i in range(n + 1):
+            slot_begin = max(compute_free, enforce[i])
+            for m in issued[i]:
+                self._run_move(m, slot_begin, link_free, ready, gone, enforce, events)
+            if i == n:
+                break
+            for q in sorted(self.recompute_at.get(i, ())):
+                op = g.ops[q]
+                start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs))
+                end = start + float(self.durations[q])
+                events.append(ComputeEvent(op.id, start, end, C, True))
+                for out in op.outputs:
+                    ready[(out, C)] = end
+                compute_free = end
+            op = g.ops[i]
+            start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs)) if op.inputs else max(slot_begin, compute_free)
+            end = start + float(self.durations[i])
+            events.append(ComputeEvent(op.id, start, end, C))
+            for out in op.outputs:
+                ready[(out, C)] = end
+            compute_free = end
+            for tid, tier in self.free_at_op_end[i]:
+                events.append(FreeEvent(tid, tier, end))
+                gone[(tid, tier)] = end
+        return events
+
+    def _run_move(self, m: _Move, slot_begin: float, link_free: dict[tuple[str, str], float],
+                  ready: dict[tuple[str, str], float], gone: dict[tuple[str, str], float],
+                  enforce: list[float], events: list[Event]) -> None:
+        tid, n = m.tensor, self.n
+        t = max(slot_begin, ready[(tid, m.route[0].src)])
+        if m.head_copy is not None:
+            t = max(t, gone.get((tid, self.C), 0.0))
+        for k, link in enumerate(m.route):
+            key = (link.src, link.dst)
+            start = max(t, link_free.get(key, 0.0))
+            if k == len(m.route) - 1 and m.stale_dst:
+                events.append(FreeEvent(tid, link.dst, start))
+            end = start + link.transfer_time_s(m.nbytes)
+            link_free[key] = end
+            events.append(TransferEvent(tid, link.src, link.dst, start, end))
+            ready[(tid, link.dst)] = end
+            if k == 0:
+                if m.tail_copy is not None or m.free_source:
+                    events.append(FreeEvent(tid, link.src, end))
+                    gone[(tid, link.src)] = end
+                    if m.tail_copy is not None and m.tail_copy.free_slot < n:
+                        enforce[m.tail_copy.free_slot] = max(enforce[m.tail_copy.free_slot], end)
+                    if m.free_source and m.src_copy is not None and m.src_copy.free_slot < n:
+                        enforce[m.src_copy.free_slot] = max(enforce[m.src_copy.free_slot], end)
+            else:
+                st = m.staging[k - 1]
+                events.append(FreeEvent(tid, link.src, end))
+                gone[(tid, link.src)] = end
+                if st.free_slot < n:
+                    enforce[st.free_slot] = max(enforce[st.free_slot], end)
+            t = end
+
+
+def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment,
+                   params: Mapping[str, Any] | None = None) -> Schedule:
+    """Copies, capacity-checked extents and timed events for ``assignment`` (see module docstring)."""
+    b = _Builder(graph, hw, live, assignment, params or {})
+    for t in graph.tensors:
+        b.tensor(t.id)
+    b._hbm_copies_of = {}
+    for c in b.copies:
+        if c.tier == b.C:
+            b._hbm_copies_of.setdefault(c.tensor, []).append(c)
+    occ = b.grant_extents()
+    events = b.simulate()
+    return Schedule(b.initial, events, occ)
+
+
+def build_plan(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, *, policy: str,
+               decisions: Sequence[Decision] = (), params: Mapping[str, Any] | None = None) -> Plan:
+    """A complete :class:`Plan` (events, decisions, metrics) for ``assignment``."""
+    from core.hardware import hardware_to_dict
+    from core.metrics import compute_metrics
+
+    sched = build_schedule(graph, hw, live, assignment, params)
+    metrics = compute_metrics(graph, hw, sched.events, sched.initial)
+    return Plan(
+        graph=graph.name, policy=policy, hardware=hardware_to_dict(hw), initial=sched.initial,
+        events=tuple(sched.events), decisions=tuple(decisions), metrics=metrics,
+        policy_params=dict(params or {}),
+    )
