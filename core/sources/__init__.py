@@ -1,0 +1,94 @@
+"""Where graphs come from: native JSON, ONNX files, Hugging Face configs (+ a workload), bundled samples.
+
+``load_model_bytes`` is the one entry point for an uploaded file: it recognises the format from the bytes
+(not only the file name) and hands over to the right loader; anything else is a clean
+:class:`core.errors.InputError` naming the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from core.errors import InputError
+from core.graph import GRAPH_FORMAT, Graph, graph_from_dict, parse_json
+
+__all__ = ["WORKLOAD_KINDS", "Workload", "detect_format", "load_model_bytes"]
+
+WORKLOAD_KINDS = ("train", "prefill", "decode")
+_HF_KEYS = ("hidden_size", "model_type", "architectures", "text_config", "num_hidden_layers")
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What one step does: a training step, a prefill of ``batch`` prompts of ``seq`` tokens, or one decode
+    step of ``batch`` sequences with ``seq`` tokens of context."""
+
+    kind: str
+    batch: int = 1
+    seq: int = 2048
+    checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in WORKLOAD_KINDS:
+            raise InputError(f"unknown workload {self.kind!r}; expected one of {', '.join(WORKLOAD_KINDS)}",
+                             field="workload")
+        for key in ("batch", "seq"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise InputError(f"must be a whole number >= 1, got {value!r}", field=key)
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "batch": self.batch, "seq": self.seq, "checkpointing": self.checkpointing}
+
+
+def _looks_like_json(data: bytes) -> bool:
+    head = data[:64].lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head[:1] in (b"{", b"[")
+
+
+def _json_kind(raw: object, filename: str) -> str:
+    if not isinstance(raw, dict):
+        raise InputError(f"expected a JSON object at the top level, got {type(raw).__name__}", source=filename)
+    fmt = raw.get("format")
+    if fmt == GRAPH_FORMAT:
+        return "tierplan-graph"
+    if isinstance(fmt, str) and fmt.startswith("tierplan-"):
+        raise InputError(f"this is a '{fmt}' file, not a model; expected '{GRAPH_FORMAT}', an ONNX model or a "
+                         "Hugging Face config.json", source=filename, field="format")
+    if any(key in raw for key in _HF_KEYS):
+        return "hf-config"
+    raise InputError(f"JSON file is neither a Tierplan graph (format '{GRAPH_FORMAT}') nor a Hugging Face "
+                     "config.json (no 'hidden_size' or 'model_type')", source=filename)
+
+
+def detect_format(data: bytes, filename: str) -> str:
+    """``"tierplan-graph"``, ``"onnx"`` or ``"hf-config"`` from the content; InputError for anything else."""
+    if not data:
+        raise InputError("the file is empty", source=filename)
+    if _looks_like_json(data):
+        return _json_kind(parse_json(data, filename), filename)
+    from core.sources.onnx_import import parse_onnx_model
+
+    parse_onnx_model(data, filename)
+    return "onnx"
+
+
+def load_model_bytes(data: bytes, filename: str, *, workload: Workload | None = None,
+                     onnx_batch: int | None = None, onnx_train: bool = False) -> Graph:
+    """A graph from uploaded bytes of any supported format (an HF config uses ``workload``, default a
+    training step of one 2048-token sequence)."""
+    if not data:
+        raise InputError("the file is empty", source=filename)
+    if _looks_like_json(data):
+        raw = parse_json(data, filename)
+        kind = _json_kind(raw, filename)
+        if kind == "tierplan-graph":
+            return graph_from_dict(raw, source=filename)
+        from core.sources.hf_config import graph_from_hf_config
+
+        name = filename.rsplit("/", 1)[-1].removesuffix(".json")
+        return graph_from_hf_config(raw, workload or Workload("train"), name=None if name == "config" else name,
+                                    source=filename)
+    from core.sources.onnx_import import import_onnx
+
+    return import_onnx(data, batch=onnx_batch, train=onnx_train, source=filename)

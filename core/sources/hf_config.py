@@ -1,0 +1,568 @@
+"""Transformer graphs from a Hugging Face ``config.json`` and a workload (train step, prefill, decode).
+
+Supported: dense decoder-only models with grouped-query attention (Llama, Qwen, Mistral and any
+``model_type`` with the standard fields), mixture-of-experts (Mixtral top-k, DeepSeek routed + shared
+experts with ``first_k_dense_replace``, Qwen-MoE) and multi-head latent attention (DeepSeek-V3, Kimi-K2).
+
+Per layer the graph holds the main ops — input norm, QKV projection, attention, output projection (with
+the residual add), post-attention norm, MLP or router + experts (+ shared experts) — plus embedding, final
+norm, LM head and (training) the loss, each with FLOPs and bytes accessed so op time follows the chosen
+hardware's roofline. Parameter counts are computed from the config (see :func:`count_params`); the graph's
+weight bytes equal ``params_total × dtype`` by construction.
+
+Approximations (documented in docs/sources.md): fused ops keep their internal intermediates either as a
+``saved`` output (training, read by the backward) or as a transient ``workspace`` output (inference);
+for MoE inference the experts a step touches are the expected number of distinct experts under uniform
+routing, the rest of a layer's experts being one stored-but-unread tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.errors import InputError
+from core.graph import MAX_TENSOR_BYTES, Graph, Op, Tensor
+from core.sources.training import FwdOp, OptimizerGroup, synthesize_training
+
+__all__ = [
+    "ParamCount",
+    "ModelSpec",
+    "model_spec",
+    "count_params",
+    "kv_bytes_per_token",
+    "graph_from_hf_config",
+    "expected_active_experts",
+]
+
+#: Model types that are not decoder-only transformers of the kinds above: refuse them by name.
+UNSUPPORTED_MODEL_TYPES = frozenset({
+    "t5", "mt5", "bart", "mbart", "pegasus", "marian", "whisper", "bert", "roberta", "distilbert", "albert",
+    "electra", "deberta", "deberta-v2", "mamba", "mamba2", "rwkv", "vit", "clip", "wav2vec2", "encoder-decoder",
+})
+MAX_LAYERS = 1000
+MAX_TOKENS = 2**24
+
+
+@dataclass(frozen=True)
+class ParamCount:
+    """Parameters by part. ``active`` counts what one token touches: every dense part, embedding and head
+    included, plus ``top_k`` routed experts and the shared experts in each MoE layer."""
+
+    total: int
+    active: int
+    embedding: int
+    head: int
+    attention: int
+    dense_mlp: int
+    routed_experts: int
+    shared_experts: int
+    router: int
+    norms: int
+
+    def to_dict(self) -> dict[str, int]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class MLASpec:
+    q_lora_rank: int | None
+    kv_lora_rank: int
+    qk_rope_head_dim: int
+    qk_nope_head_dim: int
+    v_head_dim: int
+
+
+@dataclass(frozen=True)
+class MoESpec:
+    num_experts: int
+    top_k: int
+    expert_intermediate: int
+    shared_intermediate: int
+    shared_gate: bool
+    router_bias: bool
+    moe_layers: tuple[bool, ...]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The fields of a config that sizes depend on, read and checked once."""
+
+    model_type: str
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    intermediate: int
+    tie_embeddings: bool
+    qkv_bias: bool
+    weight_bytes: int
+    mla: MLASpec | None
+    moe: MoESpec | None
+
+    @property
+    def qk_head_dim(self) -> int:
+        return self.mla.qk_nope_head_dim + self.mla.qk_rope_head_dim if self.mla else self.head_dim
+
+    @property
+    def v_head_dim(self) -> int:
+        return self.mla.v_head_dim if self.mla else self.head_dim
+
+    def is_moe_layer(self, i: int) -> bool:
+        return self.moe is not None and self.moe.moe_layers[i]
+
+
+# ------------------------------------------------------------------------------------------- config reading
+
+
+class _Reader:
+    def __init__(self, config: Mapping[str, Any], source: str) -> None:
+        self.config = config
+        self.source = source
+
+    def error(self, problem: str, key: str | None) -> InputError:
+        return InputError(problem, source=self.source, field=key)
+
+    def int(self, key: str, default: int | None = None, *, minimum: int = 1, maximum: int = 10**7,
+            aliases: tuple[str, ...] = ()) -> int:
+        for name in (key, *aliases):
+            if name in self.config and self.config[name] is not None:
+                key = name
+                break
+        else:
+            if default is None:
+                raise self.error(f"missing required field '{key}'", key)
+            return default
+        value = self.config[key]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+            isinstance(value, float) and not value.is_integer()
+        ):
+            raise self.error(f"expected a whole number, got {value!r}", key)
+        number = int(value)
+        if number < minimum:
+            raise self.error(f"must be >= {minimum}, got {number}", key)
+        if number > maximum:
+            raise self.error(f"{number} is implausibly large (limit {maximum})", key)
+        return number
+
+    def opt_int(self, key: str, *, minimum: int = 1) -> int | None:
+        if self.config.get(key) is None:
+            return None
+        return self.int(key, minimum=minimum)
+
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.config.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, bool):
+            raise self.error(f"expected true or false, got {value!r}", key)
+        return value
+
+
+def _weight_bytes(config: Mapping[str, Any]) -> int:
+    quant = config.get("quantization_config")
+    if isinstance(quant, Mapping) and str(quant.get("quant_method", "")).lower() == "fp8":
+        return 1
+    return 4 if str(config.get("torch_dtype", "")).lower() in ("float32", "fp32") else 2
+
+
+def model_spec(config: Mapping[str, Any], *, source: str = "config.json") -> ModelSpec:
+    """Read and check the fields that matter; errors name the file and the field."""
+    if not isinstance(config, Mapping):
+        raise InputError(f"expected a JSON object, got {type(config).__name__}", source=source)
+    if "hidden_size" not in config and isinstance(config.get("text_config"), Mapping):
+        return model_spec(config["text_config"], source=f"{source}: text_config")
+    model_type = config.get("model_type", "")
+    if not isinstance(model_type, str):
+        raise InputError(f"expected a string, got {model_type!r}", source=source, field="model_type")
+    if model_type.lower() in UNSUPPORTED_MODEL_TYPES or config.get("is_encoder_decoder") is True:
+        raise InputError(
+            f"model_type '{model_type}' is not a decoder-only transformer; supported: dense (Llama, Qwen, Mistral "
+            "and configs with the same fields), MoE (Mixtral, DeepSeek, Qwen-MoE) and MLA (DeepSeek-V3, Kimi-K2)",
+            source=source, field="model_type",
+        )
+    r = _Reader(config, source)
+    hidden = r.int("hidden_size", maximum=10**6)
+    layers = r.int("num_hidden_layers", maximum=MAX_LAYERS)
+    heads = r.int("num_attention_heads", maximum=10**5)
+    kv_heads = r.int("num_key_value_heads", heads, maximum=10**5)
+    if heads % kv_heads:
+        raise r.error(f"num_attention_heads ({heads}) is not a multiple of num_key_value_heads ({kv_heads})",
+                      "num_key_value_heads")
+    if "head_dim" in config and config["head_dim"] is not None:
+        head_dim = r.int("head_dim", maximum=10**5)
+    else:
+        if hidden % heads:
+            raise r.error(f"hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads}); "
+                          "give head_dim", "head_dim")
+        head_dim = hidden // heads
+    vocab = r.int("vocab_size", maximum=10**8)
+    tie = r.bool("tie_word_embeddings", False)
+    qkv_bias = r.bool("attention_bias", model_type.startswith("qwen2"))
+
+    mla = None
+    if config.get("kv_lora_rank") is not None:
+        mla = MLASpec(
+            q_lora_rank=r.opt_int("q_lora_rank"),
+            kv_lora_rank=r.int("kv_lora_rank", maximum=10**6),
+            qk_rope_head_dim=r.int("qk_rope_head_dim", maximum=10**5),
+            qk_nope_head_dim=r.int("qk_nope_head_dim", maximum=10**5),
+            v_head_dim=r.int("v_head_dim", maximum=10**5),
+        )
+
+    moe = _moe_spec(r, layers)
+    needs_dense_mlp = moe is None or not all(moe.moe_layers)
+    intermediate = r.int("intermediate_size", maximum=10**7) if needs_dense_mlp else r.int("intermediate_size", 0, minimum=0)
+    return ModelSpec(model_type or "unknown", hidden, layers, heads, kv_heads, head_dim, vocab, intermediate,
+                     tie, qkv_bias, _weight_bytes(config), mla, moe)
+
+
+def _moe_spec(r: _Reader, layers: int) -> MoESpec | None:
+    c = r.config
+    if c.get("n_routed_experts"):  # DeepSeek V2/V3, Kimi-K2
+        experts = r.int("n_routed_experts", maximum=10**5)
+        first_dense = r.int("first_k_dense_replace", 0, minimum=0, maximum=MAX_LAYERS)
+        freq = r.int("moe_layer_freq", 1)
+        moe_layers = tuple(i >= first_dense and i % freq == 0 for i in range(layers))
+        moe_inter = r.int("moe_intermediate_size", maximum=10**7)
+        shared = r.int("n_shared_experts", 0, minimum=0, maximum=10**4) * moe_inter
+        return MoESpec(experts, r.int("num_experts_per_tok", maximum=experts), moe_inter, shared, False,
+                       c.get("topk_method") == "noaux_tc", moe_layers)
+    if c.get("num_local_experts"):  # Mixtral
+        experts = r.int("num_local_experts", maximum=10**5)
+        return MoESpec(experts, r.int("num_experts_per_tok", maximum=experts), r.int("intermediate_size", maximum=10**7),
+                       0, False, False, (True,) * layers)
+    if c.get("num_experts"):  # Qwen2-MoE, Qwen3-MoE
+        experts = r.int("num_experts", maximum=10**5)
+        step = r.int("decoder_sparse_step", 1)
+        only_dense = c.get("mlp_only_layers") or []
+        if not isinstance(only_dense, list) or not all(isinstance(i, int) and not isinstance(i, bool) for i in only_dense):
+            raise r.error(f"expected a list of layer indices, got {only_dense!r}", "mlp_only_layers")
+        moe_layers = tuple(i not in only_dense and (i + 1) % step == 0 for i in range(layers))
+        shared = r.int("shared_expert_intermediate_size", 0, minimum=0, maximum=10**7)
+        return MoESpec(experts, r.int("num_experts_per_tok", maximum=experts), r.int("moe_intermediate_size", maximum=10**7),
+                       shared, shared > 0, False, moe_layers)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------- counting
+
+
+def _attention_params(s: ModelSpec) -> int:
+    h = s.hidden
+    if s.mla:
+        m = s.mla
+        qk = m.qk_nope_head_dim + m.qk_rope_head_dim
+        if m.q_lora_rank:
+            q = h * m.q_lora_rank + m.q_lora_rank + m.q_lora_rank * s.heads * qk
+        else:
+            q = h * s.heads * qk
+        kv = h * (m.kv_lora_rank + m.qk_rope_head_dim) + m.kv_lora_rank + m.kv_lora_rank * s.heads * (m.qk_nope_head_dim + m.v_head_dim)
+        return q + kv + s.heads * m.v_head_dim * h
+    q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
+    bias = q + 2 * kv if s.qkv_bias else 0
+    return h * (q + 2 * kv) + bias + q * h
+
+
+def _qkv_params(s: ModelSpec) -> int:
+    return _attention_params(s) - s.heads * s.v_head_dim * s.hidden
+
+
+def _expert_params(s: ModelSpec) -> int:
+    assert s.moe is not None
+    return 3 * s.hidden * s.moe.expert_intermediate
+
+
+def _shared_params(s: ModelSpec) -> int:
+    assert s.moe is not None
+    return 3 * s.hidden * s.moe.shared_intermediate + (s.hidden if s.moe.shared_gate else 0)
+
+
+def _router_params(s: ModelSpec) -> int:
+    assert s.moe is not None
+    return s.hidden * s.moe.num_experts + (s.moe.num_experts if s.moe.router_bias else 0)
+
+
+def count_params(config: Mapping[str, Any] | ModelSpec, *, source: str = "config.json") -> ParamCount:
+    """Total and per-token active parameters from the config (DeepSeek's MTP module is not counted)."""
+    s = config if isinstance(config, ModelSpec) else model_spec(config, source=source)
+    h = s.hidden
+    embedding = s.vocab * h
+    head = 0 if s.tie_embeddings else s.vocab * h
+    attention = s.layers * _attention_params(s)
+    norms = s.layers * 2 * h + h
+    dense_mlp = routed = shared = router = active_routed = 0
+    for i in range(s.layers):
+        if s.is_moe_layer(i):
+            assert s.moe is not None
+            routed += s.moe.num_experts * _expert_params(s)
+            active_routed += s.moe.top_k * _expert_params(s)
+            shared += _shared_params(s)
+            router += _router_params(s)
+        else:
+            dense_mlp += 3 * h * s.intermediate
+    common = embedding + head + attention + norms + dense_mlp + shared + router
+    return ParamCount(common + routed, common + active_routed, embedding, head, attention, dense_mlp, routed,
+                      shared, router, norms)
+
+
+def kv_bytes_per_token(config: Mapping[str, Any] | ModelSpec, dtype_bytes: int = 2) -> int:
+    """KV-cache bytes one token adds: ``2·layers·kv_heads·head_dim·dtype``, or for MLA
+    ``layers·(kv_lora_rank + qk_rope_head_dim)·dtype`` (the compressed latent plus the shared RoPE key)."""
+    s = config if isinstance(config, ModelSpec) else model_spec(config)
+    return s.layers * _kv_per_token_layer(s) * dtype_bytes
+
+
+def _kv_per_token_layer(s: ModelSpec) -> int:
+    if s.mla:
+        return s.mla.kv_lora_rank + s.mla.qk_rope_head_dim
+    return 2 * s.kv_heads * s.head_dim
+
+
+def expected_active_experts(num_experts: int, top_k: int, tokens: int) -> int:
+    """Distinct experts ``tokens`` tokens touch when each picks ``top_k`` of ``num_experts`` uniformly:
+    ``E·(1 − (1 − k/E)^T)``, rounded up and at least ``top_k``."""
+    if tokens <= 0:
+        return 0
+    expected = num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
+    return max(top_k, min(num_experts, math.ceil(expected - 1e-9)))
+
+
+# ---------------------------------------------------------------------------------------------- building
+
+
+class _Builder:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.tensors: dict[str, Tensor] = {}
+        self.ops: list[Op] = []
+        self.fwd: list[FwdOp] = []
+
+    def tensor(self, tid: str, nbytes: float, kind: str) -> str:
+        size = int(nbytes)
+        if size > MAX_TENSOR_BYTES:
+            raise InputError(
+                f"tensor '{tid}' would hold {size:.3g} bytes (more than 1 PiB); check hidden_size, vocab_size, "
+                "batch and seq", source=self.source,
+            )
+        self.tensors[tid] = Tensor(tid, size, kind, kind in ("weight", "optimizer_state", "kv_cache"))
+        return tid
+
+    def op(self, oid: str, inputs: list[str], outputs: list[str], *, flops: float, category: str,
+           layer: str | None, phase: str, mutates: tuple[str, ...] = (), grad_inputs: tuple[str, ...] = (),
+           weights: tuple[str, ...] = (), saved: tuple[str, ...] | None = None, bwd_factor: float = 2.0,
+           segment: str | None = None, bwd_flops: float | None = None) -> None:
+        touched = sum(self.tensors[t].bytes for t in (*inputs, *outputs))
+        op = Op(oid, tuple(inputs), tuple(outputs), mutates, None, float(flops), float(touched), not mutates,
+                category, layer, phase)
+        self.ops.append(op)
+        saved_ids = tuple(t for t in inputs if t not in mutates) if saved is None else saved
+        self.fwd.append(FwdOp(op, grad_inputs, weights, saved_ids,
+                              bwd_factor * flops if bwd_flops is None else bwd_flops, segment))
+
+
+def graph_from_hf_config(config: Mapping[str, Any], workload: Any, *, name: str | None = None,
+                         source: str = "config.json") -> Graph:
+    """The graph of one step of ``workload`` (a :class:`core.sources.Workload`) for the model in ``config``."""
+    spec = model_spec(config, source=source)
+    kind = getattr(workload, "kind", None)
+    if kind not in ("train", "prefill", "decode"):
+        raise InputError(f"unknown workload {kind!r}; expected train, prefill or decode", field="workload")
+    batch, seq = workload.batch, workload.seq
+    for key, value in (("batch", batch), ("seq", seq)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"must be a whole number >= 1, got {value!r}", field=key)
+    if batch * seq > MAX_TOKENS:
+        raise InputError(f"batch × seq = {batch * seq} tokens is implausibly large (limit {MAX_TOKENS})", field="seq")
+    train = kind == "train"
+    params = count_params(spec)
+    b = _Builder(source)
+    _build(b, spec, kind, batch, seq, bool(getattr(workload, "checkpointing", False)) and train)
+    ops = b.ops
+    if train:
+        ops = [*ops, *synthesize_training(b.tensors, b.fwd, _optimizer_groups(b, spec), loss="loss.out")]
+    for op in ops:
+        if op.flops > 1e24:
+            raise InputError(f"op '{op.id}' would need {op.flops:.3g} FLOPs; check batch and seq", source=source)
+    act_bytes = 2
+    meta = {
+        "source": source,
+        "model_type": spec.model_type,
+        "params_total": params.total,
+        "params_active": params.active,
+        "param_breakdown": params.to_dict(),
+        "workload": {"kind": kind, "batch": batch, "seq": seq, "checkpointing": bool(getattr(workload, "checkpointing", False))},
+        "kv_bytes_per_token": kv_bytes_per_token(spec, act_bytes),
+        "weight_dtype_bytes": 2 if train else spec.weight_bytes,
+        "warnings": [],
+    }
+    if spec.moe and not train:
+        tokens = batch * (1 if kind == "decode" else seq)
+        meta["active_experts_per_layer"] = expected_active_experts(spec.moe.num_experts, spec.moe.top_k, tokens)
+    label = name or f"{spec.model_type} {kind} b{batch} s{seq}"
+    return Graph(label, tuple(b.tensors.values()), tuple(ops), meta)
+
+
+def _optimizer_groups(b: _Builder, spec: ModelSpec) -> list[OptimizerGroup]:
+    by_layer: dict[str | None, list[str]] = {}
+    for f in b.fwd:
+        for w in f.weights:
+            by_layer.setdefault(f.op.layer, [])
+            if w not in by_layer[f.op.layer]:
+                by_layer[f.op.layer].append(w)
+    return [OptimizerGroup(f"{layer}.adam" if layer else "adam", layer, tuple(ws)) for layer, ws in by_layer.items()]
+
+
+def _build(b: _Builder, s: ModelSpec, kind: str, batch: int, seq: int, checkpointing: bool) -> None:
+    """Forward (train), prefill or decode ops; ``b.fwd`` records what a backward would need."""
+    train = kind == "train"
+    act = 2
+    wbytes = 2 if train else s.weight_bytes
+    tokens = batch * (1 if kind == "decode" else seq)
+    phase = "forward" if train else kind
+    h = s.hidden
+
+    def weight(tid: str, params: int) -> str:
+        return b.tensor(tid, params * wbytes, "weight")
+
+    def activation(tid: str, elements: float, nbytes: int = act) -> str:
+        return b.tensor(tid, elements * nbytes, "activation")
+
+    tok = b.tensor("tokens", tokens * 4, "input")
+    w_embed = weight("embed.weight", s.vocab * h)
+    x = activation("embed.out", tokens * h)
+    b.op("embed", [tok, w_embed], [x], flops=0.0, category="embedding", layer="embed", phase=phase,
+         weights=(w_embed,), saved=(tok,), bwd_flops=float(tokens * h))
+
+    hq = s.heads * s.qk_head_dim
+    attn_out_dim = s.heads * s.v_head_dim
+    for i in range(s.layers):
+        p = f"layers.{i}"
+        seg = p if checkpointing else None
+
+        def norm(name: str, x_in: str, *, p: str = p, seg: str | None = seg) -> str:
+            w = weight(f"{p}.{name}.weight", h)
+            out = activation(f"{p}.{name}.out", tokens * h)
+            b.op(f"{p}.{name}", [x_in, w], [out], flops=5.0 * tokens * h, category="norm", layer=p,
+                 phase=phase, grad_inputs=(x_in,), weights=(w,), segment=seg)
+            return out
+
+        h1 = norm("attn_norm", x)
+        # QKV: for MLA the low-rank q/kv projections and their norms are one fused op.
+        w_qkv = weight(f"{p}.qkv.weight", _qkv_params(s))
+        if s.mla and kind == "decode":
+            # Absorbed form: q in the latent space, one latent + rope key per token appended to the cache.
+            qkv_elems = tokens * (s.heads * (s.mla.kv_lora_rank + s.mla.qk_rope_head_dim) + _kv_per_token_layer(s))
+        elif s.mla:
+            qkv_elems = tokens * (2 * hq + attn_out_dim)
+        else:
+            qkv_elems = tokens * (hq + 2 * s.kv_heads * s.head_dim)
+        qkv = activation(f"{p}.qkv.out", qkv_elems)
+        b.op(f"{p}.qkv", [h1, w_qkv], [qkv], flops=2.0 * tokens * _qkv_params(s), category="matmul", layer=p,
+             phase=phase, grad_inputs=(h1,), weights=(w_qkv,), segment=seg)
+
+        attn = activation(f"{p}.attention.out", tokens * attn_out_dim)
+        attn_inputs = [qkv]
+        mutates: tuple[str, ...] = ()
+        outputs = [attn]
+        if kind == "train":
+            causal_pairs = batch * seq * (seq + 1) / 2
+            attn_flops = 2.0 * s.heads * causal_pairs * (s.qk_head_dim + s.v_head_dim)
+            outputs.append(activation(f"{p}.attention.lse", batch * s.heads * seq, 4))
+        else:
+            cache = b.tensor(f"{p}.kv_cache", batch * seq * _kv_per_token_layer(s) * act, "kv_cache")
+            attn_inputs.append(cache)
+            mutates = (cache,)
+            if kind == "prefill":
+                causal_pairs = batch * seq * (seq + 1) / 2
+                attn_flops = 2.0 * s.heads * causal_pairs * (s.qk_head_dim + s.v_head_dim)
+            elif s.mla:
+                attn_flops = 2.0 * s.heads * batch * seq * (2 * s.mla.kv_lora_rank + s.mla.qk_rope_head_dim)
+            else:
+                attn_flops = 2.0 * s.heads * batch * seq * (s.qk_head_dim + s.v_head_dim)
+        b.op(f"{p}.attention", attn_inputs, outputs, flops=attn_flops, category="attention", layer=p, phase=phase,
+             mutates=mutates, grad_inputs=(qkv,), saved=(qkv, *outputs), bwd_factor=2.5, segment=seg)
+
+        w_o = weight(f"{p}.o_proj.weight", attn_out_dim * h)
+        x_mid = activation(f"{p}.o_proj.out", tokens * h)
+        b.op(f"{p}.o_proj", [attn, w_o, x], [x_mid], flops=2.0 * tokens * attn_out_dim * h + tokens * h,
+             category="matmul", layer=p, phase=phase, grad_inputs=(attn, x), weights=(w_o,), saved=(attn, w_o),
+             segment=seg)
+
+        h2 = norm("mlp_norm", x_mid)
+        if s.is_moe_layer(i):
+            x = _moe_block(b, s, p, h2, x_mid, kind=kind, tokens=tokens, phase=phase, weight=weight,
+                           activation=activation, seg=seg, layer_index=i)
+        else:
+            w_mlp = weight(f"{p}.mlp.weight", 3 * h * s.intermediate)
+            out = activation(f"{p}.mlp.out", tokens * h)
+            side = (activation(f"{p}.mlp.saved", tokens * 3 * s.intermediate) if train
+                    else b.tensor(f"{p}.mlp.workspace", tokens * 2 * s.intermediate * act, "workspace"))
+            b.op(f"{p}.mlp", [h2, w_mlp, x_mid], [out, side],
+                 flops=2.0 * tokens * 3 * h * s.intermediate + 4.0 * tokens * s.intermediate,
+                 category="mlp", layer=p, phase=phase, grad_inputs=(h2, x_mid), weights=(w_mlp,),
+                 saved=(h2, w_mlp, side), segment=seg)
+            x = out
+
+    w_fn = weight("final_norm.weight", h)
+    head_tokens = tokens if kind in ("train", "decode") else batch
+    xf = activation("final_norm.out", head_tokens * h)
+    b.op("final_norm", [x, w_fn], [xf], flops=5.0 * head_tokens * h, category="norm", layer="head", phase=phase,
+         grad_inputs=(x,), weights=(w_fn,))
+    w_head = w_embed if s.tie_embeddings else weight("lm_head.weight", s.vocab * h)
+    logits = activation("lm_head.out", head_tokens * s.vocab)
+    b.op("lm_head", [xf, w_head], [logits], flops=2.0 * head_tokens * h * s.vocab, category="matmul",
+         layer="head", phase=phase, grad_inputs=(xf,), weights=(w_head,))
+    if train:
+        labels = b.tensor("labels", tokens * 4, "input")
+        loss = b.tensor("loss.out", 4, "activation")
+        b.op("loss", [logits, labels], [loss], flops=5.0 * tokens * s.vocab, category="loss", layer="head",
+             phase=phase, grad_inputs=(logits,), saved=(logits, labels), bwd_factor=1.0)
+
+
+def _moe_block(b: _Builder, s: ModelSpec, p: str, h2: str, x_mid: str, *, kind: str, tokens: int, phase: str,
+               weight: Any, activation: Any, seg: str | None, layer_index: int) -> str:
+    assert s.moe is not None
+    m = s.moe
+    h = s.hidden
+    train = kind == "train"
+    w_router = weight(f"{p}.router.weight", _router_params(s))
+    scores = activation(f"{p}.router.out", tokens * m.num_experts, 4)
+    b.op(f"{p}.router", [h2, w_router], [scores], flops=2.0 * tokens * h * m.num_experts, category="moe",
+         layer=p, phase=phase, grad_inputs=(h2,), weights=(w_router,), segment=seg)
+
+    residual_inputs = [x_mid]
+    if m.shared_intermediate:
+        w_sh = weight(f"{p}.shared_experts.weight", _shared_params(s))
+        sh_out = activation(f"{p}.shared_experts.out", tokens * h)
+        side = (activation(f"{p}.shared_experts.saved", tokens * 3 * m.shared_intermediate) if train
+                else b.tensor(f"{p}.shared_experts.workspace", tokens * 2 * m.shared_intermediate * 2, "workspace"))
+        b.op(f"{p}.shared_experts", [h2, w_sh], [sh_out, side], flops=2.0 * tokens * _shared_params(s),
+             category="mlp", layer=p, phase=phase, grad_inputs=(h2,), weights=(w_sh,), saved=(h2, w_sh, side),
+             segment=seg)
+        residual_inputs.append(sh_out)
+
+    # Which experts this step reads: all in training (every expert sees tokens and Adam updates them all);
+    # in inference the expected number of distinct experts under uniform routing, the rest stored but unread.
+    # When every expert is read, one tensor holds them all (the op needs them together anyway).
+    active = m.num_experts if train else expected_active_experts(m.num_experts, m.top_k, tokens)
+    if active == m.num_experts:
+        experts = [weight(f"{p}.experts.weight", m.num_experts * _expert_params(s))]
+    else:
+        start = (layer_index * active) % m.num_experts
+        chosen = sorted((start + j) % m.num_experts for j in range(active))
+        experts = [weight(f"{p}.experts.{e}.weight", _expert_params(s)) for e in chosen]
+        weight(f"{p}.experts.unused.weight", (m.num_experts - active) * _expert_params(s))
+    out = activation(f"{p}.experts.out", tokens * h)
+    routed = tokens * m.top_k
+    side = (activation(f"{p}.experts.saved", routed * (3 * m.expert_intermediate + h)) if train
+            else b.tensor(f"{p}.experts.workspace", routed * (2 * m.expert_intermediate + h) * 2, "workspace"))
+    b.op(f"{p}.experts", [h2, scores, *experts, *residual_inputs], [out, side],
+         flops=2.0 * routed * _expert_params(s) + 4.0 * routed * m.expert_intermediate, category="moe", layer=p,
+         phase=phase, grad_inputs=(h2, scores, *residual_inputs), weights=tuple(experts),
+         saved=(h2, scores, *experts, side), segment=seg)
+    return out
