@@ -1,0 +1,142 @@
+"""The planner end to end: every plan it emits is replayed by the independent validator."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import InfeasibleError, InputError
+from core.graph import graph_from_dict
+from core.hardware import hardware_from_dict, with_capacity
+from core.liveness import analyze
+from core.planner import make_plan
+from core.validate import validate_plan
+from tests.strategies import graphs, hierarchies
+
+GiB = 2**30
+
+
+def toy_training(layers: int = 4) -> object:
+    """Forward, backward reading saved activations, an in-place optimizer step; 1 GiB tensors, ms ops."""
+    tensors = [{"id": "x", "bytes": GiB, "kind": "input"}, {"id": "loss", "bytes": 1024, "kind": "activation"}]
+    ops = []
+    prev = "x"
+    for layer in range(layers):
+        tensors += [
+            {"id": f"w{layer}", "bytes": GiB, "kind": "weight"},
+            {"id": f"a{layer}", "bytes": 2 * GiB, "kind": "activation"},
+            {"id": f"o{layer}", "bytes": GiB, "kind": "optimizer_state"},
+            {"id": f"g{layer}", "bytes": GiB, "kind": "gradient"},
+            {"id": f"d{layer}", "bytes": GiB, "kind": "activation"},
+        ]
+        ops.append({"id": f"fwd{layer}", "inputs": [prev, f"w{layer}"], "outputs": [f"a{layer}"], "time_s": 0.01})
+        prev = f"a{layer}"
+    ops.append({"id": "loss", "inputs": [prev], "outputs": ["loss"], "time_s": 0.001})
+    grad = "loss"
+    for layer in reversed(range(layers)):
+        saved = f"a{layer - 1}" if layer else "x"
+        ops.append({"id": f"bwd{layer}", "inputs": [grad, saved, f"w{layer}"], "outputs": [f"g{layer}", f"d{layer}"],
+                    "time_s": 0.02})
+        grad = f"d{layer}"
+    for layer in range(layers):
+        ops.append({"id": f"adam{layer}", "inputs": [f"g{layer}", f"w{layer}", f"o{layer}"],
+                    "mutates": [f"w{layer}", f"o{layer}"], "time_s": 0.002})
+    return graph_from_dict({"format": "tierplan-graph/1", "name": "toy", "tensors": tensors, "ops": ops})
+
+
+def hierarchy(hbm: str = "12 GiB", link: str = "200 GB/s", ssd: bool = True) -> object:
+    tiers = [{"name": "HBM", "capacity_bytes": hbm}, {"name": "DDR", "capacity_bytes": "100 GiB"}]
+    links = [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": link}, {"src": "DDR", "dst": "HBM", "bandwidth_Bps": link}]
+    if ssd:
+        tiers.append({"name": "SSD", "capacity_bytes": "1 TiB"})
+        links += [{"src": "DDR", "dst": "SSD", "bandwidth_Bps": "5 GB/s"},
+                  {"src": "SSD", "dst": "DDR", "bandwidth_Bps": "5 GB/s"}]
+    return hardware_from_dict({"format": "tierplan-hardware/1", "name": "toy-hw", "compute": {"peak_flops": 1e14},
+                               "compute_tier": "HBM", "tiers": tiers, "links": links})
+
+
+def assert_valid(graph, plan) -> None:
+    report = validate_plan(graph, plan)
+    assert report.ok, report.errors[:5]
+
+
+class TestExamples:
+    def test_fits_means_no_transfers(self) -> None:
+        g = toy_training()
+        plan = make_plan(g, hierarchy("64 GiB"))
+        assert_valid(g, plan)
+        assert plan.metrics["transfer_bytes"] == {} or sum(plan.metrics["transfer_bytes"].values()) == 0
+        assert plan.metrics["stall_time_s"] == pytest.approx(0.0, abs=1e-12)
+
+    def test_shrinking_hbm_moves_bytes_and_respects_capacity(self) -> None:
+        g = toy_training()
+        peak = analyze(g).no_offload_peak_bytes
+        plan = make_plan(g, hierarchy(str(int(peak * 0.6))))
+        assert_valid(g, plan)
+        assert plan.metrics["peak_bytes"]["HBM"] <= int(peak * 0.6)
+        assert sum(plan.metrics["transfer_bytes"].values()) > 0
+        assert any(d.action != "keep" for d in plan.decisions)
+
+    def test_every_decision_is_explained(self) -> None:
+        g = toy_training()
+        plan = make_plan(g, hierarchy("10 GiB"))
+        moved = [d for d in plan.decisions if d.action == "offload"]
+        assert moved
+        for d in moved:
+            assert d.reason and d.tier in ("DDR", "SSD")
+            assert {"bytes_freed", "idle_s", "transfer_s", "exposed_s", "access_count"} <= set(d.terms)
+
+    def test_slow_link_costs_time(self) -> None:
+        g = toy_training()
+        fast = make_plan(g, hierarchy("10 GiB", "400 GB/s"))
+        slow = make_plan(g, hierarchy("10 GiB", "4 GB/s"))
+        assert_valid(g, fast)
+        assert_valid(g, slow)
+        assert slow.metrics["step_time_s"] > fast.metrics["step_time_s"]
+
+    def test_op_that_cannot_fit_is_named(self) -> None:
+        g = toy_training()
+        with pytest.raises(InfeasibleError, match=r"op 'bwd\d' needs .* of inputs and outputs"):
+            make_plan(g, hierarchy("3 GiB"))
+
+    def test_none_policy_reports_peak(self) -> None:
+        g = toy_training()
+        with pytest.raises(InfeasibleError, match="without offloading"):
+            make_plan(g, hierarchy("10 GiB"), policy="none")
+
+    def test_unknown_policy_and_bad_param(self) -> None:
+        g = toy_training()
+        with pytest.raises(InputError, match="unknown policy"):
+            make_plan(g, hierarchy(), policy="magic")
+        with pytest.raises(InputError, match="prefetch_slack"):
+            make_plan(g, hierarchy(), params={"prefetch_slack": 99})
+
+    def test_deterministic(self) -> None:
+        g = toy_training()
+        a = make_plan(g, hierarchy("9 GiB"))
+        b = make_plan(g, hierarchy("9 GiB"))
+        assert a.events == b.events and a.initial == b.initial
+
+    def test_more_capacity_never_slower_on_toy(self) -> None:
+        g = toy_training()
+        hw = hierarchy("8 GiB")
+        times = [make_plan(g, with_capacity(hw, "HBM", c * GiB)).metrics["step_time_s"] for c in (8, 10, 12, 16, 24)]
+        assert all(later <= earlier * (1 + 1e-9) for earlier, later in itertools.pairwise(times))
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+@pytest.mark.parametrize("policy", ["tierplan", "none"])
+def test_random_graphs_give_valid_plans_or_clear_infeasibility(policy: str, data: st.DataObject) -> None:
+    graph = data.draw(graphs())
+    hw = data.draw(hierarchies(graph))
+    try:
+        plan = make_plan(graph, hw, policy=policy)
+    except InfeasibleError as exc:
+        assert str(exc) and "Traceback" not in str(exc)
+        return
+    assert_valid(graph, plan)
+    assert plan.metrics["peak_bytes"][hw.compute_tier] <= hw.capacity(hw.compute_tier)
