@@ -174,6 +174,9 @@ def model_spec(config: Mapping[str, Any], *, source: str = "config.json") -> Mod
     """Read and check the fields that matter; errors name the file and the field."""
     if not isinstance(config, Mapping):
         raise InputError(f"expected a JSON object, got {type(config).__name__}", source=source)
+    fmt = config.get("format")
+    if isinstance(fmt, str) and fmt.startswith("tierplan-"):
+        raise InputError(f"this is a '{fmt}' file, not a Hugging Face config.json", source=source, field="format")
     if "hidden_size" not in config and isinstance(config.get("text_config"), Mapping):
         return model_spec(config["text_config"], source=f"{source}: text_config")
     model_type = config.get("model_type", "")

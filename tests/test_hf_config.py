@@ -1,0 +1,285 @@
+"""Transformer graphs from HF configs: parameter counts, KV bytes, training state, structure, bad configs."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.errors import InputError
+from core.graph import graph_from_dict, graph_to_dict
+from core.liveness import analyze
+from core.sources import Workload
+from core.sources.hf_config import (
+    count_params,
+    expected_active_experts,
+    graph_from_hf_config,
+    kv_bytes_per_token,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "sample_models" / "configs"
+
+
+def config(name: str) -> dict[str, Any]:
+    return json.loads((CONFIGS / f"{name}.json").read_text())
+
+
+def within(value: float, target: float, rel: float = 0.01) -> bool:
+    return abs(value - target) <= rel * target
+
+
+QWEN2_MOE = {  # Qwen1.5-MoE-A2.7B's published config fields
+    "model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632, "num_hidden_layers": 24,
+    "num_attention_heads": 16, "num_key_value_heads": 16, "vocab_size": 151936, "num_experts": 60,
+    "num_experts_per_tok": 4, "moe_intermediate_size": 1408, "shared_expert_intermediate_size": 5632,
+    "decoder_sparse_step": 1, "mlp_only_layers": [], "tie_word_embeddings": False,
+}
+KIMI_K2 = {  # Kimi-K2's published config fields (DeepSeek-V3 architecture, 384 experts, 64 heads)
+    "model_type": "kimi_k2", "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+    "num_hidden_layers": 61, "num_attention_heads": 64, "num_key_value_heads": 64, "n_routed_experts": 384,
+    "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 1, "moe_layer_freq": 1,
+    "q_lora_rank": 1536, "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128,
+    "topk_method": "noaux_tc", "vocab_size": 163840, "tie_word_embeddings": False,
+}
+
+
+class TestParamCounts:
+    def test_llama2_7b_exact(self) -> None:
+        assert count_params(config("llama-2-7b")).total == 6_738_415_616
+
+    def test_llama3_70b(self) -> None:
+        p = count_params(config("llama-3-70b"))
+        assert within(p.total, 70.6e9) and p.active == p.total
+
+    def test_mixtral(self) -> None:
+        p = count_params(config("mixtral-8x7b"))
+        assert within(p.total, 46.7e9)
+        assert within(p.active, 12.9e9)
+
+    def test_deepseek_v3(self) -> None:
+        p = count_params(config("deepseek-v3"))
+        assert within(p.total, 671e9)
+        # Counted from the config: embedding and head included (37 B is the rounded headline figure).
+        assert within(p.active, 37.5e9)
+        assert p.embedding == p.head == 129280 * 7168
+
+    def test_kimi_k2_about_1t(self) -> None:
+        p = count_params(KIMI_K2)
+        assert within(p.total, 1.04e12, 0.02)
+        assert within(p.active, 32.9e9, 0.05)
+
+    def test_qwen_moe(self) -> None:
+        p = count_params(QWEN2_MOE)
+        assert within(p.total, 14.3e9)
+        assert within(p.active, 2.7e9, 0.03)
+
+    def test_tied_embeddings_counted_once(self) -> None:
+        cfg = {**config("llama-2-7b"), "tie_word_embeddings": True}
+        assert count_params(cfg).total == 6_738_415_616 - 32000 * 4096
+
+
+class TestKVBytes:
+    def test_standard_llama2(self) -> None:
+        assert kv_bytes_per_token(config("llama-2-7b")) == 2 * 32 * 32 * 128 * 2
+
+    def test_gqa_llama3(self) -> None:
+        assert kv_bytes_per_token(config("llama-3-70b")) == 2 * 80 * 8 * 128 * 2
+
+    def test_mla_deepseek(self) -> None:
+        assert kv_bytes_per_token(config("deepseek-v3")) == 61 * (512 + 64) * 2
+
+    def test_graph_kv_cache_matches(self) -> None:
+        g = graph_from_hf_config(config("llama-3-70b"), Workload("decode", 4, 1000))
+        assert g.total_bytes_by_kind["kv_cache"] == 4 * 1000 * kv_bytes_per_token(config("llama-3-70b"))
+        assert g.meta["kv_bytes_per_token"] == kv_bytes_per_token(config("llama-3-70b"))
+
+
+class TestTraining:
+    @pytest.mark.parametrize("name", ["llama-2-7b", "mixtral-8x7b"])
+    def test_model_state_16_bytes_per_param(self, name: str) -> None:
+        g = graph_from_hf_config(config(name), Workload("train", 1, 256))
+        by = g.total_bytes_by_kind
+        params = count_params(config(name)).total
+        assert by["weight"] == 2 * params
+        assert by["gradient"] == 2 * params
+        assert by["optimizer_state"] == 12 * params
+        assert by["weight"] + by["gradient"] + by["optimizer_state"] == 16 * params
+
+    def test_optimizer_ops_update_in_place_on_host(self) -> None:
+        g = graph_from_hf_config(config("llama-2-7b"), Workload("train", 1, 128))
+        opt = [op for op in g.ops if op.phase == "optimizer"]
+        assert len(opt) == 32 + 2
+        for op in opt:
+            assert op.host_ok and op.mutates and not op.outputs and not op.recomputable
+            kinds = {g.tensor_by_id[t].kind for t in op.mutates}
+            assert kinds == {"weight", "optimizer_state"}
+
+    def test_backward_reads_saved_activations(self) -> None:
+        g = graph_from_hf_config(config("llama-2-7b"), Workload("train", 1, 128))
+        bwd = g.ops[g.op_index["layers.5.mlp.bwd"]]
+        assert "layers.5.mlp.saved" in bwd.inputs and "layers.5.mlp_norm.out" in bwd.inputs
+        assert "layers.5.mlp.weight.grad" in bwd.outputs
+        # forward before backward before optimizer
+        phases = [op.phase for op in g.ops]
+        assert phases.index("backward") > max(i for i, p in enumerate(phases) if p == "forward")
+        assert phases.index("optimizer") > max(i for i, p in enumerate(phases) if p == "backward")
+
+    def test_checkpointing_recomputes_and_lowers_peak(self) -> None:
+        cfg = config("llama-2-7b")
+        plain = graph_from_hf_config(cfg, Workload("train", 2, 2048))
+        ckpt = graph_from_hf_config(cfg, Workload("train", 2, 2048, checkpointing=True))
+        assert any(op.id == "layers.3.mlp.recompute" for op in ckpt.ops)
+        assert not any(op.id.endswith(".recompute") for op in plain.ops)
+        assert analyze(ckpt).no_offload_peak_bytes < analyze(plain).no_offload_peak_bytes
+        assert sum(op.flops for op in ckpt.ops) > sum(op.flops for op in plain.ops)
+
+    def test_flops_near_6nd(self) -> None:
+        # Training FLOPs ≈ 6 · params · tokens (plus attention): a classic sanity check.
+        tokens = 4 * 2048
+        g = graph_from_hf_config(config("llama-2-7b"), Workload("train", 4, 2048))
+        total = sum(op.flops for op in g.ops)
+        assert 6 * 6.74e9 * tokens < total < 1.4 * 6 * 6.74e9 * tokens
+
+
+class TestInference:
+    def test_prefill_writes_cache_decode_reads_and_appends(self) -> None:
+        for kind in ("prefill", "decode"):
+            g = graph_from_hf_config(config("llama-2-7b"), Workload(kind, 2, 512))
+            attn = g.ops[g.op_index["layers.0.attention"]]
+            assert attn.mutates == ("layers.0.kv_cache",)
+            t = g.tensor_by_id["layers.0.kv_cache"]
+            assert t.kind == "kv_cache" and t.persistent
+
+    def test_decode_attention_flops_scale_with_context(self) -> None:
+        a = graph_from_hf_config(config("llama-2-7b"), Workload("decode", 1, 1000))
+        b = graph_from_hf_config(config("llama-2-7b"), Workload("decode", 1, 4000))
+        fa = a.ops[a.op_index["layers.0.attention"]].flops
+        fb = b.ops[b.op_index["layers.0.attention"]].flops
+        assert fb == pytest.approx(4 * fa)
+
+    def test_moe_decode_reads_active_experts_only(self) -> None:
+        cfg = config("deepseek-v3")
+        g = graph_from_hf_config(cfg, Workload("decode", 1, 1024))
+        experts = g.ops[g.op_index["layers.10.experts"]]
+        read = [t for t in experts.inputs if ".experts." in t]
+        assert len(read) == 8
+        assert "layers.10.experts.unused.weight" in g.tensor_by_id
+        assert g.total_bytes_by_kind["weight"] == 2 * count_params(cfg).total
+        assert g.meta["active_experts_per_layer"] == 8
+        # first_k_dense_replace = 3: layers 0..2 are dense
+        assert "layers.2.mlp" in g.op_index and "layers.3.experts" in g.op_index
+
+    def test_expected_active_experts(self) -> None:
+        assert expected_active_experts(256, 8, 1) == 8
+        assert expected_active_experts(8, 2, 4096) == 8
+        assert 8 < expected_active_experts(256, 8, 16) < 256
+
+    def test_prefill_head_only_last_token(self) -> None:
+        g = graph_from_hf_config(config("llama-2-7b"), Workload("prefill", 3, 100))
+        assert g.tensor_by_id["lm_head.out"].bytes == 3 * 32000 * 2
+
+
+class TestStructure:
+    @pytest.mark.parametrize("name", ["llama-2-7b", "llama-3-70b", "mixtral-8x7b", "deepseek-v3"])
+    @pytest.mark.parametrize("kind", ["train", "prefill", "decode"])
+    def test_valid_native_graph(self, name: str, kind: str) -> None:
+        g = graph_from_hf_config(config(name), Workload(kind, 2, 512, checkpointing=kind == "train"))
+        again = graph_from_dict(graph_to_dict(g))
+        assert again.tensors == g.tensors and again.ops == g.ops
+        assert len(g.ops) <= 2000
+        assert all(op.category in {"embedding", "norm", "attention", "matmul", "mlp", "moe", "loss", "optimizer"}
+                   for op in g.ops)
+        assert all(op.flops >= 0 and op.bytes_accessed > 0 for op in g.ops if op.phase != "optimizer")
+
+    def test_deepseek_loads_fast(self) -> None:
+        cfg = config("deepseek-v3")
+        start = time.perf_counter()
+        for kind in ("train", "prefill", "decode"):
+            graph_from_hf_config(cfg, Workload(kind, 4, 4096))
+        assert time.perf_counter() - start < 1.5
+
+    def test_unknown_model_type_is_dense(self) -> None:
+        cfg = {**config("llama-2-7b"), "model_type": "brand_new_llm", "num_hidden_layers": 2}
+        g = graph_from_hf_config(cfg, Workload("decode", 1, 16))
+        assert g.meta["model_type"] == "brand_new_llm" and "layers.1.mlp" in g.op_index
+
+    def test_text_config_nested(self) -> None:
+        g = graph_from_hf_config({"model_type": "llava", "text_config": config("llama-2-7b")}, Workload("decode"))
+        assert g.meta["params_total"] == 6_738_415_616
+
+
+class TestBadConfigs:
+    @pytest.mark.parametrize("field", ["hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size",
+                                       "intermediate_size"])
+    def test_missing_field_named(self, field: str) -> None:
+        cfg = config("llama-2-7b")
+        del cfg[field]
+        with pytest.raises(InputError, match=field) as err:
+            graph_from_hf_config(cfg, Workload("train"), source="my/config.json")
+        assert "my/config.json" in str(err.value)
+
+    def test_wrong_type(self) -> None:
+        with pytest.raises(InputError, match=r"hidden_size.*whole number"):
+            graph_from_hf_config({**config("llama-2-7b"), "hidden_size": "4096"}, Workload("train"))
+
+    def test_unsupported_architecture(self) -> None:
+        with pytest.raises(InputError, match=r"model_type 't5'.*not a decoder-only"):
+            graph_from_hf_config({"model_type": "t5", "d_model": 512}, Workload("train"))
+
+    def test_absurd_size(self) -> None:
+        with pytest.raises(InputError, match=r"hidden_size: .*implausibly large"):
+            graph_from_hf_config({**config("llama-2-7b"), "hidden_size": 10**30}, Workload("train"))
+        with pytest.raises(InputError, match=r"seq: .*tokens is implausibly large"):
+            graph_from_hf_config(config("llama-2-7b"), Workload("train", 2**13, 2**12))
+
+    def test_heads_not_divisible(self) -> None:
+        with pytest.raises(InputError, match="num_key_value_heads"):
+            graph_from_hf_config({**config("llama-2-7b"), "num_key_value_heads": 7}, Workload("train"))
+
+    def test_not_a_mapping(self) -> None:
+        with pytest.raises(InputError, match="expected a JSON object"):
+            graph_from_hf_config([1, 2], Workload("train"))  # type: ignore[arg-type]
+
+    def test_tierplan_file_is_not_a_config(self) -> None:
+        with pytest.raises(InputError, match="not a Hugging Face config"):
+            graph_from_hf_config({"format": "tierplan-graph/1", "tensors": [], "ops": []}, Workload("train"))
+
+
+_MUTATIONS = st.one_of(
+    st.none(), st.booleans(), st.integers(-10, 10**13), st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=5), st.lists(st.integers(0, 3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    name=st.sampled_from(["llama-2-7b", "mixtral-8x7b", "deepseek-v3"]),
+    edits=st.lists(st.tuples(st.sampled_from([
+        "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads", "vocab_size",
+        "intermediate_size", "num_local_experts", "num_experts_per_tok", "n_routed_experts", "kv_lora_rank",
+        "q_lora_rank", "first_k_dense_replace", "moe_layer_freq", "head_dim", "model_type", "tie_word_embeddings",
+        "moe_intermediate_size", "n_shared_experts", "text_config", "mlp_only_layers", "num_experts",
+    ]), _MUTATIONS), max_size=3),
+    deletions=st.lists(st.sampled_from(["hidden_size", "vocab_size", "num_attention_heads", "kv_lora_rank"]), max_size=1),
+    kind=st.sampled_from(["train", "prefill", "decode"]),
+)
+def test_fuzz_mutated_configs(name: str, edits: list[tuple[str, Any]], deletions: list[str], kind: str) -> None:
+    """Every mutated config gives a valid graph or a clean InputError — never another exception."""
+    cfg = copy.deepcopy(config(name))
+    cfg["num_hidden_layers"] = 4
+    for key, value in edits:
+        cfg[key] = value
+    for key in deletions:
+        cfg.pop(key, None)
+    try:
+        g = graph_from_hf_config(cfg, Workload(kind, 1, 64))
+    except InputError as exc:
+        assert exc.message and "\n" not in exc.message
+        return
+    graph_from_dict(graph_to_dict(g))
