@@ -1,0 +1,536 @@
+"""The replay validator: one valid plan per flavour, one rejected plan per rule, random plans and mutations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core.graph import Graph, graph_from_dict
+from core.plan import ComputeEvent, FreeEvent, Plan, TransferEvent, plan_from_dict, plan_to_dict
+from core.validate import validate_plan
+
+# Sizes and speeds chosen so that every modelled time is exact in binary floating point:
+# 256 bytes over a 1024 B/s link take 0.25 s.
+BW = 1024.0
+KB = 256
+
+
+def hardware(hbm: int = 10_000, *, ddr: int = 100_000, ssd: bool = False) -> dict[str, Any]:
+    tiers: list[dict[str, Any]] = [
+        {"name": "HBM", "capacity_bytes": hbm},
+        {"name": "DDR", "capacity_bytes": ddr, "compute": {"peak_flops": 1000.0, "efficiency": 1.0}},
+    ]
+    links = [
+        {"src": "HBM", "dst": "DDR", "bandwidth_Bps": BW, "latency_s": 0},
+        {"src": "DDR", "dst": "HBM", "bandwidth_Bps": BW, "latency_s": 0},
+    ]
+    if ssd:
+        tiers.append({"name": "SSD", "capacity_bytes": 10**9})
+        links += [
+            {"src": "DDR", "dst": "SSD", "bandwidth_Bps": BW, "latency_s": 0},
+            {"src": "SSD", "dst": "DDR", "bandwidth_Bps": BW, "latency_s": 0},
+        ]
+    return {
+        "format": "tierplan-hardware/1", "name": "test",
+        "compute": {"peak_flops": 1e6, "efficiency": 1.0}, "compute_tier": "HBM", "tiers": tiers, "links": links,
+    }
+
+
+def graph(tensors: list[tuple[str, str]], ops: list[dict[str, Any]], *, size: int = KB) -> Graph:
+    return graph_from_dict({
+        "format": "tierplan-graph/1", "name": "t",
+        "tensors": [{"id": tid, "bytes": size, "kind": kind} for tid, kind in tensors],
+        "ops": [op if "flops" in op else {"time_s": 1.0, **op} for op in ops],
+    })
+
+
+def plan(events: list[Any], initial: dict[str, Any], hw: dict[str, Any] | None = None) -> Plan:
+    init = {t: (v,) if isinstance(v, str) else tuple(v) for t, v in initial.items()}
+    return Plan("t", "hand", hw or hardware(), init, tuple(events))
+
+
+def C(op: str, start: float, end: float, tier: str = "HBM") -> ComputeEvent:
+    return ComputeEvent(op, start, end, tier)
+
+
+def R(op: str, start: float, end: float, tier: str = "HBM") -> ComputeEvent:
+    return ComputeEvent(op, start, end, tier, True)
+
+
+def X(tensor: str, src: str, dst: str, start: float, end: float | None = None) -> TransferEvent:
+    return TransferEvent(tensor, src, dst, start, start + KB / BW if end is None else end)
+
+
+def F(tensor: str, tier: str, time: float) -> FreeEvent:
+    return FreeEvent(tensor, tier, time)
+
+
+def check(g: Graph, p: Plan) -> list[str]:
+    report = validate_plan(g, p, check_metrics=False)
+    assert report.ok == (not report.errors)
+    return list(report.errors)
+
+
+def assert_rejected(g: Graph, p: Plan, *fragments: str) -> None:
+    errors = check(g, p)
+    assert errors, "plan should have been rejected"
+    joined = "\n".join(errors)
+    for fragment in fragments:
+        assert fragment in joined, f"{fragment!r} not in:\n{joined}"
+
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+# Forward-like chain: f(w, x) -> y; g(w, y) -> z.
+CHAIN = graph(
+    [("w", "weight"), ("x", "input"), ("y", "activation"), ("z", "activation")],
+    [{"id": "f", "inputs": ["w", "x"], "outputs": ["y"]}, {"id": "g", "inputs": ["w", "y"], "outputs": ["z"]}],
+)
+CHAIN_KEEP = [C("f", 0, 1), F("x", "HBM", 1), C("g", 1, 2), F("y", "HBM", 2), F("z", "HBM", 2)]
+
+# y is produced early and used late: offload it in between.
+LONG = graph(
+    [("x", "input"), ("y", "activation"), ("u", "activation"), ("v", "activation")],
+    [
+        {"id": "f", "inputs": ["x"], "outputs": ["y"]},
+        {"id": "g", "inputs": ["x"], "outputs": ["u"]},
+        {"id": "h", "inputs": ["y", "u"], "outputs": ["v"]},
+    ],
+)
+LONG_OFFLOAD = [
+    C("f", 0, 1), X("y", "HBM", "DDR", 1), F("y", "HBM", 1.25), C("g", 1, 2), F("x", "HBM", 2),
+    X("y", "DDR", "HBM", 1.5), F("y", "DDR", 1.75), C("h", 2, 3), F("y", "HBM", 3), F("u", "HBM", 3), F("v", "HBM", 3),
+]
+
+# An optimizer step updating a persistent state in place.
+ADAM = graph(
+    [("s", "optimizer_state"), ("gr", "gradient"), ("x", "input")],
+    [
+        {"id": "bwd", "inputs": ["x"], "outputs": ["gr"]},
+        {"id": "adam", "inputs": ["s", "gr"], "outputs": [], "mutates": ["s"], "host_ok": True,
+         "flops": 1000.0, "bytes_accessed": 0},
+    ],
+)
+# adam takes 1000 flops / 1e6 flop/s = 1 ms on HBM, 1 s on the DDR host.
+ADAM_WRITE_BACK = [
+    X("s", "DDR", "HBM", 0), C("bwd", 0, 1), F("x", "HBM", 1), C("adam", 1, 1.001), F("gr", "HBM", 1.001),
+    F("s", "DDR", 1.001), X("s", "HBM", "DDR", 1.001, 1.251), F("s", "HBM", 1.251),
+]
+ADAM_HOST = [
+    C("bwd", 0, 1), F("x", "HBM", 1), X("gr", "HBM", "DDR", 1), F("gr", "HBM", 1.25),
+    C("adam", 1.25, 2.25, "DDR"), F("gr", "DDR", 2.25),
+]
+
+# A weight read by two ops, living in DDR: prefetch, use, drop the clean HBM copy.
+W2 = graph(
+    [("w", "weight"), ("x", "input"), ("y", "activation"), ("z", "activation")],
+    [{"id": "f", "inputs": ["w", "x"], "outputs": ["y"]}, {"id": "g", "inputs": ["y"], "outputs": ["z"]}],
+)
+W2_DROP = [X("w", "DDR", "HBM", 0), C("f", 0.25, 1.25), F("w", "HBM", 1.25), F("x", "HBM", 1.25),
+           C("g", 1.25, 2.25), F("y", "HBM", 2.25), F("z", "HBM", 2.25)]
+W2_SSD = [X("w", "SSD", "DDR", 0), X("w", "DDR", "HBM", 0.25), F("w", "DDR", 0.5), C("f", 0.5, 1.5),
+          F("w", "HBM", 1.5), F("x", "HBM", 1.5), C("g", 1.5, 2.5), F("y", "HBM", 2.5), F("z", "HBM", 2.5)]
+
+# Recompute y instead of keeping it across g.
+RECOMP = graph(
+    [("x", "input"), ("y", "activation"), ("z", "activation"), ("o", "activation")],
+    [
+        {"id": "f", "inputs": ["x"], "outputs": ["y"]},
+        {"id": "g", "inputs": ["y"], "outputs": ["z"]},
+        {"id": "h", "inputs": ["y", "z"], "outputs": ["o"]},
+    ],
+)
+RECOMP_PLAN = [C("f", 0, 1), C("g", 1, 2), F("y", "HBM", 2), R("f", 2, 3), F("x", "HBM", 3), C("h", 3, 4),
+               F("y", "HBM", 4), F("z", "HBM", 4), F("o", "HBM", 4)]
+
+
+class TestValidPlans:
+    def test_keep(self) -> None:
+        assert check(CHAIN, plan(CHAIN_KEEP, {"w": "HBM", "x": "HBM"})) == []
+
+    def test_offload_with_prefetch(self) -> None:
+        assert check(LONG, plan(LONG_OFFLOAD, {"x": "HBM"})) == []
+
+    def test_write_back_of_mutated_persistent_tensor(self) -> None:
+        assert check(ADAM, plan(ADAM_WRITE_BACK, {"s": "DDR", "x": "HBM"})) == []
+
+    def test_clean_drop(self) -> None:
+        assert check(W2, plan(W2_DROP, {"w": "DDR", "x": "HBM"})) == []
+
+    def test_recompute(self) -> None:
+        assert check(RECOMP, plan(RECOMP_PLAN, {"x": "HBM"})) == []
+
+    def test_host_compute(self) -> None:
+        assert check(ADAM, plan(ADAM_HOST, {"s": "DDR", "x": "HBM"})) == []
+
+    def test_ssd_via_ddr(self) -> None:
+        assert check(W2, plan(W2_SSD, {"w": "SSD", "x": "HBM"}, hardware(ssd=True))) == []
+
+    def test_persistent_tensor_in_two_tiers(self) -> None:
+        events = [C("f", 0, 1), F("x", "HBM", 1), C("g", 1, 2), F("y", "HBM", 2), F("z", "HBM", 2)]
+        assert check(CHAIN, plan(events, {"w": ["HBM", "DDR"], "x": "HBM"})) == []
+
+    def test_plan_file_round_trip(self) -> None:
+        p = plan(LONG_OFFLOAD, {"x": "HBM"})
+        assert check(LONG, plan_from_dict(plan_to_dict(p))) == []
+
+    def test_zero_time_op_freed_at_once(self) -> None:
+        g = graph([("x", "input"), ("y", "activation")], [{"id": "f", "inputs": ["x"], "outputs": ["y"], "time_s": 0}])
+        assert check(g, plan([C("f", 0, 0), F("y", "HBM", 0), F("x", "HBM", 0)], {"x": "HBM"})) == []
+
+    def test_touching_transfers_on_one_link(self) -> None:
+        g = graph([("a", "weight"), ("b", "weight"), ("y", "activation")],
+                  [{"id": "f", "inputs": ["a", "b"], "outputs": ["y"]}])
+        events = [X("a", "DDR", "HBM", 0), X("b", "DDR", "HBM", 0.25), C("f", 0.5, 1.5),
+                  F("a", "HBM", 1.5), F("b", "HBM", 1.5), F("y", "HBM", 1.5)]
+        assert check(g, plan(events, {"a": "DDR", "b": "DDR"})) == []
+
+
+class TestRejectedPlans:
+    def test_op_computed_twice(self) -> None:
+        events = [*CHAIN_KEEP[:2], C("f", 1, 2), *CHAIN_KEEP[2:]]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), "op 'f' is computed more than once")
+
+    def test_op_never_computed(self) -> None:
+        events = [C("f", 0, 1), F("x", "HBM", 1), F("y", "HBM", 2)]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), "op 'g' is never computed")
+
+    def test_unknown_op(self) -> None:
+        assert_rejected(CHAIN, plan([*CHAIN_KEEP, C("nope", 2, 3)], {"w": "HBM", "x": "HBM"}), "unknown op 'nope'")
+
+    def test_recompute_of_mutating_op(self) -> None:
+        events = [*ADAM_WRITE_BACK[:4], R("adam", 1.001, 1.002), *ADAM_WRITE_BACK[4:]]
+        assert_rejected(ADAM, plan(events, {"s": "DDR", "x": "HBM"}), "recomputes op 'adam', which is not recomputable")
+
+    def test_compute_overlap(self) -> None:
+        events = [C("f", 0, 1), F("x", "HBM", 1), C("g", 0.5, 1.5), F("y", "HBM", 2), F("z", "HBM", 2)]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), "overlaps", "compute stream of HBM")
+
+    def test_host_compute_needs_host_ok(self) -> None:
+        events = [C("f", 0, 1, "DDR"), F("x", "DDR", 1), C("g", 1, 2), F("y", "HBM", 2), F("z", "HBM", 2)]
+        assert_rejected(CHAIN, plan(events, {"w": "DDR", "x": "DDR"}), "only ops with host_ok may run off")
+
+    def test_tier_without_compute(self) -> None:
+        events = [*ADAM_HOST[:4], C("adam", 1.25, 2.25, "SSD"), F("gr", "DDR", 2.25)]
+        assert_rejected(ADAM, plan(events, {"s": "DDR", "x": "HBM"}, hardware(ssd=True)),
+                        "runs on tier 'SSD', which has no compute")
+
+    def test_op_too_short(self) -> None:
+        events = [C("f", 0, 0.5), F("x", "HBM", 0.5), C("g", 1, 2), F("y", "HBM", 2), F("z", "HBM", 2)]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), "lasts 500 ms but op 'f' needs 1 s")
+
+    def test_host_op_too_short_for_host_roofline(self) -> None:
+        events = [*ADAM_HOST[:4], C("adam", 1.25, 1.5, "DDR"), F("gr", "DDR", 2.25)]
+        assert_rejected(ADAM, plan(events, {"s": "DDR", "x": "HBM"}), "op 'adam' needs 1 s on DDR's compute")
+
+    def test_transfer_too_short(self) -> None:
+        events = [X("w", "DDR", "HBM", 0, 0.1), *W2_DROP[1:]]
+        assert_rejected(W2, plan(events, {"w": "DDR", "x": "HBM"}), "takes 250 ms")
+
+    def test_missing_input(self) -> None:
+        events = W2_DROP[1:]  # no prefetch of w
+        assert_rejected(W2, plan(events, {"w": "DDR", "x": "HBM"}), "reads 'w', but HBM holds no copy of it")
+
+    def test_input_not_ready(self) -> None:
+        events = [X("w", "DDR", "HBM", 0.1), *W2_DROP[1:]]
+        assert_rejected(W2, plan(events, {"w": "DDR", "x": "HBM"}), "the copy in HBM is only ready at t=350 ms")
+
+    def test_input_freed_during_op(self) -> None:
+        events = [X("w", "DDR", "HBM", 0), C("f", 0.25, 1.25), F("w", "HBM", 1.0), *W2_DROP[3:]]
+        assert_rejected(W2, plan(events, {"w": "DDR", "x": "HBM"}), "freed at t=1 s, before the op ends")
+
+    def test_use_after_free(self) -> None:
+        events = [C("f", 0, 1), F("x", "HBM", 1), F("y", "HBM", 1), C("g", 1, 2), F("z", "HBM", 2)]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), "reads 'y', but HBM holds no copy")
+
+    def test_initial_missing(self) -> None:
+        assert_rejected(CHAIN, plan(CHAIN_KEEP, {"w": "HBM"}), "tensor 'x' has no producer", "plan.initial")
+
+    def test_produced_tensor_in_initial(self) -> None:
+        assert_rejected(CHAIN, plan(CHAIN_KEEP, {"w": "HBM", "x": "HBM", "y": "HBM"}),
+                        "produced by op 'f' and cannot exist at step start")
+
+    def test_double_allocation(self) -> None:
+        events = [*CHAIN_KEEP, X("w", "DDR", "HBM", 0)]
+        assert_rejected(CHAIN, plan(events, {"w": ["HBM", "DDR"], "x": "HBM"}), "double allocation")
+
+    def test_free_of_missing_copy(self) -> None:
+        events = [*CHAIN_KEEP, F("y", "DDR", 2)]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), "frees a copy that does not exist")
+
+    def test_double_free(self) -> None:
+        events = [*CHAIN_KEEP, F("z", "HBM", 2)]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), "frees a copy that does not exist")
+
+    def test_recompute_while_copy_exists(self) -> None:
+        events = [C("f", 0, 1), C("g", 1, 2), R("f", 2, 3), F("x", "HBM", 3), C("h", 3, 4),
+                  F("y", "HBM", 4), F("z", "HBM", 4), F("o", "HBM", 4)]
+        assert_rejected(RECOMP, plan(events, {"x": "HBM"}), "recomputes a copy of 'y' in HBM while HBM already holds one")
+
+    def test_missing_link(self) -> None:
+        events = [X("w", "SSD", "HBM", 0), *W2_SSD[3:]]
+        assert_rejected(W2, plan(events, {"w": "SSD", "x": "HBM"}, hardware(ssd=True)),
+                        "uses link SSD->HBM, which does not exist")
+
+    def test_link_overlap(self) -> None:
+        g = graph([("a", "weight"), ("b", "weight"), ("y", "activation")],
+                  [{"id": "f", "inputs": ["a", "b"], "outputs": ["y"]}])
+        events = [X("a", "DDR", "HBM", 0), X("b", "DDR", "HBM", 0.125), C("f", 0.5, 1.5),
+                  F("a", "HBM", 1.5), F("b", "HBM", 1.5), F("y", "HBM", 1.5)]
+        assert_rejected(g, plan(events, {"a": "DDR", "b": "DDR"}), "overlaps", "on link DDR->HBM")
+
+    def test_capacity(self) -> None:
+        # w, x, y live together during f: 768 bytes in a 700-byte HBM.
+        assert_rejected(CHAIN, plan(CHAIN_KEEP, {"w": "HBM", "x": "HBM"}, hardware(hbm=700)),
+                        "tier HBM exceeds its capacity of 700 bytes", "68 bytes over")
+
+    def test_capacity_frees_before_allocations(self) -> None:
+        # x is freed at t=1 exactly when g allocates z: 768 bytes fit although 1024 would not.
+        assert check(CHAIN, plan(CHAIN_KEEP, {"w": "HBM", "x": "HBM"}, hardware(hbm=768))) == []
+
+    def test_stale_read_after_update_elsewhere(self) -> None:
+        # s is updated on the DDR host; then an op reads the HBM copy made before the update.
+        g = graph(
+            [("s", "optimizer_state"), ("gr", "gradient"), ("x", "input"), ("o", "activation")],
+            [
+                {"id": "bwd", "inputs": ["x"], "outputs": ["gr"]},
+                {"id": "adam", "inputs": ["s", "gr"], "outputs": [], "mutates": ["s"], "host_ok": True, "time_s": 1},
+                {"id": "use", "inputs": ["s"], "outputs": ["o"]},
+            ],
+        )
+        events = [
+            X("s", "DDR", "HBM", 0), C("bwd", 0, 1), F("x", "HBM", 1), X("gr", "HBM", "DDR", 1), F("gr", "HBM", 1.25),
+            C("adam", 1.25, 2.25, "DDR"), F("gr", "DDR", 2.25), C("use", 2.25, 3.25), F("s", "HBM", 3.25),
+            F("o", "HBM", 3.25),
+        ]
+        assert_rejected(g, plan(events, {"s": "DDR", "x": "HBM"}),
+                        "use' on HBM", "reads a stale copy of 's' in HBM", "updated in place by events[5]")
+
+    def test_no_write_back(self) -> None:
+        events = [X("s", "DDR", "HBM", 0), C("bwd", 0, 1), F("x", "HBM", 1), C("adam", 1, 1.001),
+                  F("gr", "HBM", 1.001), F("s", "HBM", 1.001)]
+        assert_rejected(ADAM, plan(events, {"s": "DDR", "x": "HBM"}),
+                        "persistent tensor 's' ends the step with a stale copy in DDR", "written back")
+
+    def test_write_back_from_stale_copy(self) -> None:
+        # The write-back copies the HBM copy but the update happened on the host: HBM holds the old value.
+        g = ADAM
+        events = [
+            X("s", "DDR", "HBM", 0), C("bwd", 0, 1), F("x", "HBM", 1), X("gr", "HBM", "DDR", 1), F("gr", "HBM", 1.25),
+            C("adam", 1.25, 2.25, "DDR"), F("gr", "DDR", 2.25), F("s", "DDR", 2.25),
+            X("s", "HBM", "DDR", 2.25), F("s", "HBM", 2.5),
+        ]
+        assert_rejected(g, plan(events, {"s": "DDR", "x": "HBM"}), "copies a stale value")
+
+    def test_transfer_reads_while_updated(self) -> None:
+        events = [X("s", "DDR", "HBM", 0), C("bwd", 0, 1), F("x", "HBM", 1), F("s", "DDR", 0.25),
+                  C("adam", 1, 1.001), F("gr", "HBM", 1.001), X("s", "HBM", "DDR", 1.0005, 1.2505), F("s", "HBM", 1.2505)]
+        assert_rejected(ADAM, plan(events, {"s": "DDR", "x": "HBM"}), "copies 's' while", "updates it in place")
+
+    def test_non_persistent_left_at_end(self) -> None:
+        events = CHAIN_KEEP[:-1]  # z never freed
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}),
+                        "tensor 'z' still has a copy in HBM at the step end")
+
+    def test_persistent_lost(self) -> None:
+        events = [*W2_DROP, F("w", "DDR", 2.25)]
+        assert_rejected(W2, plan(events, {"w": "DDR", "x": "HBM"}),
+                        "persistent tensor 'w' ends the step without a copy in DDR")
+
+    def test_extra_persistent_copy_left(self) -> None:
+        events = [e for e in W2_DROP if e != F("w", "HBM", 1.25)]
+        assert_rejected(W2, plan(events, {"w": "DDR", "x": "HBM"}), "persistent tensor 'w' still has a copy in HBM")
+
+    def test_negative_time(self) -> None:
+        events = [X("w", "DDR", "HBM", -0.5), *W2_DROP[1:]]
+        assert_rejected(W2, plan(events, {"w": "DDR", "x": "HBM"}), "before the step starts at t=0")
+
+    def test_end_before_start(self) -> None:
+        events = [*CHAIN_KEEP, X("w", "HBM", "DDR", 1, 0.5)]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), "ends before it starts")
+
+    def test_bad_hardware_section(self) -> None:
+        hw = hardware()
+        del hw["compute"]
+        assert_rejected(CHAIN, plan(CHAIN_KEEP, {"w": "HBM", "x": "HBM"}, hw), "no 'compute' section")
+
+    def test_metrics_mismatch(self) -> None:
+        p = plan(CHAIN_KEEP, {"w": "HBM", "x": "HBM"})
+        good = validate_plan(CHAIN, p, check_metrics=False).metrics
+        wrong = {**good, "step_time_s": 3.0, "peak_bytes": {**good["peak_bytes"], "HBM": 1}}
+        from dataclasses import replace
+
+        report = validate_plan(CHAIN, replace(p, metrics=wrong))
+        assert not report.ok
+        assert any("plan.metrics.step_time_s is 3.0 but the replay gives 2.0" in e for e in report.errors)
+        assert any("plan.metrics.peak_bytes['HBM'] is 1 but the replay gives 768" in e for e in report.errors)
+        assert validate_plan(CHAIN, replace(p, metrics=dict(good))).ok
+
+    def test_max_errors(self) -> None:
+        events = [C("f", 0, 1)] * 20 + CHAIN_KEEP
+        report = validate_plan(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}), check_metrics=False, max_errors=3)
+        assert len(report.errors) == 3 and report.error_count > 3 and not report.ok
+
+
+class TestReplayedMetrics:
+    def test_offload_metrics(self) -> None:
+        m = validate_plan(LONG, plan(LONG_OFFLOAD, {"x": "HBM"}), check_metrics=False).metrics
+        assert m["step_time_s"] == 3.0
+        assert m["compute_time_s"] == 3.0
+        assert m["stall_time_s"] == 0.0
+        assert m["transfer_bytes"] == {"HBM->DDR": KB, "DDR->HBM": KB}
+        assert m["overlap_ratio"] == 1.0
+        # y and x alive during g, plus u: 3 × 256; y's two HBM copies never coexist.
+        assert m["peak_bytes"]["HBM"] == 3 * KB
+        assert m["peak_bytes"]["DDR"] == KB
+
+    def test_stall_and_overlap(self) -> None:
+        m = validate_plan(W2, plan(W2_DROP, {"w": "DDR", "x": "HBM"}), check_metrics=False).metrics
+        assert m["step_time_s"] == 2.25
+        assert m["stall_time_s"] == 0.25
+        assert m["overlap_ratio"] == 0.0
+
+    def test_recompute_time(self) -> None:
+        m = validate_plan(RECOMP, plan(RECOMP_PLAN, {"x": "HBM"}), check_metrics=False).metrics
+        assert m["recompute_time_s"] == 1.0 and m["compute_time_s"] == 3.0 and m["stall_time_s"] == 0.0
+
+
+# ------------------------------------------------------------------------------------- property-based
+
+
+@st.composite
+def sequential_case(draw: st.DrawFn) -> tuple[Graph, Plan]:
+    """A random graph and its all-in-HBM sequential plan; frees of dead tensors delayed at random."""
+    n_ops = draw(st.integers(1, 12))
+    n_start = draw(st.integers(1, 4))
+    tensors: list[dict[str, Any]] = []
+    for k in range(n_start):
+        kind = draw(st.sampled_from(["weight", "input", "optimizer_state"]))
+        tensors.append({"id": f"s{k}", "bytes": draw(st.integers(0, 1000)), "kind": kind})
+    ops: list[dict[str, Any]] = []
+    available = [t["id"] for t in tensors]
+    for i in range(n_ops):
+        inputs = draw(st.lists(st.sampled_from(available), min_size=1, max_size=3, unique=True))
+        n_out = draw(st.integers(0, 2))
+        outputs = [f"a{i}_{j}" for j in range(n_out)]
+        for out in outputs:
+            tensors.append({"id": out, "bytes": draw(st.integers(0, 1000)), "kind": "activation"})
+        persistent_inputs = [t for t in inputs if t.startswith("s") and tensors[int(t[1:])]["kind"] != "input"]
+        mutates = draw(st.lists(st.sampled_from(persistent_inputs), max_size=1)) if persistent_inputs else []
+        ops.append({"id": f"op{i}", "inputs": inputs, "outputs": outputs, "mutates": mutates,
+                    "time_s": draw(st.sampled_from([0.0, 0.5, 1.0, 2.0]))})
+        available += outputs
+    g = graph_from_dict({"format": "tierplan-graph/1", "name": "rand", "tensors": tensors, "ops": ops})
+    t = 0.0
+    start_end: list[tuple[float, float]] = []
+    events: list[Any] = []
+    for op in g.ops:
+        end = t + op.time_s  # type: ignore[operator]
+        events.append(ComputeEvent(op.id, t, end, "HBM"))
+        start_end.append((t, end))
+        t = end
+    last_use: dict[str, int] = {}
+    for i, op in enumerate(g.ops):
+        for x in (*op.inputs, *op.outputs):
+            last_use[x] = i
+    for tensor in g.tensors:
+        if tensor.persistent:
+            continue
+        use = last_use.get(tensor.id, -1)
+        delay = draw(st.integers(0, 2))
+        at = min(use + delay, len(g.ops) - 1)
+        events.append(FreeEvent(tensor.id, "HBM", start_end[at][1] if at >= 0 else 0.0))
+    events = draw(st.permutations(events))
+    initial = {t.id: ("HBM",) for t in g.tensors if t.id not in g.producer}
+    hw = hardware(hbm=10**6)
+    return g, Plan("rand", "sequential", hw, initial, tuple(events))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequential_case())
+def test_random_sequential_plans_are_valid(case: tuple[Graph, Plan]) -> None:
+    g, p = case
+    report = validate_plan(g, p, check_metrics=False)
+    assert report.ok, report.errors
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(sequential_case(), st.data())
+def test_random_mutations_are_rejected(case: tuple[Graph, Plan], data: st.DataObject) -> None:
+    from dataclasses import replace
+
+    g, p = case
+    events = list(p.events)
+    peak = validate_plan(g, p, check_metrics=False).metrics["peak_bytes"]["HBM"]
+    choices = ["drop_free"] if any(isinstance(e, FreeEvent) for e in events) else []
+    computes = [k for k, e in enumerate(events) if isinstance(e, ComputeEvent)]
+    if peak > 0:
+        choices.append("shrink")
+    longs = [k for k in computes if events[k].end > events[k].start]
+    if len(longs) > 1:
+        choices.append("shift")
+    choices.append("before_start")
+    choices.append("duplicate")
+    how = data.draw(st.sampled_from(choices))
+    if how == "drop_free":
+        frees = [k for k, e in enumerate(events) if isinstance(e, FreeEvent)]
+        del events[data.draw(st.sampled_from(frees))]
+        mutated = replace(p, events=tuple(events))
+    elif how == "shrink":
+        hw = hardware(hbm=peak - 1)
+        mutated = replace(p, hardware=hw)
+    elif how == "shift":
+        # Move an op onto the start of another op that takes time: the compute stream overlaps.
+        k, j = data.draw(st.permutations(longs))[:2]
+        e = events[k]
+        shift = events[j].start - e.start
+        events[k] = e._replace(start=e.start + shift, end=e.end + shift)
+        mutated = replace(p, events=tuple(events))
+    elif how == "before_start":
+        k = data.draw(st.integers(0, len(events) - 1))
+        e = events[k]
+        events[k] = e._replace(time=-1.0) if isinstance(e, FreeEvent) else e._replace(start=e.start - e.end - 1.0)
+        mutated = replace(p, events=tuple(events))
+    else:
+        events.append(events[data.draw(st.sampled_from(computes))])
+        mutated = replace(p, events=tuple(events))
+    report = validate_plan(g, mutated, check_metrics=False)
+    assert not report.ok, (how, mutated.events)
+
+
+def test_report_lists_each_broken_rule_once_per_item() -> None:
+    events = [C("f", 0, 1), C("g", 1, 2)]  # no frees at all
+    errors = check(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}))
+    assert sorted(errors) == sorted(set(errors))
+    assert any("tensor 'x' still has a copy" in e for e in errors)
+    assert any("tensor 'y' still has a copy" in e for e in errors)
+    assert any("tensor 'z' still has a copy" in e for e in errors)
+
+
+@pytest.mark.parametrize("n", [200, 2000])
+def test_chain_of_prefetched_weights(n: int) -> None:
+    """A long plan of the benchmark's shape: each op's weight prefetched one op ahead and dropped after use."""
+    tensors = [{"id": "x", "bytes": 1000, "kind": "input"}]
+    ops = []
+    for i in range(n):
+        tensors += [{"id": f"w{i}", "bytes": 1024, "kind": "weight"}, {"id": f"a{i}", "bytes": 1000, "kind": "activation"}]
+        ops.append({"id": f"op{i}", "inputs": [f"w{i}", "x" if i == 0 else f"a{i - 1}"], "outputs": [f"a{i}"],
+                    "time_s": 1.0})
+    g = graph_from_dict({"format": "tierplan-graph/1", "name": "chain", "tensors": tensors, "ops": ops})
+    events: list[Any] = []
+    for i in range(n):
+        events += [X(f"w{i}", "DDR", "HBM", i, i + 1.0), C(f"op{i}", i + 1.0, i + 2.0),
+                   F(f"w{i}", "HBM", i + 2.0), F("x" if i == 0 else f"a{i - 1}", "HBM", i + 2.0)]
+    events.append(F(f"a{n - 1}", "HBM", n + 1.0))
+    initial = {"x": "HBM", **{f"w{i}": "DDR" for i in range(n)}}
+    p = plan(events, initial, hardware(hbm=2 * 1024 + 2 * 1000, ddr=n * 1024))
+    report = validate_plan(g, p, check_metrics=False)
+    assert report.ok, report.errors
+    assert report.metrics["peak_bytes"]["HBM"] == 2 * 1024 + 2 * 1000
+    assert report.metrics["stall_time_s"] == 1.0
+    # One byte less in HBM and the plan no longer fits.
+    tight = plan(events, initial, hardware(hbm=2 * 1024 + 2 * 1000 - 1, ddr=n * 1024))
+    assert any("exceeds its capacity" in e for e in check(g, tight))
