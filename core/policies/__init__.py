@@ -67,6 +67,11 @@ def _load_builtin() -> None:
     # Imported for their registration side effect; order = order shown in the app.
     from core import planner  # noqa: F401
     from core.policies import none  # noqa: F401
+    __import__("core.policies.mindspore_gsm")  # registration; app order
+    __import__("core.policies.hyperoffload")  # registration; app order
+    __import__("core.policies.vdnn")  # registration; app order
+    __import__("core.policies.zero_offload")  # registration; app order
+    __import__("core.policies.capuchin")  # registration; app order
 
 
 def list_policies() -> tuple[PolicyInfo, ...]:

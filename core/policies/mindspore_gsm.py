@@ -1,0 +1,294 @@
+"""MindSpore ``auto_offload`` (GSM span-weight) baseline, plus the span bookkeeping the baselines share.
+
+Source: MindSpore's graph swap manager, ``mindspore/ccsrc/runtime/device/gsm/swap_strategy_builder.cc``
+(``SwapStrategyBuilder``: ``BuildSpans``, ``RecordSpan``, ``EnoughSpaceForSpan``, ``ClassifySpanLevel``).
+
+The rule, as in that file:
+
+1. Every op starts with the bytes of its own inputs and outputs (``mem_used_level0_``).
+2. A span is the gap between two consecutive uses ``i < j`` of a tensor (weights also get the wrap-around
+   span from their last use to their first use in the next step); its weight is ``(j - i - 1) * size``.
+3. Spans are taken lightest first. A span is kept in HBM if adding its size to every op strictly inside it
+   stays within the HBM budget at each of them; otherwise it goes to DDR if DDR has room over the span, else
+   to disk (here: the next lower tier, fastest route first). Copy-out after use ``i``, copy-in for use ``j``.
+
+Differences from MindSpore, stated: every span goes through the same queue (MindSpore can first route
+weight or checkpoint spans to the CPU with ``offload_param``/``offload_checkpoint``); persistent tensors no
+op reads get an ``unused`` span of weight ``n_ops * size``; lower-tier room is counted over the slots the
+shared scheduler keeps the lower copy (a bit longer than the span) so the plan it builds fits; disk is not
+unbounded, so when no tier has room the policy fails with :class:`InfeasibleError` instead of writing past
+capacity. Transfer timing is done by :mod:`core.schedule`, like for every policy.
+
+:class:`SpanBook` (compute-tier occupancy per op under the decisions so far, counted with the same minimum
+extents as :mod:`core.schedule`, lower-tier occupancy, tier choice, infeasibility messages, decisions) is
+used by all baseline policies so they differ only in their rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from core.errors import InfeasibleError
+from core.graph import Graph
+from core.hardware import Hardware
+from core.liveness import Liveness, Span
+from core.plan import Decision
+from core.policies import ParamSpec, Placement, PolicyInfo, register
+from core.schedule import estimate_slot_starts, op_durations, recompute_ok
+from core.units import format_bytes, format_time
+
+__all__ = ["SpanBook", "decide_gsm", "gsm_weight"]
+
+
+class SpanBook:
+    """Occupancy of every tier per op slot under a growing set of decisions.
+
+    The compute tier starts at :attr:`Liveness.keep_bytes` (nothing moved) and loses a span's bytes over the
+    slots the span frees with minimum extents: ``inner`` frees the ops strictly inside it, ``initial`` the ops
+    before the first use, ``wrap`` the ops after the last use and before the first, ``unused`` all of them —
+    exactly what :mod:`core.schedule` counts before it checks capacity. Lower tiers count a copy over the
+    slots the scheduler keeps it there (the whole step for persistent tensors), once per tensor and tier.
+    """
+
+    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, *, policy: str) -> None:
+        self.g, self.hw, self.live, self.policy = graph, hw, live, policy
+        self.n = live.n_ops
+        self.C = hw.compute_tier
+        self.cap = hw.capacity(self.C)
+        self.hbm = np.asarray(live.keep_bytes, dtype=np.int64).copy()
+        self.tiers = hw.offload_tiers
+        self.dur = op_durations(graph, hw)
+        self.T = estimate_slot_starts(self.dur)
+        self.lower = {t: np.zeros(max(self.n, 1), dtype=np.int64) for t in self.tiers}
+        self.lower_cap = {t: hw.capacity(t) for t in self.tiers}
+        biggest = max((t.bytes for t in graph.tensors), default=0)
+        for t in self.tiers:  # staging room where a route to another tier passes through this one
+            routes = [hw.route(self.C, o) for o in self.tiers] + [hw.route(o, self.C) for o in self.tiers]
+            if any(t in [link.dst for link in r[:-1]] for r in routes):
+                self.lower_cap[t] = max(0, self.lower_cap[t] - 2 * biggest)
+        self._hull: dict[tuple[str, str], tuple[int, int]] = {}
+        self.assignment: dict[int, tuple[str, str]] = {}
+        self.pinned: set[int] = set()
+        self.mutated = {t for t, m in live.mutations.items() if m}
+
+    # ------------------------------------------------------------------------------ span geometry
+    def freed(self, span: Span) -> list[tuple[int, int]]:
+        """Slot ranges ``[lo, hi)`` of the compute tier the span frees when it is not kept."""
+        n = self.n
+        if span.kind == "inner":
+            out = [(span.start_op + 1, span.end_op)]
+        elif span.kind == "initial":
+            out = [(0, span.end_op)]
+        elif span.kind == "wrap":
+            out = [(span.start_op + 1, n), (0, span.end_op)]
+        else:
+            out = [(0, n)]
+        return [(lo, hi) for lo, hi in out if hi > lo]
+
+    def covers(self, span: Span, op: int) -> bool:
+        return any(lo <= op < hi for lo, hi in self.freed(span))
+
+    def idle_s(self, span: Span) -> float:
+        """Modelled compute time inside the span (what a transfer can hide under)."""
+        return float(sum(self.T[hi] - self.T[lo] for lo, hi in self.freed(span)))
+
+    def dirty(self, span: Span) -> bool:
+        """Whether offloading needs a copy-out (no fresh copy below otherwise)."""
+        if span.kind in ("initial", "unused"):
+            return False
+        if self.g.tensor_by_id[span.tensor].persistent:
+            return span.tensor in self.mutated
+        return True
+
+    def transfer_s(self, span: Span, tier: str) -> tuple[float, float]:
+        """Copy-out and copy-in seconds of offloading ``span`` to ``tier`` (latency included, no contention)."""
+        if span.kind == "unused":
+            return 0.0, 0.0
+        wb = self.hw.route_time_s(self.C, tier, span.bytes) if self.dirty(span) else 0.0
+        return wb, self.hw.route_time_s(tier, self.C, span.bytes)
+
+    # ------------------------------------------------------------------------------ lower tiers
+    def _lower_interval(self, span: Span) -> tuple[int, int]:
+        if self.g.tensor_by_id[span.tensor].persistent or span.kind in ("wrap", "unused"):
+            return 0, self.n
+        return max(span.start_op + 1, 0), min(span.end_op + 1, self.n)
+
+    def _lower_new(self, span: Span, tier: str) -> list[tuple[int, int]]:
+        """Slots of ``tier`` this span's copy adds to what the tensor already holds there."""
+        lo, hi = self._lower_interval(span)
+        old = self._hull.get((span.tensor, tier))
+        if old is None:
+            return [(lo, hi)] if hi > lo else []
+        olo, ohi = old
+        return [(a, b) for a, b in ((min(lo, olo), olo), (ohi, max(hi, ohi))) if b > a]
+
+    def lower_fits(self, span: Span, tier: str) -> bool:
+        occ, cap = self.lower[tier], self.lower_cap[tier]
+        return all(int(occ[a:b].max(initial=0)) + span.bytes <= cap for a, b in self._lower_new(span, tier))
+
+    def tier_for(self, span: Span, tiers: Iterable[str] | None = None) -> str | None:
+        """First tier (fastest route to the compute tier first) with room for the span's copy."""
+        for tier in self.tiers if tiers is None else tiers:
+            if self.lower_fits(span, tier):
+                return tier
+        return None
+
+    # ------------------------------------------------------------------------------ decisions
+    def offload(self, sid: int, tier: str) -> None:
+        span = self.live.spans[sid]
+        self.assignment[sid] = ("offload", tier)
+        for lo, hi in self.freed(span):
+            self.hbm[lo:hi] -= span.bytes
+        for a, b in self._lower_new(span, tier):
+            self.lower[tier][a:b] += span.bytes
+        lo, hi = self._lower_interval(span)
+        old = self._hull.get((span.tensor, tier))
+        self._hull[(span.tensor, tier)] = (lo, hi) if old is None else (min(lo, old[0]), max(hi, old[1]))
+
+    def recompute_inputs(self, sid: int) -> list[int] | None:
+        """Spans that must stay kept so the producer can re-run at the span's end; None if impossible."""
+        if not recompute_ok(self.g, self.live, sid):
+            return None
+        span = self.live.spans[sid]
+        b = span.end_op
+        out: list[int] = []
+        for x in self.g.ops[self.g.producer[span.tensor]].inputs:
+            if b in self.live.uses[x]:
+                continue
+            cover = next((s for s in self.live.spans_of[x] if self.covers(self.live.spans[s], b)), None)
+            if cover is None or cover in self.assignment:
+                return None
+            out.append(cover)
+        return out
+
+    def recompute(self, sid: int) -> None:
+        """Drop the span's copy after its first use and re-run its producer before the next (pins its inputs)."""
+        pins = self.recompute_inputs(sid)
+        if pins is None:
+            raise ValueError(f"span {sid} cannot be recomputed")
+        self.pinned.update(pins)
+        span = self.live.spans[sid]
+        self.assignment[sid] = ("recompute", self.C)
+        for lo, hi in self.freed(span):
+            self.hbm[lo:hi] -= span.bytes
+
+    # ------------------------------------------------------------------------------ checks
+    def over(self) -> np.ndarray:
+        """Op indices where the compute tier is still over capacity."""
+        return np.flatnonzero(self.hbm > self.cap)
+
+    def raise_if_over(self, hint: str) -> None:
+        if not self.n:
+            return
+        worst = int(np.argmax(self.hbm))
+        need = int(self.hbm[worst])
+        if need > self.cap:
+            raise InfeasibleError(
+                f"policy '{self.policy}': {self.C} still needs {format_bytes(need)} while op '{self.g.ops[worst].id}' "
+                f"runs but holds {format_bytes(self.cap)} ({format_bytes(need - self.cap)} too much); {hint}"
+            )
+
+    def no_room(self, span: Span, why: str = "") -> InfeasibleError:
+        room = ", ".join(f"{t} {format_bytes(self.lower_cap[t])}" for t in self.tiers) or "no lower tier"
+        return InfeasibleError(
+            f"policy '{self.policy}': {span.kind} span of '{span.tensor}' ({format_bytes(span.bytes)}) must leave "
+            f"{self.C}{why}, but no lower tier has room for it over that span (usable: {room})"
+        )
+
+    def placement(self, scores: Mapping[int, float] | None = None, terms: Mapping[int, Mapping[str, float]] | None = None,
+                  reasons: Mapping[int, str] | None = None) -> Placement:
+        """The assignment plus one explained :class:`Decision` per span."""
+        scores, terms, reasons = scores or {}, terms or {}, reasons or {}
+        out: list[Decision] = []
+        uses = self.live.uses
+        first = self.tiers[0] if self.tiers else None
+        for span in self.live.spans:
+            action, tier = self.assignment.get(span.id, ("keep", self.C))
+            t: dict[str, float] = {
+                "bytes_freed": float(span.bytes) if action != "keep" else 0.0,
+                "idle_s": self.idle_s(span),
+                "access_count": float(len(uses[span.tensor])),
+            }
+            probe = tier if action == "offload" else first
+            if probe is not None:
+                wb, pf = self.transfer_s(span, probe)
+                t["transfer_s"] = wb + pf
+                t["exposed_s"] = max(0.0, wb + pf - t["idle_s"]) if action == "offload" else 0.0
+            if recompute_ok(self.g, self.live, span.id):
+                t["recompute_s"] = float(self.dur[self.g.producer[span.tensor]])
+            t.update(terms.get(span.id, {}))
+            reason = reasons.get(span.id) or self._reason(span, action, tier, t)
+            out.append(Decision(span.tensor, span.start_op, span.end_op, action, tier, float(scores.get(span.id, 0.0)),
+                                t, reason))
+        return Placement(dict(self.assignment), tuple(out))
+
+    def _reason(self, span: Span, action: str, tier: str, t: Mapping[str, float]) -> str:
+        if action == "keep":
+            return f"kept in {self.C}" + (" (a recompute needs it)" if span.id in self.pinned else "")
+        if action == "recompute":
+            return f"dropped and recomputed ({format_time(t.get('recompute_s', 0.0))} of compute)"
+        return (f"moved to {tier} for {format_time(t['idle_s'])} idle: frees {format_bytes(span.bytes)}, copies take "
+                f"{format_time(t.get('transfer_s', 0.0))}")
+
+
+# ---------------------------------------------------------------------------------------------- GSM
+
+
+def gsm_weight(live: Liveness, span: Span) -> int:
+    """MindSpore's span weight ``(j - i - 1) * size``: ops strictly inside the span times its bytes."""
+    length = live.n_ops if span.kind == "unused" else live.span_length_ops(span)
+    return max(length, 0) * span.bytes
+
+
+def decide_gsm(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
+    """Keep the lightest spans while every op inside them stays within the budget; offload the rest."""
+    book = SpanBook(graph, hw, live, policy="mindspore-gsm")
+    budget = int(book.cap * float(params["hbm_ratio"]))
+    mem = np.asarray(live.required_bytes, dtype=np.int64).copy()  # each op's own inputs and outputs
+    if book.n and int(mem.max()) > budget:
+        i = int(mem.argmax())
+        raise InfeasibleError(
+            f"policy 'mindspore-gsm': op '{graph.ops[i].id}' alone needs {format_bytes(int(mem[i]))} in {book.C} but "
+            f"the budget is {format_bytes(budget)} (hbm_ratio {float(params['hbm_ratio']):g} of {format_bytes(book.cap)})"
+        )
+    scores: dict[int, float] = {}
+    order = sorted(live.spans, key=lambda s: (gsm_weight(live, s), s.id))
+    for rank, span in enumerate(order):
+        weight = gsm_weight(live, span)
+        scores[span.id] = float(weight)
+        ranges = book.freed(span)
+        if all(int(mem[lo:hi].max(initial=0)) + span.bytes <= budget for lo, hi in ranges):
+            for lo, hi in ranges:
+                mem[lo:hi] += span.bytes
+            continue
+        tier = book.tier_for(span)
+        if tier is None:
+            raise book.no_room(span, f" (span weight {weight:,}, rank {rank + 1} of {len(order)} lightest first)")
+        book.offload(span.id, tier)
+    book.raise_if_over("the span-weight rule left more resident than the budget")  # cannot happen: same count
+    terms = {sid: {"span_weight": w} for sid, w in scores.items()}
+    reasons = {}
+    for span in live.spans:
+        action, tier = book.assignment.get(span.id, ("keep", book.C))
+        w = format_bytes(int(scores[span.id]))
+        reasons[span.id] = (f"kept: weight {w}·ops fit the budget at every op inside the span" if action == "keep" else
+                            f"to {tier}: keeping it (weight {w}·ops) would exceed the budget inside the span")
+    return book.placement(scores, terms, reasons)
+
+
+register(PolicyInfo(
+    key="mindspore-gsm",
+    title="MindSpore auto_offload (GSM span weight)",
+    description="Spans between consecutive uses weighted (j-i-1)×size; lightest kept in HBM first while every op "
+    "inside stays within the budget; the rest go to DDR, then SSD when DDR is full.",
+    source="MindSpore graph swap manager: mindspore/ccsrc/runtime/device/gsm/swap_strategy_builder.cc "
+    "(SwapStrategyBuilder::BuildSpans, EnoughSpaceForSpan, ClassifySpanLevel).",
+    params=(
+        ParamSpec("hbm_ratio", "HBM ratio", 1.0, 0.05, 1.0,
+                  "Share of the compute tier the strategy may fill (MindSpore's offload_context hbm_ratio)."),
+    ),
+    decide=decide_gsm,
+))

@@ -1,0 +1,96 @@
+"""ZeRO-Offload-style baseline: optimizer state (with the fp32 master weights) lives in host memory.
+
+Source: J. Ren, S. Rajbhandari, R. Y. Aminabadi, O. Ruwase, S. Yang, M. Zhang, D. Li, Y. He, "ZeRO-Offload:
+Democratizing Billion-Scale Model Training", USENIX ATC 2021 (arXiv 2101.06840); DeepSpeed
+``zero_optimization.offload_optimizer``. Parameter offload (``offload_params``) follows ZeRO-Infinity
+(Rajbhandari et al., SC 2021, arXiv 2104.07857).
+
+ZeRO-Offload keeps the fp16/bf16 parameters and the forward/backward compute on the accelerator; the
+optimizer state (fp32 master weights, Adam m and v: 12 bytes per parameter) lives in CPU memory; gradients
+are copied down as soon as backward produces them; the CPU runs Adam; updated weights come back.
+
+Mapped onto spans:
+
+* every ``optimizer_state`` tensor's wrap-around span (and ``unused`` span) goes to the first lower tier
+  with room (host memory first): the tensor starts and ends each step there;
+* ``offload_gradients`` (default on): the idle span of each ``gradient`` tensor between the backward op that
+  produces it and the optimizer op that reads it goes down too;
+* ``offload_params`` (default off, ZeRO-Infinity): weights' wrap-around spans go down as well (fetched
+  before their first use, dropped after the last — written back when the optimizer updated them).
+
+Limitation, stated: this repository's scheduler does not run ops on a tier's own compute yet, so the
+optimizer update still runs on the accelerator: each optimizer state is fetched just before its update and
+written back after it, instead of the CPU updating it in place and only the new weights coming back. That
+moves more bytes than real ZeRO-Offload (state both ways instead of gradients down and weights up) and
+will be revisited when host compute lands in the scheduler.
+
+The rule is static (DeepSpeed applies it whenever it is enabled), so it moves state even when everything
+would fit. If the compute tier is still over capacity, the rule has failed: :class:`InfeasibleError`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from core.graph import Graph
+from core.hardware import Hardware
+from core.liveness import Liveness
+from core.policies import ParamSpec, Placement, PolicyInfo, register
+from core.policies.mindspore_gsm import SpanBook
+
+__all__ = ["decide_zero_offload", "zero_candidates"]
+
+
+def zero_candidates(graph: Graph, live: Liveness, *, gradients: bool, params: bool) -> list[tuple[int, str]]:
+    """(span id, why) for every span the rule offloads, optimizer state first."""
+    out: list[tuple[int, str]] = []
+    kinds = {"optimizer_state": ("wrap", "unused")}
+    if params:
+        kinds["weight"] = ("wrap", "unused")
+    if gradients:
+        kinds["gradient"] = ("inner",)
+    for kind in ("optimizer_state", "gradient", "weight"):
+        if kind not in kinds:
+            continue
+        for span in live.spans:
+            if span.bytes and graph.tensor_by_id[span.tensor].kind == kind and span.kind in kinds[kind]:
+                out.append((span.id, kind))
+    return out
+
+
+def decide_zero_offload(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
+    """Optimizer state (and optionally gradients, weights) in the first lower tier with room."""
+    book = SpanBook(graph, hw, live, policy="zero-offload")
+    reasons: dict[int, str] = {}
+    why = {"optimizer_state": "optimizer state (fp32 master, m, v) lives in host memory between updates",
+           "gradient": "gradient goes down as soon as backward produces it",
+           "weight": "parameter offload (ZeRO-Infinity): fetched for each use"}
+    for sid, kind in zero_candidates(graph, live, gradients=bool(int(params["offload_gradients"])),
+                                     params=bool(int(params["offload_params"]))):
+        span = live.spans[sid]
+        tier = book.tier_for(span)
+        if tier is None:
+            raise book.no_room(span, f" ({why[kind]})")
+        book.offload(sid, tier)
+        reasons[sid] = f"to {tier}: {why[kind]}"
+    book.raise_if_over("ZeRO-Offload keeps weights and activations in the compute tier"
+                       + ("" if int(params["offload_params"]) else " (try offload_params=1)"))
+    return book.placement(reasons=reasons)
+
+
+register(PolicyInfo(
+    key="zero-offload",
+    title="ZeRO-Offload (optimizer state in host memory)",
+    description="Optimizer state and fp32 master weights live in DDR; gradients go down after backward; "
+    "weights and activations stay in HBM (optionally weights too, as ZeRO-Infinity).",
+    source="Ren et al., ZeRO-Offload: Democratizing Billion-Scale Model Training, USENIX ATC 2021 "
+    "(arXiv 2101.06840); DeepSpeed offload_optimizer; ZeRO-Infinity (arXiv 2104.07857) for offload_params.",
+    params=(
+        ParamSpec("offload_gradients", "Offload gradients", 1, 0, 1,
+                  "Move each weight gradient down between backward and the optimizer step.", integer=True),
+        ParamSpec("offload_params", "Offload parameters (ZeRO-Infinity)", 0, 0, 1,
+                  "Weights also live below and are fetched for each use.", integer=True),
+    ),
+    decide=decide_zero_offload,
+))
