@@ -25,7 +25,9 @@ class InputError(TierplanError):
     @property
     def message(self) -> str:
         where = ": ".join(part for part in (self.source, self.field) if part)
-        return f"{where}: {self.problem}" if where else self.problem
+        text = f"{where}: {self.problem}" if where else self.problem
+        # One line whatever the user's names contain (an id with a newline must not break the report).
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
     def with_source(self, source: str) -> InputError:
         """The same error attributed to ``source`` (loaders learn the file name late)."""

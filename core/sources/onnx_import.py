@@ -93,7 +93,20 @@ def parse_onnx_model(data: bytes | str | Path, source: str) -> Any:
     if not model.HasField("graph") or not len(model.graph.node):
         raise InputError("not a usable ONNX model: no graph nodes (empty, truncated or not an ONNX file)",
                          source=source)
+    _check_names(model.graph, source)
     return model
+
+
+def _check_names(graph: Any, source: str) -> None:
+    """Protobuf hands back ``bytes`` for string fields that are not UTF-8: refuse such a (corrupt) file."""
+    names: list[Any] = [graph.name]
+    for node in graph.node:
+        names += [node.name, node.op_type, node.domain, *node.input, *node.output]
+    for group in (graph.initializer, graph.input, graph.output, graph.value_info):
+        names += [item.name for item in group]
+    for value in names:
+        if not isinstance(value, str):
+            raise InputError(f"corrupt ONNX model: name {value!r} is not valid UTF-8", source=source)
 
 
 def _attr(node: Any, name: str, default: Any = None) -> Any:
