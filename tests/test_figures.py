@@ -161,7 +161,7 @@ class TestCompareAndSweep:
         assert fig.data[1].name == "infeasible" and list(fig.data[1].text) == ["too small"]
 
     def test_heatmap_marks_missing_cells(self):
-        z = [[0.1, float("nan")], [0.0, 0.5]]
+        z = [[0.1, 0.0], [float("nan"), 0.5]]  # [capacity][bandwidth]
         fig = figures.heatmap_figure([8 * 2**30, 16 * 2**30], [32e9, 64e9], z)
         hm = fig.data[0]
         assert hm.text[0][1] == "✕" and hm.text[1][1] == "50.0"

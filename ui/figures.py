@@ -414,9 +414,9 @@ def heatmap_figure(
     tier: str = "HBM",
     link: str = "host link",
 ) -> go.Figure:
-    """Slowdown (%) over capacity (x) × link bandwidth (y); ``slowdown[i][j]`` for bandwidth i and capacity j,
-    ``nan`` where no plan exists (drawn blank and labelled)."""
-    z = np.asarray(slowdown, dtype=float) * 100.0
+    """Slowdown (%) over capacity (x) × link bandwidth (y); ``slowdown[i][j]`` for capacity i and bandwidth j
+    (as :class:`core.sweep.Heatmap`), ``nan`` where no plan exists (drawn blank and marked ✕)."""
+    z = np.asarray(slowdown, dtype=float).T * 100.0
     divisor, bunit = byte_scale(float(max(capacities_bytes, default=0)))
     xs = [f"{c / divisor:.3g}" for c in capacities_bytes]
     ys = [format_bandwidth(b) for b in bandwidths_Bps]
