@@ -292,7 +292,7 @@ def load_graph(path_or_bytes: str | Path | bytes, *, source: str | None = None) 
 def parse_json(data: bytes | str, source: str) -> Any:
     """``json.loads`` with a one-line message that names the file, line and column."""
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        text = data.decode("utf-8-sig") if isinstance(data, bytes) else data.removeprefix("\ufeff")
         return json.loads(text)
     except UnicodeDecodeError:
         raise InputError("not a UTF-8 text file (is it a binary file such as ONNX?)", source=source) from None
