@@ -405,12 +405,14 @@ class _Builder:
             for tier in tiers:
                 ready[(tid, tier)] = 0.0
         compute_free = 0.0
-        for i in range(n + 1):
+        for m in issued[0]:  # heads issued before the first op (tails are never issued at slot 0)
+            self._run_move(m, 0.0, link_free, ready, gone, enforce, events)
+        for i in range(n):
             slot_begin = max(compute_free, enforce[i])
-            for m in issued[i]:
-                self._run_move(m, slot_begin, link_free, ready, gone, enforce, events)
-            if i == n:
-                break
+            if i:
+                for m in issued[i]:
+                    if m.head_copy is not None:
+                        self._run_move(m, slot_begin, link_free, ready, gone, enforce, events)
             for q in sorted(self.recompute_at.get(i, ())):
                 op = g.ops[q]
                 start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs))
@@ -420,7 +422,7 @@ class _Builder:
                     ready[(out, C)] = end
                 compute_free = end
             op = g.ops[i]
-            start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs)) if op.inputs else max(slot_begin, compute_free)
+            start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs))
             end = start + float(self.durations[i])
             events.append(ComputeEvent(op.id, start, end, C))
             for out in op.outputs:
@@ -429,6 +431,15 @@ class _Builder:
             for tid, tier in self.free_at_op_end[i]:
                 events.append(FreeEvent(tid, tier, end))
                 gone[(tid, tier)] = end
+            # copy-outs issued for the next slot start as soon as this op is done, so the next slot can
+            # wait for the frees the capacity count assumed
+            for m in issued[i + 1]:
+                if m.head_copy is None:
+                    self._run_move(m, end, link_free, ready, gone, enforce, events)
+        if n:
+            for m in issued[n]:
+                if m.head_copy is not None:
+                    self._run_move(m, compute_free, link_free, ready, gone, enforce, events)
         return events
 
     def _run_move(self, m: _Move, slot_begin: float, link_free: dict[tuple[str, str], float],
