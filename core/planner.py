@@ -118,6 +118,7 @@ class _Tierplan:
         self.choice: dict[int, tuple[str, str]] = {}
         self.terms: dict[int, dict[str, float]] = {}
         self.pinned: set[int] = set()
+        self.heads: list[list[int]] = []  # [first slot resident again, needed at, bytes] of chosen copy-ins
         self.mutated = {t for t, m in live.mutations.items() if m}
 
     # ------------------------------------------------------------------------------ span geometry
@@ -168,8 +169,12 @@ class _Tierplan:
         for span in live.spans:
             if span.bytes == 0 or (live.span_length_ops(span) <= 0 and span.kind != "unused"):
                 continue
-            for lo, hi in self._entry_regions(span):
+            hidden = self._entry_regions(span)
+            for lo, hi in hidden:
                 buckets[lo].append((span.id, lo, hi, "offload"))
+            for lo, hi in self._forced_regions(span):
+                if hi > lo and (lo, hi) not in hidden:
+                    buckets[lo].append((span.id, lo, hi, "forced"))
             if self.allow_recompute and recompute_ok(self.g, live, span.id):
                 buckets[span.start_op + 1].append((span.id, span.start_op + 1, span.end_op, "recompute"))
         heap: list[tuple[float, float, int, int, int, str]] = []
@@ -184,7 +189,12 @@ class _Tierplan:
             while cur > cap:
                 picked = self._pop(heap, s)
                 if picked is None:
-                    self._infeasible(s, cur)
+                    squeezed = self._squeeze(s, delta)
+                    if not squeezed:
+                        self._infeasible(s, cur)
+                    running -= squeezed
+                    cur -= squeezed
+                    continue
                 sid, kind, tier = picked
                 freed = self._apply(sid, s, kind, tier, delta)
                 running -= freed
@@ -194,12 +204,17 @@ class _Tierplan:
     def _entry_regions(self, span: Span) -> list[tuple[int, int]]:
         fastest = self.tiers[0]
         regs, _, _, _ = self.regions(span, fastest)
-        regs = [(lo, hi) for lo, hi in regs if hi > lo]
-        if span.kind == "inner" and not regs and span.end_op > span.start_op + 1:
-            regs = [(span.start_op + 1, span.end_op)]  # cannot hide: still a (stalling) way out
-        if span.kind == "wrap" and not regs:
-            regs = [(0, span.end_op), (span.start_op + 1, self.n)]
-        return regs
+        return [(lo, hi) for lo, hi in regs if hi > lo]
+
+    def _forced_regions(self, span: Span) -> list[tuple[int, int]]:
+        """Everything the span could free if its copies were allowed to stall the compute."""
+        if span.kind == "inner":
+            return [(span.start_op + 1, span.end_op)]
+        if span.kind == "wrap":
+            return [(0, span.end_op), (span.start_op + 1, self.n)]
+        if span.kind == "initial":
+            return [(0, span.end_op)]
+        return [(0, self.n)]
 
     def _key(self, sid: int, s: int, hi: int, kind: str) -> tuple[float, float]:
         span = self.live.spans[sid]
@@ -221,6 +236,8 @@ class _Tierplan:
             if not self._lower_fits(span, tier):
                 continue
             _, exposed, wb, pf = self.regions(span, tier)
+            if kind == "forced":
+                exposed = wb + pf
             exposed += self._congestion(span, tier, wb, pf)
             if best is None or exposed < best[0]:
                 best = (exposed, tier)
@@ -266,7 +283,10 @@ class _Tierplan:
         return None
 
     def _pin_inputs(self, sid: int) -> bool:
-        """Recompute at the span end needs the producer's inputs there: keep (pin) the spans holding them."""
+        """Recompute at the span end needs the producer's inputs there. Inputs the op at the span end reads
+        anyway cost nothing; otherwise the input's idle span covering that op is pinned in the compute tier,
+        which is only accepted when that span lies inside this one (pinning a long span would cost more
+        memory than the recompute frees)."""
         span = self.live.spans[sid]
         b = span.end_op
         op = self.g.ops[self.g.producer[span.tensor]]
@@ -276,6 +296,9 @@ class _Tierplan:
                 continue
             cover = self._covering(x, b)
             if cover is None or cover in self.choice:
+                return False
+            cs = self.live.spans[cover]
+            if cs.kind != "inner" or cs.start_op < span.start_op or cs.end_op > b + 1:
                 return False
             to_pin.append(cover)
         self.pinned.update(to_pin)
@@ -301,7 +324,8 @@ class _Tierplan:
         else:
             self.choice[sid] = ("offload", tier)
             regions, _, wb, pf = self.regions(span, tier)
-            regions = [(lo, hi) for lo, hi in regions if hi > lo] or self._entry_regions(span)
+            if kind == "forced":
+                regions = self._forced_regions(span)
             lo, hi = self._lower_window(span)
             self.lower_occ[tier][lo:hi] += span.bytes
             for seconds, (src, dst), (a, b) in ((wb, (self.C, tier), (span.start_op + 1, span.end_op)),
@@ -321,8 +345,26 @@ class _Tierplan:
             else:
                 delta[lo] -= span.bytes
             delta[hi] += span.bytes
+        if kind == "offload" and span.kind != "unused":
+            b = span.end_op
+            head_end = regions[0][1] if span.kind == "wrap" else regions[-1][1]
+            if head_end < b and head_end > s:
+                self.heads.append([head_end, b, span.bytes])
         self.terms[sid] = {"wb_s": wb, "pf_s": pf, "chosen_at_op": float(s)}
         return freed_now
+
+    def _squeeze(self, s: int, delta: np.ndarray) -> int:
+        """Last resort at op ``s``: start a chosen copy-in later than hiding would like (the schedule then
+        stalls for it), the one needed farthest ahead first. Returns bytes freed at ``s``."""
+        best = None
+        for h in self.heads:
+            if h[0] <= s < h[1] and (best is None or h[1] > best[1]):
+                best = h
+        if best is not None:
+            best[0] = s + 1
+            delta[s + 1] += best[2]
+            return int(best[2])
+        return 0
 
     def _infeasible(self, s: int, cur: int) -> None:
         op = self.g.ops[s]
