@@ -217,7 +217,7 @@ def _hardware_from_dict(raw: Any) -> Hardware:
         tiers.append(Tier(tname, cap, tcompute, str(t.get("source", ""))))
     names = {t.name for t in tiers}
     compute_tier = raw.get("compute_tier", tiers[0].name)
-    if compute_tier not in names:
+    if not isinstance(compute_tier, str) or compute_tier not in names:
         raise InputError(f"compute tier {compute_tier!r} is not one of the tiers ({', '.join(sorted(names))})", field="compute_tier")
     links_raw = raw.get("links", [])
     if not isinstance(links_raw, list):
@@ -229,7 +229,7 @@ def _hardware_from_dict(raw: Any) -> Hardware:
             raise InputError("expected an object", field=where)
         src, dst = link.get("src"), link.get("dst")
         for key, value in (("src", src), ("dst", dst)):
-            if value not in names:
+            if not isinstance(value, str) or value not in names:
                 raise InputError(f"unknown tier {value!r}", field=f"{where}.{key}")
         if src == dst:
             raise InputError("a link must join two different tiers", field=where)

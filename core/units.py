@@ -21,7 +21,7 @@ __all__ = [
 ]
 
 _BYTE_UNITS: dict[str, float] = {
-    "b": 1, "byte": 1, "bytes": 1,
+    "": 1, "b": 1, "byte": 1, "bytes": 1,
     "kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12, "pb": 1e15,
     "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40, "pib": 2**50,
     "k": 1e3, "m": 1e6, "g": 1e9, "t": 1e12,
