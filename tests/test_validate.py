@@ -452,9 +452,17 @@ def sequential_case(draw: st.DrawFn) -> tuple[Graph, Plan]:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(sequential_case())
 def test_random_sequential_plans_are_valid(case: tuple[Graph, Plan]) -> None:
+    from dataclasses import replace
+
+    from core.metrics import compute_metrics, plan_hardware
+
     g, p = case
     report = validate_plan(g, p, check_metrics=False)
     assert report.ok, report.errors
+    # metrics.py and the replay agree (validate_plan compares them when the plan carries metrics).
+    metrics = compute_metrics(g, plan_hardware(p), p.events, p.initial)
+    checked = validate_plan(g, replace(p, metrics=metrics))
+    assert checked.ok, checked.errors
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
