@@ -50,7 +50,8 @@ class SpanBook:
     slots the span frees with minimum extents: ``inner`` frees the ops strictly inside it, ``initial`` the ops
     before the first use, ``wrap`` the ops after the last use and before the first, ``unused`` all of them —
     exactly what :mod:`core.schedule` counts before it checks capacity. Lower tiers count a copy over the
-    slots the scheduler keeps it there (the whole step for persistent tensors), once per tensor and tier.
+    slots the scheduler keeps it there (the whole step for persistent tensors), once per tensor and tier,
+    plus the staging copies of multi-hop routes (SSD via DDR) at their minimum extents.
     """
 
     def __init__(self, graph: Graph, hw: Hardware, live: Liveness, *, policy: str) -> None:
@@ -64,11 +65,6 @@ class SpanBook:
         self.T = estimate_slot_starts(self.dur)
         self.lower = {t: np.zeros(max(self.n, 1), dtype=np.int64) for t in self.tiers}
         self.lower_cap = {t: hw.capacity(t) for t in self.tiers}
-        biggest = max((t.bytes for t in graph.tensors), default=0)
-        for t in self.tiers:  # staging room where a route to another tier passes through this one
-            routes = [hw.route(self.C, o) for o in self.tiers] + [hw.route(o, self.C) for o in self.tiers]
-            if any(t in [link.dst for link in r[:-1]] for r in routes):
-                self.lower_cap[t] = max(0, self.lower_cap[t] - 2 * biggest)
         self._hull: dict[tuple[str, str], tuple[int, int]] = {}
         self.assignment: dict[int, tuple[str, str]] = {}
         self.pinned: set[int] = set()
@@ -125,9 +121,42 @@ class SpanBook:
         olo, ohi = old
         return [(a, b) for a, b in ((min(lo, olo), olo), (ohi, max(hi, ohi))) if b > a]
 
+    def _staging(self, span: Span, tier: str) -> list[tuple[str, int, int]]:
+        """Copies in intermediate tiers of multi-hop routes, at the minimum extents the scheduler counts.
+
+        A copy-out's staging copy lasts from the slot after the use until the slot its route is estimated to
+        finish (one slot of margin); a copy-in's lasts at least its deadline slot (it only grows where room).
+        """
+        n, C, out = self.n, self.C, []
+        if span.kind == "unused":
+            return out
+        if self.dirty(span):
+            route = self.hw.route(C, tier)
+            if len(route) > 1:
+                lo = min(span.start_op + 1, n)
+                t_end = float(self.T[lo]) + sum(link.transfer_time_s(span.bytes) for link in route)
+                after = int(np.searchsorted(self.T[:n], t_end - 1e-15, side="left"))
+                hi = min(n, max(min(n, after + 2), lo + 2))
+                out += [(link.dst, lo, hi) for link in route[:-1]]
+        route = self.hw.route(tier, C)
+        if len(route) > 1:
+            b = span.end_op
+            out += [(link.dst, b, min(b + 1, n)) for link in route[:-1]]
+        return out
+
     def lower_fits(self, span: Span, tier: str) -> bool:
-        occ, cap = self.lower[tier], self.lower_cap[tier]
-        return all(int(occ[a:b].max(initial=0)) + span.bytes <= cap for a, b in self._lower_new(span, tier))
+        ranges: dict[str, list[tuple[int, int]]] = {}
+        for t, a, b in [(tier, a, b) for a, b in self._lower_new(span, tier)] + self._staging(span, tier):
+            if t in self.lower and b > a:
+                ranges.setdefault(t, []).append((a, b))
+        for t, rs in ranges.items():
+            lo, hi = min(a for a, _ in rs), max(b for _, b in rs)
+            extra = np.zeros(hi - lo, dtype=np.int64)
+            for a, b in rs:
+                extra[a - lo:b - lo] += span.bytes
+            if int((self.lower[t][lo:hi] + extra).max()) > self.lower_cap[t]:
+                return False
+        return True
 
     def tier_for(self, span: Span, tiers: Iterable[str] | None = None) -> str | None:
         """First tier (fastest route to the compute tier first) with room for the span's copy."""
@@ -142,8 +171,9 @@ class SpanBook:
         self.assignment[sid] = ("offload", tier)
         for lo, hi in self.freed(span):
             self.hbm[lo:hi] -= span.bytes
-        for a, b in self._lower_new(span, tier):
-            self.lower[tier][a:b] += span.bytes
+        for t, a, b in [(tier, a, b) for a, b in self._lower_new(span, tier)] + self._staging(span, tier):
+            if t in self.lower:
+                self.lower[t][a:b] += span.bytes
         lo, hi = self._lower_interval(span)
         old = self._hull.get((span.tensor, tier))
         self._hull[(span.tensor, tier)] = (lo, hi) if old is None else (min(lo, old[0]), max(hi, old[1]))
