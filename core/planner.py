@@ -118,6 +118,8 @@ class _Tierplan:
         self.choice: dict[int, tuple[str, str]] = {}
         self.terms: dict[int, dict[str, float]] = {}
         self.pinned: set[int] = set()
+        self.applied: dict[int, list[tuple[int, int]]] = {}  # slots each choice frees (for pruning)
+        self._regions: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] = {}
         self.heads: list[list[int]] = []  # [first slot resident again, needed at, bytes] of chosen copy-ins
         self.mutated = {t for t, m in live.mutations.items() if m}
 
@@ -140,7 +142,15 @@ class _Tierplan:
         return True
 
     def regions(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
-        """Slots freed when hiding the copies, exposed seconds, copy-out and copy-in seconds."""
+        """Slots freed when hiding the copies, exposed seconds, copy-out and copy-in seconds (cached:
+        they depend only on the span and the tier)."""
+        key = (span.id, tier)
+        hit = self._regions.get(key)
+        if hit is None:
+            hit = self._regions[key] = self._regions_uncached(span, tier)
+        return hit
+
+    def _regions_uncached(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
         hw, T, n, C = self.hw, self.T, self.n, self.C
         wb = hw.route_time_s(C, tier, span.bytes) if self.dirty(span) else 0.0
         pf = hw.route_time_s(tier, C, span.bytes)
@@ -154,9 +164,10 @@ class _Tierplan:
         a = span.start_op
         r = int(np.searchsorted(T[:n], T[a + 1] + wb, side="left")) if wb else a + 1
         r = min(max(r, a + 1), n)
-        exposed = max(0.0, wb + pf - self.idle_s(span))
-        if span.kind == "wrap":
+        if span.kind == "wrap":  # the copy-out must fit after the last use, the copy-in before the first
+            exposed = max(0.0, wb - float(T[n] - T[a + 1])) + max(0.0, pf - float(T[b]))
             return [(0, p), (r, n)], exposed, wb, pf
+        exposed = max(0.0, wb + pf - self.idle_s(span))
         return ([(r, p)] if p > r else []), exposed, wb, pf
 
     # ------------------------------------------------------------------------------ the sweep
@@ -199,7 +210,30 @@ class _Tierplan:
                 freed = self._apply(sid, s, kind, tier, delta)
                 running -= freed
                 cur -= freed
+        self._prune()
         return Placement(dict(self.choice), self.explain())
+
+    def _prune(self) -> None:
+        """Reverse delete: the sweep relieves each op greedily, so later choices can make earlier ones
+        unnecessary. Undo the most expensive choices (copy time per byte) whose bytes fit back everywhere
+        they were freed."""
+        occ = self.live.keep_bytes.astype(np.int64).copy()
+        for sid, regions in self.applied.items():
+            for lo, hi in regions:
+                occ[lo:hi] -= self.live.spans[sid].bytes
+        def expense(sid: int) -> float:
+            t = self.terms.get(sid, {})
+            return (t.get("wb_s", 0.0) + t.get("pf_s", 0.0)) / max(self.live.spans[sid].bytes, 1)
+        for sid in sorted(self.applied, key=expense, reverse=True):
+            if self.choice.get(sid, ("keep",))[0] != "offload":
+                continue
+            size = self.live.spans[sid].bytes
+            regions = [(lo, hi) for lo, hi in self.applied[sid] if hi > lo]
+            if all(int(occ[lo:hi].max()) + size <= self.cap for lo, hi in regions):
+                for lo, hi in regions:
+                    occ[lo:hi] += size
+                del self.choice[sid]
+                self.terms.pop(sid, None)
 
     def _entry_regions(self, span: Span) -> list[tuple[int, int]]:
         fastest = self.tiers[0]
@@ -216,13 +250,14 @@ class _Tierplan:
             return [(0, span.end_op)]
         return [(0, self.n)]
 
-    def _key(self, sid: int, s: int, hi: int, kind: str) -> tuple[float, float]:
+    def _key(self, sid: int, s: int, hi: int, kind: str, cost: float | None = None) -> tuple[float, float]:
         span = self.live.spans[sid]
         end = self.T[hi] if hi <= self.n else self.T[self.n]
         if span.kind == "wrap" and s < span.end_op:
             end = end + (self.T[self.n] - self.T[span.start_op + 1])
         benefit = span.bytes * max(float(end - self.T[s]), 1e-12)
-        cost = self._cost(sid, kind)[0]
+        if cost is None:
+            cost = self._cost(sid, kind)[0]
         return cost / benefit, -benefit
 
     def _cost(self, sid: int, kind: str) -> tuple[float, str]:
@@ -273,7 +308,7 @@ class _Tierplan:
             cost, tier = self._cost(sid, kind)
             if cost == float("inf"):
                 continue
-            fresh = self._key(sid, s, hi, kind)
+            fresh = self._key(sid, s, hi, kind, cost)
             if heap and fresh > (heap[0][0], heap[0][1]) and fresh > (key0, key1):
                 heapq.heappush(heap, (*fresh, sid, lo, hi, kind))
                 continue
@@ -335,6 +370,7 @@ class _Tierplan:
                         a, b = 0, max(span.end_op, 1)
                     link = self.hw.route(src, dst)[0]
                     self.load[(link.src, link.dst)].add(a, b, seconds / max(b - a, 1))
+        self.applied[sid] = [(lo, min(hi, n)) for lo, hi in regions]
         freed_now = 0
         for lo, hi in regions:
             lo, hi = max(lo, s), min(hi, n)
@@ -349,7 +385,7 @@ class _Tierplan:
             b = span.end_op
             head_end = regions[0][1] if span.kind == "wrap" else regions[-1][1]
             if head_end < b and head_end > s:
-                self.heads.append([head_end, b, span.bytes])
+                self.heads.append([head_end, b, span.bytes, sid])
         self.terms[sid] = {"wb_s": wb, "pf_s": pf, "chosen_at_op": float(s)}
         return freed_now
 
@@ -361,7 +397,9 @@ class _Tierplan:
             if h[0] <= s < h[1] and (best is None or h[1] > best[1]):
                 best = h
         if best is not None:
+            old = best[0]
             best[0] = s + 1
+            self.applied[best[3]] = [(lo, s + 1 if hi == old else hi) for lo, hi in self.applied[best[3]]]
             delta[s + 1] += best[2]
             return int(best[2])
         return 0
