@@ -1,0 +1,141 @@
+"""Plan page (landing): KPIs, the schedule per stream, memory per tier, the decisions and the exports."""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+
+import streamlit as st
+
+from core.plan import plan_to_dict
+from ui import figures, kpis, report, state, tables, view
+
+
+@st.fragment
+@state.safe("Schedule")
+def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
+    """The Gantt and the decisions table in one fragment: selecting a tensor reruns only this part."""
+    d = state.derived(inputs, plan)
+    table = tables.decisions_table(plan, inputs.graph)
+    frame = table.frame
+    moved = sorted({e.tensor for e in plan.events if type(e).__name__ == "TransferEvent"})
+    unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))
+    chart_slot = st.container()
+    st.markdown("##### Decisions")
+    st.caption("Every idle span of every tensor: what the policy did with it and the cost-model terms behind the "
+               "choice. Select rows (or pick tensors above the chart) to outline their transfers on the schedule.")
+    c1, c2, c3 = st.columns([2, 2, 2])
+    query = c1.text_input("Find tensor", key="dec:query", placeholder="e.g. layers.3")
+    actions = c2.multiselect("Action", sorted(frame["action"].unique()), key="dec:action")
+    kinds = c3.multiselect("Kind", sorted(frame["kind"].unique()), key="dec:kind")
+    shown = frame
+    if query:
+        shown = shown[shown["tensor"].str.contains(query, case=False, regex=False)]
+    if actions:
+        shown = shown[shown["action"].isin(actions)]
+    if kinds:
+        shown = shown[shown["kind"].isin(kinds)]
+    event = view.table(tables.Table(shown.reset_index(drop=True), table.formats), key="dec:table", height=360,
+                       on_select="rerun", selection_mode="multi-row")
+    st.caption(f"{len(shown):,} of {len(frame):,} decisions shown.")
+    rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
+    selected = set(shown.reset_index(drop=True).iloc[rows]["tensor"]) if rows else set()
+    with chart_slot:
+        picked = st.multiselect("Highlight the transfers of", moved, key="sched:highlight",
+                                placeholder="pick tensors that move (or select rows in the decisions table)")
+        selected |= set(picked)
+        highlight = tables.transfers_of(plan, sorted(selected))
+        fig = figures.schedule_figure(d.streams, highlight=highlight, time_unit=unit)
+        view.chart(fig, key="schedule")
+        n = sum(len(s.starts_s) for s in d.streams)
+        mode = "bars" if n <= figures.BAR_LIMIT else "WebGL segments"
+        st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag to zoom, double-click to reset; "
+                   "the zoom survives changes to the inputs.")
+
+
+@state.safe("Memory curves")
+def _memory(inputs: state.Inputs, plan) -> None:
+    d = state.derived(inputs, plan)
+    before = state.before_curves(inputs)
+    unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))
+    hw = inputs.hardware
+    show_before = st.toggle("Show the no-offload total (everything in the compute tier)", value=True, key="mem:before")
+    for tier in hw.tiers:
+        curve = d.curves.get(tier.name)
+        if curve is None:
+            continue
+        empty = not any(len(v) and float(max(v)) > 0 for v in curve.bytes_by_kind.values())
+        if empty and tier.name != hw.compute_tier:
+            st.caption(f"{tier.name}: unused by this plan ({figures.byte_scale(tier.capacity_bytes)[1]} capacity "
+                       "left free).")
+            continue
+        fig = figures.memory_figure(
+            curve, tier=tier.name, capacity_bytes=tier.capacity_bytes, time_unit=unit,
+            before=before.get(tier.name) if show_before and tier.name == hw.compute_tier else None,
+            title=f"{tier.name}", uirevision=f"memory-{tier.name}",
+        )
+        view.chart(fig, key=f"memory-{tier.name}")
+
+
+@st.fragment
+@state.safe("Exports")
+def _exports(inputs: state.Inputs, plan) -> None:
+    """Download buttons; each file is built only when its button is clicked."""
+    slug = f"{inputs.graph.name}-{plan.policy}".replace(" ", "_").replace("/", "_")
+    buttons: list[tuple[str, object, str, str, str, str]] = [
+        ("Plan (JSON)", functools.partial(lambda p: json.dumps(plan_to_dict(p)), plan), f"{slug}.plan.json",
+         "application/json", ":material/data_object:", "The tierplan-plan/1 file: replay it with the validator"),
+    ]
+    if importlib.util.find_spec("core.export.trace") is not None:
+        from core.export.trace import plan_to_trace
+
+        buttons.append(("Perfetto trace", functools.partial(lambda g, p: json.dumps(plan_to_trace(g, p)), inputs.graph, plan),
+                        f"{slug}.trace.json", "application/json", ":material/timeline:",
+                        "Open in ui.perfetto.dev or chrome://tracing"))
+    if importlib.util.find_spec("core.export.csv") is not None:
+        from core.export.csv import decisions_csv
+
+        buttons.append(("Decisions (CSV)", functools.partial(decisions_csv, plan), f"{slug}.decisions.csv", "text/csv",
+                        ":material/table:", "Every decision with its cost-model terms, for a spreadsheet"))
+    buttons.append(("HTML report", functools.partial(report.build_report, inputs.graph, inputs.hardware, plan,
+                                                     model_label=inputs.model_label),
+                    f"{slug}.report.html", "text/html", ":material/description:",
+                    "One self-contained file with the KPIs and charts, for sharing"))
+    for col, (label, data, name, mime, icon, help_text) in zip(st.columns(len(buttons)), buttons):
+        col.download_button(label, data, file_name=name, mime=mime, icon=icon, on_click="ignore", width="stretch",
+                            key=f"dl:{name.rsplit('.', 2)[-2]}", help=help_text)
+    st.caption("The address bar holds this whole setting (model, hardware edits, policy and its parameters): "
+               "copy the URL to share this view. Uploaded files are not part of the link.")
+
+
+def main() -> None:
+    inputs = state.current_inputs()
+    view.header("Plan", "Where each tensor lives during one step, when it moves, and what that costs.")
+    if inputs is None:
+        st.info("Pick a model and hardware in the sidebar.")
+        return
+    shown, outcome, error = state.plan_outcome(inputs)
+    view.plan_error(error, shown is not inputs and outcome.plan is not None)
+    plan = outcome.plan
+    if plan is None:
+        return
+    hw = shown.hardware
+    st.markdown(f"**{shown.model_label}** on **{hw.name}** · policy **{plan.policy}**")
+    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier))
+    links = {link.name: link.bandwidth_Bps for link in hw.links}
+    with st.expander("Bytes moved per link", expanded=False):
+        st.dataframe(kpis.link_rows(plan.metrics, links), hide_index=True)
+    tab_sched, tab_mem, tab_export = st.tabs([":material/view_timeline: Schedule & decisions",
+                                              ":material/stacked_line_chart: Memory", ":material/download: Export"])
+    with tab_sched:
+        _schedule_and_decisions(shown, plan)
+    with tab_mem:
+        st.caption("Occupancy of each tier over the step, stacked by tensor kind; the dashed line is the "
+                   "capacity, the dotted one what the compute tier would hold if nothing moved.")
+        _memory(shown, plan)
+    with tab_export:
+        _exports(shown, plan)
+
+
+main()

@@ -1,0 +1,122 @@
+"""What-if page: how step time depends on the compute tier's capacity and the host link's bandwidth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from core.sweep import heatmap, min_capacity_for_slowdown, sweep_capacity
+from core.units import format_bytes
+from ui import figures, state, view
+
+
+def _progress(bar: Any) -> Callable[[float, str], None]:
+    return lambda frac, text: bar.progress(min(1.0, max(0.0, frac)), text=text)
+
+
+def _key(inputs: state.Inputs, *parts: Any) -> str:
+    return hashlib.sha256(json.dumps([inputs.digest, *parts], default=str).encode()).hexdigest()[:16]
+
+
+@st.fragment
+@state.safe("Capacity sweep")
+def _capacity_sweep(inputs: state.Inputs, plan_metrics: dict[str, Any]) -> None:
+    hw = inputs.hardware
+    tier = hw.compute_tier
+    peak = int(plan_metrics.get("no_offload_peak_bytes") or hw.capacity(tier))
+    unit, size = ("GiB", 2**30) if peak >= 2**30 else ("MiB", 2**20)
+    top = max(1.0, round(peak * 1.1 / size, 1))
+    c1, c2, c3 = st.columns(3)
+    lo, hi = c1.slider(f"{tier} capacity range ({unit})", 0.0, float(top), (round(top * 0.25, 1), float(top)),
+                       key="wi:range", step=max(0.1, round(top / 100, 1)))
+    points = c2.slider("Points", 3, 24, 8, key="wi:points")
+    budget = c3.number_input("Slowdown budget (%)", 0.0, 500.0, 5.0, step=1.0, key="wi:budget",
+                             help="The smallest capacity that keeps the step within this much of compute-only time")
+    capacities = [int(c * size) for c in np.linspace(max(lo, 0.01), hi, points)]
+    key = _key(inputs, "sweep", capacities, budget)
+    if st.button("Run the sweep", type="primary", key="wi:run", icon=":material/play_arrow:"):
+        bar = st.progress(0.0, text="Planning…")
+        result = sweep_capacity(inputs.graph, hw, policy=inputs.policy, capacities_bytes=capacities,
+                                params=inputs.params, progress=_progress(bar))
+        bar.progress(1.0, text=f"Searching the smallest {tier} within {budget:g} %…")
+        smallest = min_capacity_for_slowdown(inputs.graph, hw, policy=inputs.policy, max_slowdown=budget / 100,
+                                             params=inputs.params)
+        bar.empty()
+        st.session_state["wi:sweep"] = (key, result, smallest, budget)
+    stored = st.session_state.get("wi:sweep")
+    if not stored or stored[0] != key:
+        st.caption(f"Plans the step at {points} capacities of {tier} between {lo:g} and {hi:g} {unit}, then finds the "
+                   f"smallest {tier} whose slowdown stays within {budget:g} %. Press *Run the sweep*.")
+        return
+    _, result, smallest, budget = stored
+    feasible = [p for p in result if p.feasible]
+    if smallest is not None:
+        st.success(f"Smallest {tier} with slowdown ≤ {budget:g} %: **{format_bytes(smallest)}** "
+                   f"(now {format_bytes(hw.capacity(tier))}).", icon=":material/check_circle:")
+    else:
+        st.warning(f"No {tier} capacity up to the no-offload peak keeps the slowdown within {budget:g} % with this "
+                   "policy and these links.", icon=":material/warning:")
+    view.chart(figures.sweep_figure(result, compute_only_time_s=plan_metrics.get("compute_only_time_s"),
+                                    max_slowdown=budget / 100, min_capacity_bytes=smallest,
+                                    current_capacity_bytes=hw.capacity(tier), tier=tier), key="wi:curve")
+    st.caption(f"{len(feasible)} of {len(result)} capacities have a plan; ✕ marks the ones that do not (hover for why).")
+
+
+@st.fragment
+@state.safe("Heatmap")
+def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any]) -> None:
+    hw = inputs.hardware
+    tier = hw.compute_tier
+    out_links = [lk for lk in hw.links if lk.src == tier]
+    if not out_links:
+        st.info(f"No link leaves {tier}, so there is no bandwidth to vary.")
+        return
+    names = [lk.name for lk in out_links]
+    link_name = st.selectbox("Link (set in both directions)", names, key="wi:link")
+    link = next(lk for lk in out_links if lk.name == link_name)
+    peak = int(plan_metrics.get("no_offload_peak_bytes") or hw.capacity(tier))
+    c1, c2 = st.columns(2)
+    n_cap = c1.slider("Capacity steps", 2, 8, 5, key="wi:hcap")
+    n_bw = c2.slider("Bandwidth steps", 2, 6, 4, key="wi:hbw")
+    capacities = [int(c) for c in np.linspace(peak * 0.3, peak * 1.05, n_cap)]
+    bandwidths = [float(b) for b in link.bandwidth_Bps * np.geomspace(0.25, 4.0, n_bw)]
+    key = _key(inputs, "heat", link_name, capacities, bandwidths)
+    if st.button("Compute the heatmap", key="wi:heat", icon=":material/grid_on:"):
+        bar = st.progress(0.0, text="Planning…")
+        result = heatmap(inputs.graph, hw, policy=inputs.policy, capacities_bytes=capacities, bandwidths_Bps=bandwidths,
+                         link=link_name, params=inputs.params, progress=_progress(bar))
+        bar.empty()
+        st.session_state["wi:heatmap"] = (key, result)
+    stored = st.session_state.get("wi:heatmap")
+    if not stored or stored[0] != key:
+        st.caption(f"{n_cap * n_bw} plans: {tier} from 30 % to 105 % of the no-offload peak × {link_name} from ¼ to 4× "
+                   "its bandwidth. Press *Compute the heatmap*.")
+        return
+    result = stored[1]
+    view.chart(figures.heatmap_figure(result.capacities_bytes, result.bandwidths_Bps, result.slowdown, tier=tier,
+                                      link=result.link), key="wi:heatmap")
+    st.caption("Slowdown in % over compute-only time; ✕: no plan at that point.")
+
+
+@state.safe("What-if")
+def main() -> None:
+    view.header("What-if", "Would less HBM do? Would a faster host link pay off? Each point below is a full plan.")
+    inputs = state.current_inputs()
+    if inputs is None:
+        st.info("Pick a model and hardware in the sidebar.")
+        return
+    outcome = state.plan_for(inputs)
+    metrics = dict(outcome.plan.metrics) if outcome.plan is not None else {}
+    st.markdown(f"**{inputs.model_label}** on **{inputs.hardware.name}** · policy **{inputs.policy}**")
+    st.markdown("##### Step time against capacity")
+    _capacity_sweep(inputs, metrics)
+    st.markdown("##### Capacity × link bandwidth")
+    _heatmap(inputs, metrics)
+
+
+main()

@@ -1,0 +1,113 @@
+"""Headline numbers of a plan in human units, shared by the Plan page, the Compare page and the HTML report.
+
+Input is the metrics mapping of :func:`core.metrics.compute_metrics` (``plan.metrics``); nothing is
+recomputed here, only chosen, labelled and formatted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from core.units import format_bandwidth, format_bytes, format_time
+
+__all__ = ["Kpi", "plan_kpis", "link_rows", "compare_row"]
+
+
+@dataclass(frozen=True)
+class Kpi:
+    """One tile: ``value`` is the headline, ``delta`` the comparison underneath (``None``: none)."""
+
+    key: str
+    label: str
+    value: str
+    delta: str | None = None
+    delta_color: str = "off"
+    help: str = ""
+
+
+def _pct(x: float) -> str:
+    return f"{x * 100:.1f} %"
+
+
+def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
+    """Step time (vs compute only), peak memory of the compute tier (vs capacity and no offload), overlap,
+    stall, bytes moved and recompute time."""
+    step = float(metrics.get("step_time_s", 0.0))
+    compute_only = float(metrics.get("compute_only_time_s", 0.0))
+    slowdown = float(metrics.get("slowdown", 0.0))
+    peak = int(metrics.get("peak_bytes", {}).get(compute_tier, 0))
+    capacity = int(metrics.get("capacity_bytes", {}).get(compute_tier, 0))
+    no_offload = int(metrics.get("no_offload_peak_bytes", 0))
+    moved = sum(int(v) for v in metrics.get("transfer_bytes", {}).values())
+    n_links = sum(1 for v in metrics.get("transfer_bytes", {}).values() if v)
+    overlap = float(metrics.get("overlap_ratio", 0.0))
+    stall = float(metrics.get("stall_time_s", 0.0))
+    recompute = float(metrics.get("recompute_time_s", 0.0))
+    fill = f"{peak / capacity * 100:.0f} % of {format_bytes(capacity)}" if capacity else None
+    return [
+        Kpi("step_time", "Step time", format_time(step),
+            f"{'+' if slowdown >= 0 else ''}{_pct(slowdown)} vs compute only ({format_time(compute_only)})",
+            "inverse" if slowdown > 0.001 else "off",
+            "Modelled time of one step with this plan; compute only = every op back to back, no waiting for data."),
+        Kpi("peak", f"Peak {compute_tier}", format_bytes(peak), fill, "off",
+            f"Highest occupancy of {compute_tier} during the step. Without offload the peak would be "
+            f"{format_bytes(no_offload)}."),
+        Kpi("no_offload", "Without offload", format_bytes(no_offload),
+            f"{format_bytes(max(0, no_offload - peak))} saved" if no_offload >= peak else None, "normal",
+            f"Peak {compute_tier} occupancy if every tensor stayed in {compute_tier} for the whole step."),
+        Kpi("overlap", "Transfers hidden", _pct(overlap), None, "off",
+            "Share of transfer time that runs while compute is busy (1 = every copy hidden behind compute)."),
+        Kpi("stall", "Stall", format_time(stall), _pct(stall / step) + " of the step" if step else None,
+            "inverse" if stall > 0 else "off", "Time compute waits for a transfer to finish."),
+        Kpi("moved", "Bytes moved", format_bytes(moved), f"over {n_links} link{'s' if n_links != 1 else ''}", "off",
+            "Total bytes copied between tiers in one step, all links together."),
+        Kpi("recompute", "Recompute", format_time(recompute),
+            _pct(recompute / step) + " of the step" if step and recompute else None, "off",
+            "Time spent re-running ops to regenerate dropped activations instead of storing them."),
+    ]
+
+
+def link_rows(metrics: Mapping[str, Any], links: Mapping[str, float] | None = None) -> list[dict[str, Any]]:
+    """Per link: bytes moved, busy time, share of the step it is busy and its effective bandwidth.
+    ``links`` maps link name to its nominal bandwidth (to show next to the effective one)."""
+    step = float(metrics.get("step_time_s", 0.0)) or 1.0
+    moved = metrics.get("transfer_bytes", {})
+    busy = metrics.get("transfer_time_s", {})
+    names = list(dict.fromkeys([*(links or {}).keys(), *moved.keys()]))
+    rows = []
+    for name in names:
+        nbytes = int(moved.get(name, 0))
+        time_s = float(busy.get(name, 0.0))
+        row: dict[str, Any] = {
+            "link": name,
+            "bytes moved": format_bytes(nbytes),
+            "busy": format_time(time_s),
+            "busy share": f"{time_s / step * 100:.0f} %",
+        }
+        if links is not None and name in links:
+            row["bandwidth"] = format_bandwidth(links[name])
+        rows.append(row)
+    return rows
+
+
+def compare_row(title: str, metrics: Mapping[str, Any] | None, compute_tier: str, message: str = "") -> dict[str, Any]:
+    """One line of the Compare table (raw numbers for sorting plus the feasibility message)."""
+    if metrics is None:
+        return {"policy": title, "feasible": False, "step_time_s": None, "slowdown": None, "peak_bytes": None,
+                "stall_time_s": None, "moved_bytes": None, "recompute_time_s": None, "overlap_ratio": None,
+                "compute_only_time_s": None, "message": message}
+    return {
+        "policy": title,
+        "feasible": True,
+        "step_time_s": float(metrics.get("step_time_s", 0.0)),
+        "slowdown": float(metrics.get("slowdown", 0.0)),
+        "peak_bytes": int(metrics.get("peak_bytes", {}).get(compute_tier, 0)),
+        "stall_time_s": float(metrics.get("stall_time_s", 0.0)),
+        "moved_bytes": sum(int(v) for v in metrics.get("transfer_bytes", {}).values()),
+        "recompute_time_s": float(metrics.get("recompute_time_s", 0.0)),
+        "overlap_ratio": float(metrics.get("overlap_ratio", 0.0)),
+        "compute_only_time_s": float(metrics.get("compute_only_time_s", 0.0)),
+        "message": message,
+    }

@@ -1,0 +1,152 @@
+"""Tables the pages show (decisions, ops, tensors, policy comparison) as pandas frames.
+
+Numbers stay numeric (so a table sorts correctly) in one readable unit per column, named in the header
+("size (MiB)", "idle (ms)"); ``formats`` gives a printf format per numeric column for display.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from core.graph import Graph
+from core.hardware import Compute, op_time_s
+from core.plan import Plan, TransferEvent
+
+__all__ = ["Table", "decisions_table", "ops_table", "tensors_table", "compare_table", "transfers_of"]
+
+_MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Table:
+    frame: pd.DataFrame
+    formats: Mapping[str, str] = field(default_factory=dict)
+
+
+def _op_name(graph: Graph, index: int) -> str:
+    if 0 <= index < len(graph.ops):
+        return graph.ops[index].id
+    return "step start" if index < 0 else f"op #{index}"
+
+
+def _span(graph: Graph, start_op: int, end_op: int) -> str:
+    a = _op_name(graph, start_op)
+    b = _op_name(graph, end_op)
+    if start_op >= 0 and end_op < start_op:
+        return f"{a} → next step: {b}"
+    return f"{a} → {b}"
+
+
+def _term_column(key: str) -> tuple[str, float, str]:
+    """Header, scale and format of a cost-model term column, from the unit in its name."""
+    base = key.replace("_", " ")
+    if key.endswith("_s"):
+        return f"{base[:-2]} (ms)", 1e3, "%.4g ms"
+    if "bytes" in key:
+        return f"{base} (MiB)", 1 / _MIB, "%.4g MiB"
+    return base, 1.0, "%.4g"
+
+
+def decisions_table(plan: Plan, graph: Graph) -> Table:
+    """One row per decision: tensor, kind, size, span, action, tier, the cost-model terms, score, reason."""
+    tensors = graph.tensor_by_id
+    term_keys = list(dict.fromkeys(k for d in plan.decisions for k in d.terms))
+    columns = {k: _term_column(k) for k in term_keys}
+    rows = []
+    for d in plan.decisions:
+        t = tensors.get(d.tensor)
+        row: dict[str, Any] = {
+            "tensor": d.tensor,
+            "kind": t.kind if t else "?",
+            "size (MiB)": (t.bytes / _MIB) if t else float("nan"),
+            "span": _span(graph, d.start_op, d.end_op),
+            "action": d.action,
+            "tier": d.tier,
+        }
+        for key, (header, scale, _) in columns.items():
+            value = d.terms.get(key)
+            row[header] = float(value) * scale if isinstance(value, (int, float)) else float("nan")
+        row["score"] = float(d.score)
+        row["reason"] = d.reason
+        rows.append(row)
+    order = ["tensor", "kind", "size (MiB)", "span", "action", "tier", *(c[0] for c in columns.values()), "score", "reason"]
+    frame = pd.DataFrame(rows, columns=order)
+    formats = {"size (MiB)": "%.4g MiB", "score": "%.4g", **{h: f for h, _, f in columns.values()}}
+    return Table(frame, formats)
+
+
+def transfers_of(plan: Plan, tensors: Sequence[str]) -> list[tuple[str, float, float]]:
+    """(link name, start s, end s) of every copy of the given tensors — what the schedule highlights."""
+    wanted = set(tensors)
+    return [(f"{e.src}->{e.dst}", e.start, e.end) for e in plan.events
+            if isinstance(e, TransferEvent) and e.tensor in wanted]
+
+
+def ops_table(graph: Graph, compute: Compute) -> Table:
+    """Every op with its category, layer, phase, modelled time on ``compute`` and output size."""
+    tensors = graph.tensor_by_id
+    rows = [
+        {
+            "#": i,
+            "op": op.id,
+            "category": op.category,
+            "layer": op.layer or "",
+            "phase": op.phase or "",
+            "time (ms)": op_time_s(op, compute) * 1e3,
+            "GFLOP": op.flops / 1e9,
+            "inputs": len(op.inputs),
+            "outputs (MiB)": sum(tensors[t].bytes for t in op.outputs) / _MIB,
+            "recomputable": op.recomputable,
+        }
+        for i, op in enumerate(graph.ops)
+    ]
+    return Table(pd.DataFrame(rows), {"time (ms)": "%.4g ms", "GFLOP": "%.4g", "outputs (MiB)": "%.4g MiB"})
+
+
+def tensors_table(graph: Graph) -> Table:
+    """Every tensor with kind, size, persistence, producer and number of reads."""
+    reads: dict[str, int] = {}
+    for op in graph.ops:
+        for t in op.inputs:
+            reads[t] = reads.get(t, 0) + 1
+    producer = graph.producer
+    rows = [
+        {
+            "tensor": t.id,
+            "kind": t.kind,
+            "size (MiB)": t.bytes / _MIB,
+            "persistent": t.persistent,
+            "produced by": graph.ops[producer[t.id]].id if t.id in producer else "(exists at step start)",
+            "reads": reads.get(t.id, 0),
+        }
+        for t in graph.tensors
+    ]
+    return Table(pd.DataFrame(rows), {"size (MiB)": "%.4g MiB"})
+
+
+def compare_table(rows: Sequence[Mapping[str, Any]]) -> Table:
+    """The policies side by side, from :func:`ui.kpis.compare_row` rows."""
+    out = []
+    for r in rows:
+        ok = bool(r.get("feasible"))
+        out.append({
+            "policy": r["policy"],
+            "feasible": "yes" if ok else "no",
+            "step time (ms)": r["step_time_s"] * 1e3 if ok else None,
+            "slowdown (%)": r["slowdown"] * 100 if ok else None,
+            "peak (GiB)": r["peak_bytes"] / 2**30 if ok else None,
+            "stall (ms)": r["stall_time_s"] * 1e3 if ok else None,
+            "moved (GiB)": r["moved_bytes"] / 2**30 if ok else None,
+            "recompute (ms)": r["recompute_time_s"] * 1e3 if ok else None,
+            "hidden (%)": r["overlap_ratio"] * 100 if ok else None,
+            "note": r.get("message", "") or "",
+        })
+    formats = {
+        "step time (ms)": "%.4g ms", "slowdown (%)": "%.1f %%", "peak (GiB)": "%.4g GiB", "stall (ms)": "%.4g ms",
+        "moved (GiB)": "%.4g GiB", "recompute (ms)": "%.4g ms", "hidden (%)": "%.0f %%",
+    }
+    return Table(pd.DataFrame(out), formats)

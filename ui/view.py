@@ -1,0 +1,51 @@
+"""Small Streamlit drawing helpers so every page looks the same: headers, KPI tiles, tables, charts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from ui.kpis import Kpi
+from ui.tables import Table
+
+__all__ = ["PLOTLY_CONFIG", "header", "kpi_tiles", "table", "chart", "plan_error"]
+
+PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "scrollZoom": True,
+                                 "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+
+
+def header(title: str, intro: str) -> None:
+    st.title(title, anchor=False)
+    st.markdown(f"<div style='color:#52606D;margin-top:-0.6rem;margin-bottom:0.6rem'>{intro}</div>",
+                unsafe_allow_html=True)
+
+
+def kpi_tiles(kpis: Sequence[Kpi], *, per_row: int = 7) -> None:
+    for start in range(0, len(kpis), per_row):
+        cols = st.columns(per_row)
+        for col, k in zip(cols, kpis[start:start + per_row]):
+            col.metric(k.label, k.value, k.delta, delta_color=k.delta_color, help=k.help or None, border=True,
+                       delta_arrow="off" if k.delta_color == "off" else "auto")
+
+
+def table(t: Table, *, key: str | None = None, height: int | str = "auto", **kwargs: Any) -> Any:
+    config = {col: st.column_config.NumberColumn(col, format=fmt) for col, fmt in t.formats.items()
+              if col in t.frame.columns}
+    return st.dataframe(t.frame, hide_index=True, column_config=config, key=key, height=height, **kwargs)
+
+
+def chart(fig: go.Figure, *, key: str) -> None:
+    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, theme=None)
+
+
+def plan_error(error: str | None, shown_other: bool) -> None:
+    """The message when the current settings give no plan (and whether older settings are shown)."""
+    if not error:
+        return
+    st.error(f"**No plan for these settings.** {error}", icon=":material/block:")
+    if shown_other:
+        st.info("Showing the plan for the last settings that worked. Change the settings in the sidebar to try "
+                "again.", icon=":material/history:")
