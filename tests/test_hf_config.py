@@ -199,10 +199,13 @@ class TestStructure:
 
     def test_deepseek_loads_fast(self) -> None:
         cfg = config("deepseek-v3")
-        start = time.perf_counter()
-        for kind in ("train", "prefill", "decode"):
-            graph_from_hf_config(cfg, Workload(kind, 4, 4096))
-        assert time.perf_counter() - start < 1.5
+        best = float("inf")
+        for _ in range(3):  # best of three: a busy CI machine must not make this flaky
+            start = time.perf_counter()
+            for kind in ("train", "prefill", "decode"):
+                graph_from_hf_config(cfg, Workload(kind, 4, 4096))
+            best = min(best, time.perf_counter() - start)
+        assert best < 1.0
 
     def test_unknown_model_type_is_dense(self) -> None:
         cfg = {**config("llama-2-7b"), "model_type": "brand_new_llm", "num_hidden_layers": 2}

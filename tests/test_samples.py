@@ -26,10 +26,13 @@ def test_expected_samples() -> None:
 @pytest.mark.parametrize("key", KEYS)
 def test_file_committed_and_fast(key: str) -> None:
     assert sample_path(key).is_file()
-    load_sample.cache_clear()
-    start = time.perf_counter()
-    g = load_sample(key)
-    assert time.perf_counter() - start < 0.3
+    best = float("inf")
+    for _ in range(3):  # best of three: a busy CI machine must not make this flaky
+        load_sample.cache_clear()
+        start = time.perf_counter()
+        g = load_sample(key)
+        best = min(best, time.perf_counter() - start)
+    assert best < 0.3
     assert load_sample(key) is g  # cached
     assert 0 < len(g.ops) <= 2000
     assert sample_path(key).stat().st_size < 1_500_000
