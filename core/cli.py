@@ -180,10 +180,16 @@ def _report(graph: Graph, path: str) -> None:
 COMMANDS: list[Callable[[Any], None]] = [register_generate, register_import_onnx, register_info]
 
 
+def _planning_commands() -> list[Callable[[Any], None]]:
+    from core.commands import register_plan, register_sweep, register_trace, register_validate
+
+    return [register_plan, register_validate, register_trace, register_sweep]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description="Tierplan: plan tensor placement across memory tiers.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    for register in COMMANDS:
+    for register in COMMANDS + _planning_commands():
         register(sub)
     return parser
 

@@ -1,0 +1,169 @@
+"""``python -m core plan | validate | trace | sweep``: the planning half of the CLI (see :mod:`core.cli`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from core.cli import EXIT_INPUT, EXIT_OK, load_graph_arg, read_input, write_output
+from core.errors import InputError
+from core.hardware import Hardware, apply_setting, hardware_from_dict
+from core.units import format_bandwidth, format_bytes, format_time
+
+__all__ = ["register_plan", "register_validate", "register_trace", "register_sweep", "load_hardware_arg"]
+
+
+def load_hardware_arg(path: str, settings: list[str] | None = None) -> Hardware:
+    """A hardware file or preset key, with ``--set KEY=VALUE`` overrides applied in order."""
+    from pathlib import Path
+
+    from core.graph import parse_json
+    from core.sources.presets import list_presets, load_preset
+
+    if not Path(path).exists() and path in {p.key for p in list_presets()}:
+        hw = load_preset(path)
+    else:
+        hw = hardware_from_dict(parse_json(read_input(path), path), source=path)
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(f"expected KEY=VALUE such as HBM.capacity=24GiB, got {item!r}", field="--set")
+        hw = apply_setting(hw, key.strip(), value.strip())
+    return hw
+
+
+def _params(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise InputError(f"expected NAME=VALUE, got {item!r}", field="--param")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def register_plan(sub: Any) -> None:
+    p = sub.add_parser("plan", help="plan tensor placement for a graph on a hierarchy",
+                       description="Plan one step; prints a one-screen summary and writes the plan JSON.")
+    p.add_argument("graph", metavar="GRAPH", help="graph / ONNX / config.json file, or a sample key")
+    p.add_argument("--hardware", required=True, metavar="HW", help="hardware JSON file or preset key")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="override, e.g. HBM.capacity=24GiB, HBM->DDR.bandwidth=32GB/s (repeatable)")
+    p.add_argument("--policy", default="tierplan", help="tierplan (default), none, mindspore-gsm, ...")
+    p.add_argument("--param", action="append", metavar="NAME=VALUE", help="policy parameter (repeatable)")
+    p.add_argument("-o", "--output", metavar="PLAN.json", help="where to write the plan")
+    p.set_defaults(run=run_plan)
+
+
+def run_plan(args: argparse.Namespace) -> int:
+    from core.plan import plan_to_dict
+    from core.planner import make_plan
+
+    graph = load_graph_arg(args.graph, args)
+    hw = load_hardware_arg(args.hardware, args.set)
+    plan = make_plan(graph, hw, policy=args.policy, params=_params(args.param))
+    if args.output:
+        write_output(args.output, json.dumps(plan_to_dict(plan), separators=(",", ":")) + "\n")
+    m = plan.metrics
+    C = hw.compute_tier
+    moved = [d for d in plan.decisions if d.action == "offload"]
+    recomputed = [d for d in plan.decisions if d.action == "recompute"]
+    lines = [
+        f"{graph.name} on {hw.name} — policy {plan.policy}",
+        f"  step time     {format_time(m['step_time_s'])} (compute only {format_time(m['compute_only_time_s'])}, "
+        f"slowdown {m['slowdown'] * 100:.1f} %)",
+        f"  stall         {format_time(m['stall_time_s'])}   recompute {format_time(m['recompute_time_s'])}   "
+        f"overlap {m['overlap_ratio'] * 100:.0f} %",
+        f"  peak {C:<8} {format_bytes(m['peak_bytes'][C])} of {format_bytes(hw.capacity(C))} "
+        f"(no offload: {format_bytes(m['no_offload_peak_bytes'])})",
+    ]
+    for tier, peak in m["peak_bytes"].items():
+        if tier != C:
+            lines.append(f"  peak {tier:<8} {format_bytes(peak)} of {format_bytes(hw.capacity(tier))}")
+    for link, nbytes in m["transfer_bytes"].items():
+        lines.append(f"  moved {link:<12} {format_bytes(nbytes)} in {format_time(m['transfer_time_s'][link])}")
+    lines.append(f"  decisions     {len(moved)} spans offloaded, {len(recomputed)} recomputed, "
+                 f"{len(plan.decisions) - len(moved) - len(recomputed)} kept")
+    if args.output and args.output != "-":
+        lines.append(f"  wrote {args.output} ({len(plan.events)} events)")
+    print("\n".join(lines), file=sys.stderr if args.output == "-" else sys.stdout)
+    return EXIT_OK
+
+
+def register_validate(sub: Any) -> None:
+    p = sub.add_parser("validate", help="replay a plan against its graph and check every rule",
+                       description="Replay PLAN against GRAPH: capacities, presence, links, freshness, metrics.")
+    p.add_argument("graph", metavar="GRAPH")
+    p.add_argument("plan", metavar="PLAN.json")
+    p.set_defaults(run=run_validate)
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    from core.graph import parse_json
+    from core.plan import plan_from_dict
+    from core.validate import validate_plan
+
+    graph = load_graph_arg(args.graph, args)
+    plan = plan_from_dict(parse_json(read_input(args.plan), args.plan), source=args.plan)
+    report = validate_plan(graph, plan)
+    if report.ok:
+        print(f"valid: {args.plan} replays cleanly against {graph.name} "
+              f"(step {format_time(report.metrics.get('step_time_s', 0.0))}, {len(plan.events)} events)")
+        return EXIT_OK
+    print(f"invalid: {args.plan}: {len(report.errors)} problem(s)", file=sys.stderr)
+    for err in report.errors:
+        print(f"  - {err}", file=sys.stderr)
+    return EXIT_INPUT
+
+
+def register_trace(sub: Any) -> None:
+    p = sub.add_parser("trace", help="Chrome / Perfetto trace of a plan",
+                       description="Write a trace JSON that opens in ui.perfetto.dev or chrome://tracing.")
+    p.add_argument("plan", metavar="PLAN.json")
+    p.add_argument("--graph", metavar="GRAPH", help="graph for op categories (optional)")
+    p.add_argument("-o", "--output", required=True, metavar="TRACE.json")
+    p.set_defaults(run=run_trace)
+
+
+def run_trace(args: argparse.Namespace) -> int:
+    from core.export.trace import plan_to_trace
+    from core.graph import parse_json
+    from core.plan import plan_from_dict
+
+    plan = plan_from_dict(parse_json(read_input(args.plan), args.plan), source=args.plan)
+    graph = load_graph_arg(args.graph, args) if args.graph else None
+    trace = plan_to_trace(graph, plan)
+    write_output(args.output, json.dumps(trace, separators=(",", ":")) + "\n")
+    if args.output != "-":
+        print(f"wrote {args.output}: {len(trace['traceEvents'])} trace events; open it in https://ui.perfetto.dev")
+    return EXIT_OK
+
+
+def register_sweep(sub: Any) -> None:
+    p = sub.add_parser("sweep", help="smallest compute-tier capacity that keeps the slowdown under a bound",
+                       description="Bisect the compute-tier capacity for a slowdown bound, per policy.")
+    p.add_argument("graph", metavar="GRAPH")
+    p.add_argument("--hardware", required=True, metavar="HW")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--policy", action="append", help="policy (repeatable; default tierplan)")
+    p.add_argument("--max-slowdown", type=float, default=0.02, help="fraction, default 0.02 (2 %%)")
+    p.set_defaults(run=run_sweep)
+
+
+def run_sweep(args: argparse.Namespace) -> int:
+    from core.liveness import analyze
+    from core.sweep import min_capacity_for_slowdown
+
+    graph = load_graph_arg(args.graph, args)
+    hw = load_hardware_arg(args.hardware, args.set)
+    live = analyze(graph)
+    link = next((lk for lk in hw.links if lk.src == hw.compute_tier), None)
+    print(f"{graph.name} on {hw.name}: no-offload peak {format_bytes(live.no_offload_peak_bytes)}"
+          + (f", {link.name} {format_bandwidth(link.bandwidth_Bps)}" if link else ""))
+    for policy in args.policy or ["tierplan"]:
+        cap = min_capacity_for_slowdown(graph, hw, policy=policy, max_slowdown=args.max_slowdown, liveness=live)
+        shown = "not reachable" if cap is None else f"{format_bytes(cap)} ({cap / live.no_offload_peak_bytes * 100:.0f} % of peak)"
+        print(f"  {policy:<24} smallest {hw.compute_tier} for slowdown <= {args.max_slowdown * 100:g} %: {shown}")
+    return EXIT_OK
