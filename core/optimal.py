@@ -329,6 +329,8 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
         return OptimalResult(math.inf, False, "infeasible", "no keep/offload/recompute decisions fit "
                              f"{C} ({format_bytes(cap)}) even in the relaxed model, so no policy can", solve_s)
     bound = getattr(res, "mip_dual_bound", None)
+    if bound is None and status_code == 0:  # no integer variable left: a plain LP, solved exactly
+        bound = getattr(res, "fun", None)
     if bound is None or not math.isfinite(bound):
         return OptimalResult(math.nan, True, "error" if status_code != 1 else "time_limit",
                              f"HiGHS gave no bound: {getattr(res, 'message', '')}", solve_s)
