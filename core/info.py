@@ -11,12 +11,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.graph import TENSOR_KINDS, Graph
+from core.metrics import no_offload_peak_bytes
 from core.units import format_bytes
-
-try:  # TODO(sources): core.metrics is being written; drop this guard once it has landed.
-    from core.metrics import no_offload_peak_bytes as _no_offload_peak_bytes
-except ImportError:  # pragma: no cover - removed before the room finishes
-    _no_offload_peak_bytes = None
 
 __all__ = ["GraphSummary", "graph_summary", "format_summary"]
 
@@ -31,7 +27,7 @@ class GraphSummary:
     bytes_by_kind: dict[str, int]
     op_count: int
     tensor_count: int
-    no_offload_peak_bytes: int | None
+    no_offload_peak_bytes: int
     largest_tensors: tuple[tuple[str, str, int], ...]
     ops_by_category: dict[str, int]
     ops_by_phase: dict[str, int]
@@ -72,7 +68,6 @@ def graph_summary(graph: Graph) -> GraphSummary:
     meta = graph.meta or {}
     workload = meta.get("workload") if isinstance(meta.get("workload"), dict) else None
     warnings = meta.get("warnings") if isinstance(meta.get("warnings"), list) else []
-    peak = _no_offload_peak_bytes(graph) if _no_offload_peak_bytes is not None else None
     return GraphSummary(
         name=graph.name,
         params_total=_param(meta, "params_total"),
@@ -80,7 +75,7 @@ def graph_summary(graph: Graph) -> GraphSummary:
         bytes_by_kind=by_kind,
         op_count=len(graph.ops),
         tensor_count=len(graph.tensors),
-        no_offload_peak_bytes=None if peak is None else int(peak),
+        no_offload_peak_bytes=int(no_offload_peak_bytes(graph)),
         largest_tensors=tuple((t.id, t.kind, t.bytes) for t in largest),
         ops_by_category=dict(Counter(op.category for op in graph.ops).most_common()),
         ops_by_phase=dict(Counter(op.phase or "-" for op in graph.ops).most_common()),
@@ -110,8 +105,7 @@ def format_summary(summary: GraphSummary) -> str:
         f"tensors         {summary.tensor_count:,}",
         "bytes by kind   " + ", ".join(f"{k} {format_bytes(v)}" for k, v in summary.bytes_by_kind.items()),
         f"total bytes     {format_bytes(summary.total_bytes)}",
-        "no-offload peak " + (format_bytes(summary.no_offload_peak_bytes)
-                              if summary.no_offload_peak_bytes is not None else "unavailable"),
+        f"no-offload peak {format_bytes(summary.no_offload_peak_bytes)}",
         "largest tensors " + ", ".join(f"{i} ({format_bytes(b)})" for i, _, b in summary.largest_tensors[:3]),
     ]
     lines += [f"warning         {w}" for w in summary.warnings]

@@ -20,11 +20,10 @@ def test_tiny_summary() -> None:
     assert s.largest_tensors[0] == ("adam1", "optimizer_state", 2 * GiB)
     assert s.ops_by_category == {"matmul": 6, "optimizer": 3, "loss": 1}
     assert s.ops_by_phase == {"forward": 4, "backward": 3, "optimizer": 3}
-    if s.no_offload_peak_bytes is not None:
-        assert s.no_offload_peak_bytes == 15 * GiB
+    assert s.no_offload_peak_bytes == 15 * GiB
     json.dumps(s.to_dict())
     text = format_summary(s)
-    assert "1.61 B" in text and "ops             10" in text
+    assert "1.61 B" in text and "ops             10" in text and "no-offload peak 15 GiB" in text
 
 
 def test_moe_active_params() -> None:
