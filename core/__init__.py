@@ -1,1 +1,29 @@
-"""Tierplan's planning core: pure Python, no UI. The app and the CLI use only what is exported here."""
+"""Tierplan's planning core: pure Python, no UI. The app and the CLI use what is exported here.
+
+>>> from core import load_sample, load_preset, make_plan, validate_plan
+>>> graph, hw = load_sample("tiny"), load_preset("teaching")
+>>> plan = make_plan(graph, hw)
+>>> validate_plan(graph, plan).ok
+True
+"""
+
+from __future__ import annotations
+
+from core.errors import InfeasibleError, InputError, TierplanError
+from core.graph import Graph, load_graph
+from core.hardware import Hardware, apply_setting, load_hardware, with_capacity
+from core.plan import Plan, load_plan, plan_to_dict
+from core.planner import make_plan
+from core.policies import list_policies
+from core.sources import Workload, load_model_bytes
+from core.sources.presets import list_presets, load_preset
+from core.sources.samples import list_samples, load_sample
+from core.validate import validate_plan
+
+__all__ = [
+    "Graph", "Hardware", "Plan", "Workload",
+    "TierplanError", "InputError", "InfeasibleError",
+    "load_graph", "load_hardware", "load_plan", "load_model_bytes", "load_sample", "load_preset",
+    "list_samples", "list_presets", "list_policies",
+    "apply_setting", "with_capacity", "make_plan", "validate_plan", "plan_to_dict",
+]
