@@ -258,24 +258,26 @@ def _candidate(base: Mapping[str, Any]) -> dict[str, Any]:
 
 def edited_hardware_dict(base: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
     """``base`` with capacities (``in:cap:TIER`` in the tier's unit), bandwidths (``in:bw:LINK`` GB/s) and
-    latencies (``in:lat:LINK`` µs) from ``values``; pure, so it is unit-tested without Streamlit."""
+    latencies (``in:lat:LINK`` µs) from ``values``. A value equal to the base value as shown (rounded to
+    the widget's precision) leaves the exact base figure alone, so untouched widgets change nothing. Pure,
+    so it is unit-tested without Streamlit."""
     raw = copy.deepcopy(dict(base))
+
+    def edited(key: str, exact: float, scale: float) -> float:
+        if key not in values:
+            return exact
+        shown = round(exact / scale, 3)
+        value = float(values[key])
+        return exact if math.isclose(value, shown, rel_tol=1e-12, abs_tol=1e-12) else value * scale
+
     for tier in raw["tiers"]:
-        key = f"in:cap:{tier['name']}"
-        if key in values:
-            _, size = capacity_unit(int(base_capacity(base, tier["name"])))
-            tier["capacity_bytes"] = round(float(values[key]) * size)
+        _, size = capacity_unit(int(tier["capacity_bytes"]))
+        tier["capacity_bytes"] = round(edited(f"in:cap:{tier['name']}", float(tier["capacity_bytes"]), size))
     for link in raw["links"]:
         name = f"{link['src']}->{link['dst']}"
-        if f"in:bw:{name}" in values:
-            link["bandwidth_Bps"] = float(values[f"in:bw:{name}"]) * 1e9
-        if f"in:lat:{name}" in values:
-            link["latency_s"] = float(values[f"in:lat:{name}"]) * 1e-6
+        link["bandwidth_Bps"] = edited(f"in:bw:{name}", float(link["bandwidth_Bps"]), 1e9)
+        link["latency_s"] = edited(f"in:lat:{name}", float(link.get("latency_s", 0.0)), 1e-6)
     return raw
-
-
-def base_capacity(base: Mapping[str, Any], tier: str) -> int:
-    return next(int(t["capacity_bytes"]) for t in base["tiers"] if t["name"] == tier)
 
 
 def _tier_editor(raw: Mapping[str, Any]) -> None:
