@@ -31,6 +31,7 @@ import math
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -101,15 +102,16 @@ class _GraphTables:
         ti = self.tensor_index
         self.in_ptr = np.zeros(len(ops) + 1, dtype=_I64)
         self.in_ptr[1:] = np.cumsum([len(op.inputs) for op in ops])
-        self.in_t = np.fromiter((ti[x] for op in ops for x in op.inputs), dtype=_I64, count=int(self.in_ptr[-1]))
+        self.in_t = _ints(ti, chain.from_iterable(op.inputs for op in ops), int(self.in_ptr[-1]))
         self.in_mut = np.zeros(len(self.in_t), dtype=bool)
         for k, op in enumerate(ops):
-            for j, x in enumerate(op.inputs):
-                if x in op.mutates:
-                    self.in_mut[self.in_ptr[k] + j] = True
+            if op.mutates:
+                for j, x in enumerate(op.inputs):
+                    if x in op.mutates:
+                        self.in_mut[self.in_ptr[k] + j] = True
         self.out_ptr = np.zeros(len(ops) + 1, dtype=_I64)
         self.out_ptr[1:] = np.cumsum([len(op.outputs) for op in ops])
-        self.out_t = np.fromiter((ti[x] for op in ops for x in op.outputs), dtype=_I64, count=int(self.out_ptr[-1]))
+        self.out_t = _ints(ti, chain.from_iterable(op.outputs for op in ops), int(self.out_ptr[-1]))
         self.recomputable = np.fromiter((op.recomputable for op in ops), dtype=bool, count=len(ops))
         self.host_ok = np.fromiter((op.host_ok for op in ops), dtype=bool, count=len(ops))
         self.mutates_any = np.fromiter((bool(op.mutates) for op in ops), dtype=bool, count=len(ops))
@@ -140,6 +142,10 @@ def _tables(graph: Graph) -> _GraphTables:
     key = id(graph)
     _TABLES[key] = (weakref.ref(graph, lambda _ref, key=key: _TABLES.pop(key, None)), tables)
     return tables
+
+
+def _ints(lookup: Mapping[Any, int], names: Any, count: int) -> np.ndarray:
+    return np.fromiter(map(lookup.__getitem__, names), dtype=_I64, count=count)
 
 
 def _expand(ptr: np.ndarray, flat: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
