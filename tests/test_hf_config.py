@@ -200,11 +200,11 @@ class TestStructure:
     def test_deepseek_loads_fast(self) -> None:
         cfg = config("deepseek-v3")
         best = float("inf")
-        for _ in range(3):  # best of three: a busy CI machine must not make this flaky
-            start = time.perf_counter()
+        for _ in range(3):  # CPU time, best of three: other processes on a busy machine must not make this flaky
+            start = time.process_time()
             for kind in ("train", "prefill", "decode"):
                 graph_from_hf_config(cfg, Workload(kind, 4, 4096))
-            best = min(best, time.perf_counter() - start)
+            best = min(best, time.process_time() - start)
         assert best < 1.0
 
     def test_unknown_model_type_is_dense(self) -> None:

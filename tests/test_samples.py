@@ -27,11 +27,11 @@ def test_expected_samples() -> None:
 def test_file_committed_and_fast(key: str) -> None:
     assert sample_path(key).is_file()
     best = float("inf")
-    for _ in range(3):  # best of three: a busy CI machine must not make this flaky
+    for _ in range(3):  # CPU time, best of three: other processes on a busy machine must not make this flaky
         load_sample.cache_clear()
-        start = time.perf_counter()
+        start = time.process_time()
         g = load_sample(key)
-        best = min(best, time.perf_counter() - start)
+        best = min(best, time.process_time() - start)
     assert best < 0.3
     assert load_sample(key) is g  # cached
     assert 0 < len(g.ops) <= 2000
