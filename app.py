@@ -10,13 +10,14 @@ import logging
 
 import streamlit as st
 
-from ui import state, widgets
+from ui import state, view, widgets
 
 logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 st.set_page_config(page_title="Tierplan", page_icon=":material/memory:", layout="wide",
                    initial_sidebar_state="expanded")
 state.keep_widget_state()
+view.style()
 
 PAGES = [
     st.Page("pages/plan.py", title="Plan", icon=":material/timeline:", url_path="plan", default=True),

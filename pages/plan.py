@@ -122,7 +122,7 @@ def main() -> None:
         return
     hw = shown.hardware
     st.markdown(f"**{shown.model_label}** on **{hw.name}** · policy **{plan.policy}**")
-    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier))
+    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier), per_row=4)
     links = {link.name: link.bandwidth_Bps for link in hw.links}
     with st.expander("Bytes moved per link", expanded=False):
         st.dataframe(kpis.link_rows(plan.metrics, links), hide_index=True)

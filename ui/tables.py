@@ -131,18 +131,19 @@ def tensors_table(graph: Graph) -> Table:
 def compare_table(rows: Sequence[Mapping[str, Any]]) -> Table:
     """The policies side by side, from :func:`ui.kpis.compare_row` rows."""
     out = []
+    nan = float("nan")
     for r in rows:
         ok = bool(r.get("feasible"))
         out.append({
             "policy": r["policy"],
             "feasible": "yes" if ok else "no",
-            "step time (ms)": r["step_time_s"] * 1e3 if ok else None,
-            "slowdown (%)": r["slowdown"] * 100 if ok else None,
-            "peak (GiB)": r["peak_bytes"] / 2**30 if ok else None,
-            "stall (ms)": r["stall_time_s"] * 1e3 if ok else None,
-            "moved (GiB)": r["moved_bytes"] / 2**30 if ok else None,
-            "recompute (ms)": r["recompute_time_s"] * 1e3 if ok else None,
-            "hidden (%)": r["overlap_ratio"] * 100 if ok else None,
+            "step time (ms)": r["step_time_s"] * 1e3 if ok else nan,
+            "slowdown (%)": r["slowdown"] * 100 if ok else nan,
+            "peak (GiB)": r["peak_bytes"] / 2**30 if ok else nan,
+            "stall (ms)": r["stall_time_s"] * 1e3 if ok else nan,
+            "moved (GiB)": r["moved_bytes"] / 2**30 if ok else nan,
+            "recompute (ms)": r["recompute_time_s"] * 1e3 if ok else nan,
+            "hidden (%)": r["overlap_ratio"] * 100 if ok else nan,
             "note": r.get("message", "") or "",
         })
     formats = {

@@ -137,10 +137,24 @@ class AppDriver:
         self.page.locator('[data-testid="stSidebar"]').wait_for()
         self.wait_idle()
 
-    def screenshot(self, name: str) -> Path:
+    def screenshot(self, name: str, *, full: bool = True) -> Path:
+        """Save a PNG. Streamlit scrolls inside its own container, so for a full page the viewport is grown
+        to the content's height for the shot and restored afterwards."""
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         path = SCREENSHOTS / f"{name}.png"
-        self.page.screenshot(path=str(path), full_page=True)
+        size = self.page.viewport_size
+        if full and size:
+            height = self.page.evaluate(
+                """() => Math.max(...[...document.querySelectorAll('[data-testid="stMain"], section, .main')]
+                                   .map(e => e.scrollHeight), document.body.scrollHeight)"""
+            )
+            self.page.set_viewport_size({"width": size["width"], "height": int(min(max(height, size["height"]), 8000))})
+            self.page.wait_for_timeout(600)
+        try:
+            self.page.screenshot(path=str(path), full_page=True)
+        finally:
+            if full and size:
+                self.page.set_viewport_size(size)
         return path
 
     def assert_no_exception(self) -> None:

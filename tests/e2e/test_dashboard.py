@@ -1,0 +1,120 @@
+"""Real-browser scenarios: the dashboard as a user sees it (Streamlit server + Chromium via Playwright)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _metric(app, label: str) -> str:  # noqa: ANN001
+    tile = app.page.locator('[data-testid="stMetric"]').filter(has_text=label).first
+    return tile.locator('[data-testid="stMetricValue"]').inner_text().strip()
+
+
+def _plot_points(app, index: int) -> int:  # noqa: ANN001
+    """Number of plotted x values in the index-th visible Plotly chart (what the chart really draws)."""
+    return app.page.evaluate(
+        """(i) => {
+            const plots = [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null);
+            const p = plots[i];
+            return p ? p._fullData.reduce((n, t) => n + (t.x && t.x.length ? t.x.length : 0), 0) : -1;
+        }""",
+        index,
+    )
+
+
+def _legend(app) -> str:  # noqa: ANN001
+    return app.page.evaluate(
+        """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null)
+                 .map(p => p.data.map(t => t.name).join('|')).join('||')"""
+    )
+
+
+def test_smoke_landing_page_shows_a_plan(app):  # noqa: ANN001
+    app.open()
+    app.page.locator('[data-testid="stMetric"]').first.wait_for()
+    assert app.page.locator('[data-testid="stMetric"]').count() >= 7
+    assert _metric(app, "Step time").endswith("s")
+    app.page.locator(".js-plotly-plot").first.wait_for()
+    assert _plot_points(app, 0) > 100  # the schedule of the Llama-2-7B training step
+    app.assert_no_exception()
+    shot = app.screenshot("plan", full=False)
+    app.screenshot("plan-full")
+    (ROOT / "docs" / "img").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ROOT / "docs" / "img" / "dashboard.png")
+
+
+def test_changing_hbm_capacity_updates_kpis_and_charts(app):  # noqa: ANN001
+    app.open("?model=tiny")
+    step, moved = _metric(app, "Step time"), _metric(app, "Bytes moved")
+    points = _plot_points(app, 0)
+    box = app.page.get_by_label("HBM capacity (GiB) — compute tier")
+    box.fill("13")
+    box.press("Enter")
+    app.wait_idle()
+    assert (_metric(app, "Step time"), _metric(app, "Bytes moved")) != (step, moved)
+    assert _plot_points(app, 0) != points  # fewer transfers on the schedule
+    app.page.get_by_role("tab", name="Memory").click()
+    app.page.wait_for_timeout(500)
+    assert "HBM capacity 13 GiB" in _legend(app)
+    assert "HBM.capacity%3D13GiB" in app.page.url or "HBM.capacity=13GiB" in app.page.url
+    app.assert_no_exception()
+    app.screenshot("plan-memory-13gib")
+
+
+def test_switch_pages(app):  # noqa: ANN001
+    app.open("?model=tiny")
+    for name, title in (("Compare", "Compare"), ("What-if", "What-if"), ("Model", "Model"), ("Learn", "Learn")):
+        app.page.get_by_role("link", name=name).first.click()
+        app.page.get_by_role("heading", name=title).first.wait_for()
+        app.wait_idle()
+        if name == "What-if":
+            app.page.get_by_role("button", name="Run the sweep").click()
+            app.wait_idle()
+            app.page.locator(".js-plotly-plot").first.wait_for()
+        app.page.locator(".js-plotly-plot").first.wait_for()
+        app.assert_no_exception()
+        app.screenshot(name.lower().replace("-", ""))
+    app.page.get_by_role("link", name="Plan").first.click()
+    app.page.locator('[data-testid="stMetric"]').first.wait_for()
+    app.wait_idle()
+    assert _metric(app, "Step time")
+
+
+def test_bad_upload_shows_a_clear_message(app, tmp_path):  # noqa: ANN001
+    app.open("?model=tiny")
+    step = _metric(app, "Step time")
+    sidebar = app.page.locator('[data-testid="stSidebar"]')
+    sidebar.get_by_text("Upload a model").click()
+    app.wait_idle()
+    bad = tmp_path / "weights.json"
+    bad.write_text('{"format": "tierplan-graph/1", "tensors": [}')
+    sidebar.locator('input[type="file"]').first.set_input_files(str(bad))
+    app.wait_idle()
+    alert = app.page.locator('[data-testid="stAlert"]').filter(has_text="weights.json")
+    alert.first.wait_for()
+    assert "malformed JSON" in alert.first.inner_text()
+    assert _metric(app, "Step time") == step  # still planning with the last good model
+    app.assert_no_exception()
+    app.screenshot("bad-upload")
+
+
+def test_download_trace(app, tmp_path):  # noqa: ANN001
+    app.open("?model=tiny")
+    app.page.get_by_role("tab", name="Export").click()
+    with app.page.expect_download() as info:
+        app.page.get_by_role("button", name="Perfetto trace").click()
+    path = tmp_path / "trace.json"
+    info.value.save_as(str(path))
+    trace = json.loads(path.read_text())
+    events = trace["traceEvents"]
+    assert any(e.get("ph") == "X" for e in events)
+    assert info.value.suggested_filename.endswith(".trace.json")
+    app.assert_no_exception()
