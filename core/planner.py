@@ -61,6 +61,10 @@ def check_fits_at_all(graph: Graph, hw: Hardware, live: Liveness) -> None:
         )
 
 
+#: How many live candidates are re-scored per pick (bounds the lazy-greedy re-evaluation).
+_LOOKAHEAD = 8
+
+
 class _LinkLoad:
     """Committed transfer seconds per op slot on one link (Fenwick tree with range add / range sum)."""
 
@@ -114,6 +118,7 @@ class _Tierplan:
             if any(len(hw.route(self.C, other)) > 1 and t in [link.dst for link in hw.route(self.C, other)[:-1]] for other in self.tiers):
                 self.lower_cap[t] = max(0, self.lower_cap[t] - 2 * biggest)
         self.lower_occ = {t: np.zeros(self.n + 1, dtype=np.int64) for t in self.tiers}
+        self.lower_peak = dict.fromkeys(self.tiers, 0)
         self.load = {(link.src, link.dst): _LinkLoad(self.n) for link in hw.links}
         self.choice: dict[int, tuple[str, str]] = {}
         self.terms: dict[int, dict[str, float]] = {}
@@ -284,6 +289,8 @@ class _Tierplan:
         return max(span.start_op, 0), span.end_op + 1
 
     def _lower_fits(self, span: Span, tier: str) -> bool:
+        if self.lower_peak[tier] + span.bytes <= self.lower_cap[tier]:
+            return True  # fits even at the busiest slot: no need to look at the window
         lo, hi = self._lower_window(span)
         return bool((self.lower_occ[tier][lo:hi].max(initial=0) + span.bytes) <= self.lower_cap[tier])
 
@@ -301,19 +308,41 @@ class _Tierplan:
         return extra
 
     def _pop(self, heap: list[Any], s: int) -> tuple[int, str, str] | None:
+        """Best candidate covering op ``s``. Keys go stale as links fill up, so up to ``_LOOKAHEAD`` live
+        entries are re-scored and the best is taken (the rest go back): lazy greedy with a bounded window.
+        Recomputes whose inputs cannot be pinned are dropped and the search goes on."""
         while heap:
-            key0, key1, sid, lo, hi, kind = heapq.heappop(heap)
+            picked = self._pop_window(heap, s)
+            if picked is not None:
+                return picked
+        return None
+
+    def _pop_window(self, heap: list[Any], s: int) -> tuple[int, str, str] | None:
+        seen: list[tuple[tuple[float, float], int, int, int, str, str]] = []
+        twins: list[Any] = []  # a second entry of a span already in ``seen`` (another region): keep it
+        while heap and len(seen) < _LOOKAHEAD:
+            entry = heapq.heappop(heap)
+            _, _, sid, lo, hi, kind = entry
             if sid in self.choice or sid in self.pinned or not lo <= s < hi:
+                continue
+            if any(item[1] == sid for item in seen):
+                twins.append(entry)
                 continue
             cost, tier = self._cost(sid, kind)
             if cost == float("inf"):
                 continue
             fresh = self._key(sid, s, hi, kind, cost)
-            if heap and fresh > (heap[0][0], heap[0][1]) and fresh > (key0, key1):
-                heapq.heappush(heap, (*fresh, sid, lo, hi, kind))
-                continue
+            seen.append((fresh, sid, lo, hi, kind, tier))
+            if cost == 0.0:  # nothing beats a fully hidden move of the most byte-seconds still on top
+                break
+        for entry in twins:
+            heapq.heappush(heap, entry)
+        seen.sort(key=lambda item: item[0])
+        for k, (_, sid, _, _, kind, tier) in enumerate(seen):
             if kind == "recompute" and not self._pin_inputs(sid):
                 continue
+            for other in seen[k + 1:]:
+                heapq.heappush(heap, (*other[0], other[1], other[2], other[3], other[4]))
             return sid, kind, tier
         return None
 
@@ -363,6 +392,7 @@ class _Tierplan:
                 regions = self._forced_regions(span)
             lo, hi = self._lower_window(span)
             self.lower_occ[tier][lo:hi] += span.bytes
+            self.lower_peak[tier] = max(self.lower_peak[tier], int(self.lower_occ[tier][lo:hi].max(initial=0)))
             for seconds, (src, dst), (a, b) in ((wb, (self.C, tier), (span.start_op + 1, span.end_op)),
                                                 (pf, (tier, self.C), (span.start_op + 1, span.end_op))):
                 if seconds > 0:
