@@ -15,7 +15,8 @@ METRICS = {
 def test_plan_kpis_values():
     k = {x.key: x for x in plan_kpis(METRICS, "HBM")}
     assert k["step_time"].value == "250 ms"
-    assert k["step_time"].delta == "+25.0 % vs compute only (200 ms)"
+    assert k["step_time"].delta == "+25.0 % vs 200 ms"
+    assert "200 ms of compute only" in k["step_time"].help
     assert k["step_time"].delta_color == "inverse"
     assert k["peak"].label == "Peak HBM" and k["peak"].value == "6 GiB" and k["peak"].delta == "75 % of 8 GiB"
     assert k["no_offload"].delta == "6 GiB saved"

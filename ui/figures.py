@@ -79,8 +79,10 @@ _GRID = "#E6E9EE"
 #: most of a rerun's budget; this one is a handful of attributes.
 _TEMPLATE = go.layout.Template(layout={
     "paper_bgcolor": "white", "plot_bgcolor": "white", "colorway": list(_POLICY_PALETTE),
-    "xaxis": {"gridcolor": _GRID, "linecolor": "#B8C0CC", "zerolinecolor": _GRID, "ticks": "outside", "tickcolor": "#B8C0CC"},
-    "yaxis": {"gridcolor": _GRID, "linecolor": "#B8C0CC", "zerolinecolor": _GRID},
+    "xaxis": {"gridcolor": _GRID, "linecolor": "#B8C0CC", "zerolinecolor": _GRID, "ticks": "outside",
+              "tickcolor": "#B8C0CC", "automargin": True, "title": {"standoff": 8}},
+    "yaxis": {"gridcolor": _GRID, "linecolor": "#B8C0CC", "zerolinecolor": _GRID, "automargin": True,
+              "title": {"standoff": 8}},
     "hoverlabel": {"font": {"family": _FONT["family"]}},
 })
 

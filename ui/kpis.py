@@ -48,9 +48,10 @@ def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
     fill = f"{peak / capacity * 100:.0f} % of {format_bytes(capacity)}" if capacity else None
     return [
         Kpi("step_time", "Step time", format_time(step),
-            f"{'+' if slowdown >= 0 else ''}{_pct(slowdown)} vs compute only ({format_time(compute_only)})",
+            f"{'+' if slowdown >= 0 else ''}{_pct(slowdown)} vs {format_time(compute_only)}",
             "inverse" if slowdown > 0.001 else "off",
-            "Modelled time of one step with this plan; compute only = every op back to back, no waiting for data."),
+            f"Modelled time of one step with this plan, against {format_time(compute_only)} of compute only (every "
+            "op back to back, never waiting for data)."),
         Kpi("peak", f"Peak {compute_tier}", format_bytes(peak), fill, "off",
             f"Highest occupancy of {compute_tier} during the step. Without offload the peak would be "
             f"{format_bytes(no_offload)}."),

@@ -291,7 +291,8 @@ def _tier_editor(raw: Mapping[str, Any]) -> None:
         cols = st.columns([5, 1], vertical_alignment="bottom")
         cols[0].number_input(label, min_value=0.0, step=_step(float(st.session_state[key])), format="%.2f", key=key)
         if name != compute_tier:
-            cols[1].button("✕", key=f"rm:{name}", help=f"Remove {name} and its links", on_click=_remove_tier, args=(name,))
+            cols[1].button(":material/delete:", key=f"rm:{name}", help=f"Remove {name} and its links", on_click=_remove_tier,
+                           args=(name,))
     st.markdown("**Links** (bandwidth GB/s · latency µs)")
     for link in raw["links"]:
         name = f"{link['src']}->{link['dst']}"

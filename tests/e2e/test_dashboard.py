@@ -13,12 +13,12 @@ pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _metric(app, label: str) -> str:  # noqa: ANN001
+def _metric(app, label: str) -> str:
     tile = app.page.locator('[data-testid="stMetric"]').filter(has_text=label).first
     return tile.locator('[data-testid="stMetricValue"]').inner_text().strip()
 
 
-def _plot_points(app, index: int) -> int:  # noqa: ANN001
+def _plot_points(app, index: int) -> int:
     """Number of plotted x values in the index-th visible Plotly chart (what the chart really draws)."""
     return app.page.evaluate(
         """(i) => {
@@ -30,14 +30,14 @@ def _plot_points(app, index: int) -> int:  # noqa: ANN001
     )
 
 
-def _legend(app) -> str:  # noqa: ANN001
+def _legend(app) -> str:
     return app.page.evaluate(
         """() => [...document.querySelectorAll('.js-plotly-plot')].filter(p => p.offsetParent !== null)
                  .map(p => p.data.map(t => t.name).join('|')).join('||')"""
     )
 
 
-def test_smoke_landing_page_shows_a_plan(app):  # noqa: ANN001
+def test_smoke_landing_page_shows_a_plan(app):
     app.open()
     app.page.locator('[data-testid="stMetric"]').first.wait_for()
     assert app.page.locator('[data-testid="stMetric"]').count() >= 7
@@ -51,7 +51,7 @@ def test_smoke_landing_page_shows_a_plan(app):  # noqa: ANN001
     shutil.copyfile(shot, ROOT / "docs" / "img" / "dashboard.png")
 
 
-def test_changing_hbm_capacity_updates_kpis_and_charts(app):  # noqa: ANN001
+def test_changing_hbm_capacity_updates_kpis_and_charts(app):
     app.open("?model=tiny")
     step, moved = _metric(app, "Step time"), _metric(app, "Bytes moved")
     points = _plot_points(app, 0)
@@ -69,7 +69,7 @@ def test_changing_hbm_capacity_updates_kpis_and_charts(app):  # noqa: ANN001
     app.screenshot("plan-memory-13gib")
 
 
-def test_switch_pages(app):  # noqa: ANN001
+def test_switch_pages(app):
     app.open("?model=tiny")
     for name, title in (("Compare", "Compare"), ("What-if", "What-if"), ("Model", "Model"), ("Learn", "Learn")):
         app.page.get_by_role("link", name=name).first.click()
@@ -88,7 +88,7 @@ def test_switch_pages(app):  # noqa: ANN001
     assert _metric(app, "Step time")
 
 
-def test_bad_upload_shows_a_clear_message(app, tmp_path):  # noqa: ANN001
+def test_bad_upload_shows_a_clear_message(app, tmp_path):
     app.open("?model=tiny")
     step = _metric(app, "Step time")
     sidebar = app.page.locator('[data-testid="stSidebar"]')
@@ -106,7 +106,7 @@ def test_bad_upload_shows_a_clear_message(app, tmp_path):  # noqa: ANN001
     app.screenshot("bad-upload")
 
 
-def test_download_trace(app, tmp_path):  # noqa: ANN001
+def test_download_trace(app, tmp_path):
     app.open("?model=tiny")
     app.page.get_by_role("tab", name="Export").click()
     with app.page.expect_download() as info:
