@@ -66,6 +66,9 @@ class Row:
     message: str = ""
     min_hbm_bytes: int | None = None
     plan_s: float = 0.0
+    stall_s: float = 0.0
+    recompute_s: float = 0.0
+    link_bytes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,7 +93,9 @@ def _one(graph: Graph, hw: Hardware, policy: str, live: Any) -> Row:
     report = validate_plan(graph, plan)
     m = plan.metrics
     return Row(policy, True, float(m["step_time_s"]), float(m["slowdown"]), int(m["peak_bytes"][hw.compute_tier]),
-               int(sum(m["transfer_bytes"].values())), report.ok, "; ".join(report.errors[:2]), plan_s=elapsed)
+               int(sum(m["transfer_bytes"].values())), report.ok, "; ".join(report.errors[:2]), plan_s=elapsed,
+               stall_s=float(m["stall_time_s"]), recompute_s=float(m["recompute_time_s"]),
+               link_bytes={k: int(v) for k, v in m["transfer_bytes"].items() if v})
 
 
 def run_case(sample: str, preset: str, with_min: bool) -> Case:
@@ -157,6 +162,12 @@ def _hbm(row: Row, case: Case) -> str:
     return f"{format_bytes(row.min_hbm_bytes)} ({row.min_hbm_bytes / max(case.peak_bytes, 1):.0%})"
 
 
+def _anatomy(row: Row) -> str:
+    """Where a plan's time goes: stall, recompute, bytes per link."""
+    links = ", ".join(f"{k} {format_bytes(v)}" for k, v in sorted(row.link_bytes.items())) or "nothing moved"
+    return f"stall {format_time(row.stall_s)}, recompute {format_time(row.recompute_s)}, {links}"
+
+
 def case_table(case: Case, with_min: bool) -> list[str]:
     lines = [f"### {case.title} — `{case.sample}` on `{case.preset}`", "",
              f"HBM {format_bytes(case.capacity_bytes)}; no-offload peak {format_bytes(case.peak_bytes)}; "
@@ -201,7 +212,8 @@ def goals(cases: Sequence[Case], with_min: bool) -> list[str]:
                           f"{format_time(best.step_time_s)}")
         elif tp.step_time_s > best.step_time_s * (1 + 1e-3):
             misses.append(f"`{c.sample}` on `{c.preset}`: `{best.policy}` {format_time(best.step_time_s)} vs Tierplan "
-                          f"{format_time(tp.step_time_s)} ({tp.step_time_s / best.step_time_s - 1:+.1%})")
+                          f"{format_time(tp.step_time_s)} ({tp.step_time_s / best.step_time_s - 1:+.1%}). "
+                          f"Tierplan: {_anatomy(tp)}; `{best.policy}`: {_anatomy(best)}")
     lines.append(f"**Lowest step time at equal HBM on every sample:** "
                  f"{'met' if not misses else f'not met in {len(misses)} of {len(cases)} cases'}.")
     lines += ["", *[f"- {m}" for m in misses], ""]
