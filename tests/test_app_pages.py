@@ -152,6 +152,14 @@ class TestPlanPage:
         assert at.number_input(key="in:bw:DDR->HBM").value == pytest.approx(50.0)
         assert at.selectbox(key="in:sample").value == "tiny"
 
+    def test_url_with_added_tier(self):
+        at = _app(model="llama2-7b-train", add=["POOL,1TiB,HBM,200GB/s,2us"], rm=["SSD"])
+        _clean(at)
+        assert at.number_input(key="in:cap:POOL").value == pytest.approx(1.0)
+        assert at.number_input(key="in:bw:POOL->HBM").value == pytest.approx(200.0)
+        assert not any(n.key == "in:cap:SSD" for n in at.number_input)
+        assert _qp(at, "add") == ["POOL,1TiB,HBM,200GB/s,2us"]
+
 
 class TestUploads:
     def test_good_native_graph(self):

@@ -502,7 +502,8 @@ def write_query_params(inputs: Inputs, base: Mapping[str, Any]) -> None:
         out["set"] = sets
     added = st.session_state.get("hw:added", [])
     if added:
-        out["add"] = [f"{a['name']},{a['capacity_bytes']},{a['via']},{a['bandwidth_Bps']:.6g},{a['latency_s']:.6g}"
+        out["add"] = [f"{a['name']},{format_bytes(a['capacity_bytes'], 6).replace(' ', '')},{a['via']},"
+                      f"{format_bandwidth(a['bandwidth_Bps'], 6).replace(' ', '')},{a['latency_s'] * 1e6:.6g}us"
                       for a in added]
     removed = st.session_state.get("hw:removed", [])
     if removed:
