@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -102,13 +103,14 @@ class _LinkLoad:
 
 
 class _Tierplan:
-    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> None:
+    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any], order: str = "cost") -> None:
         self.g, self.hw, self.live = graph, hw, live
         self.n = live.n_ops
         self.C = hw.compute_tier
         self.cap = int(hw.capacity(self.C) * (1.0 - float(params["hbm_reserve"])))
         self.slack = float(params["prefetch_slack"])
         self.allow_recompute = bool(params["recompute"])
+        self.order = order
         self.dur = op_durations(graph, hw)
         self.T = estimate_slot_starts(self.dur)
         self.tiers = hw.offload_tiers
@@ -180,7 +182,7 @@ class _Tierplan:
         live, n, cap = self.live, self.n, self.cap
         keep = live.keep_bytes
         if n == 0 or keep.max() <= cap:
-            return Placement({}, self.explain())
+            return Placement({})
         buckets: list[list[tuple[int, int, int, str]]] = [[] for _ in range(n + 1)]
         for span in live.spans:
             if span.bytes == 0 or (live.span_length_ops(span) <= 0 and span.kind != "unused"):
@@ -198,8 +200,8 @@ class _Tierplan:
         running = 0
         for s in range(n):
             for sid, lo, hi, kind in buckets[s]:
-                if sid not in self.choice:
-                    heapq.heappush(heap, (*self._key(sid, s, hi, kind), sid, lo, hi, kind))
+                if sid not in self.choice:  # cheap static key; re-scored with congestion when popped
+                    heapq.heappush(heap, (*self._key(sid, s, hi, kind, self._static_cost(sid, kind)), sid, lo, hi, kind))
             running += int(delta[s])
             cur = int(keep[s]) + running
             while cur > cap:
@@ -216,7 +218,7 @@ class _Tierplan:
                 running -= freed
                 cur -= freed
         self._prune()
-        return Placement(dict(self.choice), self.explain())
+        return Placement(dict(self.choice))
 
     def _prune(self) -> None:
         """Reverse delete: the sweep relieves each op greedily, so later choices can make earlier ones
@@ -263,10 +265,25 @@ class _Tierplan:
         benefit = span.bytes * max(float(end - self.T[s]), 1e-12)
         if cost is None:
             cost = self._cost(sid, kind)[0]
+        if self.order == "weight":  # heaviest span (bytes x length) first, hidden ones before exposed ones
+            length = self.live.span_length_ops(span) if span.kind != "unused" else self.n
+            return float(cost > 0), -float(span.bytes) * max(length, 1)
+        if self.order == "reach":  # farthest relief first (Belady), hidden before exposed
+            return float(cost > 0), -float(end)
         return cost / benefit, -benefit
 
+    def _static_cost(self, sid: int, kind: str) -> float:
+        """Exposed seconds on the fastest lower tier with empty links (a lower bound of :meth:`_cost`)."""
+        span = self.live.spans[sid]
+        if kind == "recompute":
+            return float(self.dur[self.g.producer[span.tensor]])
+        _, exposed, wb, pf = self.regions(span, self.tiers[0])
+        return wb + pf if kind == "forced" else exposed
+
     def _cost(self, sid: int, kind: str) -> tuple[float, str]:
-        """Exposed seconds of the best way to free the span, and the tier it uses."""
+        """Exposed seconds of the best way to free the span, and the tier it uses: the least exposure,
+        and for tensors no op reads (stored-only weights such as unrouted experts) the coldest tier among
+        equals, so they leave the fast lower tier to data that is read back (tiers are fastest first)."""
         span = self.live.spans[sid]
         if kind == "recompute":
             q = self.g.producer[span.tensor]
@@ -279,7 +296,8 @@ class _Tierplan:
             if kind == "forced":
                 exposed = wb + pf
             exposed += self._congestion(span, tier, wb, pf)
-            if best is None or exposed < best[0]:
+            roomy = span.kind == "unused"
+            if best is None or exposed < best[0] - 1e-12 or (exposed <= best[0] + 1e-12 and roomy):
                 best = (exposed, tier)
         return best if best is not None else (float("inf"), "")
 
@@ -294,14 +312,23 @@ class _Tierplan:
         lo, hi = self._lower_window(span)
         return bool((self.lower_occ[tier][lo:hi].max(initial=0) + span.bytes) <= self.lower_cap[tier])
 
+    def _link_windows(self, span: Span) -> tuple[tuple[int, int], tuple[int, int]]:
+        """Op slots where the copy-out and the copy-in of a span can run (a wrap span's copy-out goes
+        after its last use, its copy-in before its first use)."""
+        a, b = span.start_op, span.end_op
+        if span.kind == "inner":
+            return (a + 1, b), (a + 1, b)
+        if span.kind == "wrap":
+            return (a + 1, self.n), (0, b)
+        return (0, 0), (0, max(b, 0))
+
     def _congestion(self, span: Span, tier: str, wb: float, pf: float) -> float:
-        """Extra exposure when the links are already busy inside the span (bandwidth loss)."""
+        """Extra exposure when the links are already busy where the copies must run (bandwidth loss)."""
         extra = 0.0
-        lo, hi = (span.start_op + 1, span.end_op) if span.kind == "inner" else (0, max(span.end_op, 1))
-        window = max(float(self.T[hi] - self.T[lo]), 1e-12)
-        for seconds, (src, dst) in ((wb, (self.C, tier)), (pf, (tier, self.C))):
-            if seconds <= 0:
+        for seconds, (src, dst), (lo, hi) in zip((wb, pf), ((self.C, tier), (tier, self.C)), self._link_windows(span)):
+            if seconds <= 0 or hi <= lo:
                 continue
+            window = max(float(self.T[hi] - self.T[lo]), 1e-12)
             link = self.hw.route(src, dst)[0]
             used = self.load[(link.src, link.dst)].total(lo, hi)
             extra += max(0.0, used + seconds - window) - max(0.0, used - window)
@@ -333,7 +360,9 @@ class _Tierplan:
                 continue
             fresh = self._key(sid, s, hi, kind, cost)
             seen.append((fresh, sid, lo, hi, kind, tier))
-            if cost == 0.0:  # nothing beats a fully hidden move of the most byte-seconds still on top
+            # stored keys are lower bounds (links only fill up, relief only shrinks): once the best
+            # re-scored key is no worse than the best stored one, nothing left in the heap can beat it
+            if not heap or min(item[0] for item in seen) <= (heap[0][0], heap[0][1]):
                 break
         for entry in twins:
             heapq.heappush(heap, entry)
@@ -393,13 +422,10 @@ class _Tierplan:
             lo, hi = self._lower_window(span)
             self.lower_occ[tier][lo:hi] += span.bytes
             self.lower_peak[tier] = max(self.lower_peak[tier], int(self.lower_occ[tier][lo:hi].max(initial=0)))
-            for seconds, (src, dst), (a, b) in ((wb, (self.C, tier), (span.start_op + 1, span.end_op)),
-                                                (pf, (tier, self.C), (span.start_op + 1, span.end_op))):
-                if seconds > 0:
-                    if span.kind != "inner":
-                        a, b = 0, max(span.end_op, 1)
+            for seconds, (src, dst), (a, b) in zip((wb, pf), ((self.C, tier), (tier, self.C)), self._link_windows(span)):
+                if seconds > 0 and b > a:
                     link = self.hw.route(src, dst)[0]
-                    self.load[(link.src, link.dst)].add(a, b, seconds / max(b - a, 1))
+                    self.load[(link.src, link.dst)].add(a, b, seconds / (b - a))
         self.applied[sid] = [(lo, min(hi, n)) for lo, hi in regions]
         freed_now = 0
         for lo, hi in regions:
@@ -480,8 +506,39 @@ class _Tierplan:
         return f"moved to {tier} while idle for {idle}: frees {size}; copies take {format_time(terms.get('transfer_s', 0.0))} ({hidden})"
 
 
+#: Orders in which the sweep ranks the spans covering an over-full op: exposed time per byte-second freed
+#: (the cost model), farthest relief first (Belady), heaviest span first (bytes x idle ops).
+ORDERS = ("cost", "reach", "weight")
+
+
 def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
-    return _Tierplan(graph, hw, live, params).run()
+    """Run the sweep under each ranking order, schedule every candidate with the real scheduler and keep
+    the fastest (ties: fewer bytes moved). The decisions say which order won."""
+    from core.schedule import build_schedule
+
+    orders = ORDERS if int(params.get("portfolio", 1)) else ORDERS[:1]
+    best: tuple[float, int, Placement, str, _Tierplan] | None = None
+    failure: InfeasibleError | None = None
+    for order in orders:
+        try:
+            planner = _Tierplan(graph, hw, live, params, order)
+            placement = planner.run()
+            sched = build_schedule(graph, hw, live, placement.assignment, params)
+        except InfeasibleError as exc:
+            failure = failure or exc
+            continue
+        step = max((getattr(e, "end", getattr(e, "time", 0.0)) for e in sched.events), default=0.0)
+        moved = sum(live.spans[sid].bytes for sid, (action, _) in placement.assignment.items() if action == "offload")
+        if best is None or (step, moved) < (best[0], best[1]):
+            best = (step, moved, placement, order, planner)
+        if not placement.assignment:
+            break  # nothing had to move: every order gives the same plan
+    if best is None:
+        assert failure is not None
+        raise failure
+    _, _, placement, order, planner = best
+    decisions = tuple(replace(d, terms={**d.terms, "order": float(ORDERS.index(order))}) for d in planner.explain())
+    return Placement(placement.assignment, decisions)
 
 
 register(PolicyInfo(
@@ -495,6 +552,9 @@ register(PolicyInfo(
                   "Start copy-ins earlier by this fraction of their duration, if memory allows."),
         ParamSpec("hbm_reserve", "HBM reserve", 0.0, 0.0, 0.5, "Fraction of the compute tier kept free."),
         ParamSpec("recompute", "Allow recompute", 1, 0, 1, "Recompute cheap activations instead of moving them.",
+                  integer=True),
+        ParamSpec("portfolio", "Try all ranking orders", 1, 0, 1,
+                  "Plan with each ranking order (cost model, Belady, span weight) and keep the fastest schedule.",
                   integer=True),
     ),
     decide=decide_tierplan,
