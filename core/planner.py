@@ -417,8 +417,9 @@ class _Tierplan:
         else:
             self.choice[sid] = ("offload", tier)
             regions, _, wb, pf = self.regions(span, tier)
-            if kind == "forced":
-                regions = self._forced_regions(span)
+            regions = [(lo, hi) for lo, hi in regions if hi > lo]
+            if kind == "forced" or not any(lo <= s < hi for lo, hi in regions):
+                regions = self._forced_regions(span)  # this tier cannot hide it here: accept the stall
             lo, hi = self._lower_window(span)
             self.lower_occ[tier][lo:hi] += span.bytes
             self.lower_peak[tier] = max(self.lower_peak[tier], int(self.lower_occ[tier][lo:hi].max(initial=0)))
@@ -437,7 +438,7 @@ class _Tierplan:
             else:
                 delta[lo] -= span.bytes
             delta[hi] += span.bytes
-        if kind == "offload" and span.kind != "unused":
+        if kind == "offload" and span.kind != "unused" and regions:
             b = span.end_op
             head_end = regions[0][1] if span.kind == "wrap" else regions[-1][1]
             if head_end < b and head_end > s:
