@@ -53,6 +53,8 @@ class Liveness:
     required_bytes: np.ndarray
     #: compute-tier occupancy during each op when nothing is ever moved
     keep_bytes: np.ndarray
+    #: ops that run on a lower tier's own compute (their uses are not compute-tier uses)
+    host_ops: frozenset[int] = frozenset()
 
     @property
     def n_ops(self) -> int:
@@ -69,14 +71,20 @@ class Liveness:
         return span.end_op - span.start_op - 1
 
 
-def analyze(graph: Graph) -> Liveness:
-    """Compute uses, spans and the no-offload occupancy of ``graph`` in one pass over its ops."""
+def analyze(graph: Graph, host_ops: frozenset[int] = frozenset()) -> Liveness:
+    """Compute uses, spans and the no-offload occupancy of ``graph`` in one pass over its ops.
+
+    Ops in ``host_ops`` run on a lower tier's own compute (CPU Adam): their reads and writes are not uses
+    in the compute tier, so they neither need room there nor split spans.
+    """
     n = len(graph.ops)
     uses: dict[str, list[int]] = {t.id: [] for t in graph.tensors}
     mutations: dict[str, set[int]] = {}
     required = np.zeros(n, dtype=np.int64)
     size = {t.id: t.bytes for t in graph.tensors}
     for i, op in enumerate(graph.ops):
+        if i in host_ops:
+            continue
         total = 0
         for tid in op.inputs:
             lst = uses[tid]
@@ -126,4 +134,5 @@ def analyze(graph: Graph) -> Liveness:
         spans_of=spans_of,
         required_bytes=required,
         keep_bytes=keep,
+        host_ops=host_ops,
     )

@@ -40,8 +40,8 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     live = liveness or analyze(graph)
     check_fits_at_all(graph, hardware, live)
     placement = info.decide(graph, hardware, live, resolved)
-    return build_plan(graph, hardware, live, placement.assignment, policy=policy, decisions=placement.decisions,
-                      params=resolved)
+    return build_plan(graph, hardware, placement.liveness or live, placement.assignment, policy=policy,
+                      decisions=placement.decisions, params=resolved, op_tiers=placement.op_tiers)
 
 
 def check_fits_at_all(graph: Graph, hw: Hardware, live: Liveness) -> None:
@@ -103,7 +103,8 @@ class _LinkLoad:
 
 
 class _Tierplan:
-    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any], order: str = "cost") -> None:
+    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any], order: str = "cost",
+                 op_tiers: Mapping[int, str] | None = None) -> None:
         self.g, self.hw, self.live = graph, hw, live
         self.n = live.n_ops
         self.C = hw.compute_tier
@@ -111,6 +112,9 @@ class _Tierplan:
         self.slack = float(params["prefetch_slack"])
         self.allow_recompute = bool(params["recompute"])
         self.order = order
+        self.op_tiers = dict(op_tiers or {})
+        #: tensors read by host ops may only move to that host tier (it must hold them when the op runs)
+        self.only_tier = {x: t for i, t in self.op_tiers.items() for x in graph.ops[i].inputs}
         self.dur = op_durations(graph, hw)
         self.T = estimate_slot_starts(self.dur)
         self.tiers = hw.offload_tiers
@@ -289,7 +293,8 @@ class _Tierplan:
             q = self.g.producer[span.tensor]
             return float(self.dur[q]), self.C
         best: tuple[float, str] | None = None
-        for tier in self.tiers:
+        allowed = self.tiers if span.tensor not in self.only_tier else (self.only_tier[span.tensor],)
+        for tier in allowed:
             if not self._lower_fits(span, tier):
                 continue
             _, exposed, wb, pf = self.regions(span, tier)
@@ -512,34 +517,84 @@ class _Tierplan:
 ORDERS = ("cost", "reach", "weight")
 
 
+def host_candidates(graph: Graph, hw: Hardware) -> tuple[str, frozenset[int]] | None:
+    """Ops that may run on a lower tier's own compute (CPU Adam), as ZeRO-Offload does, and that tier.
+
+    An op qualifies when it is ``host_ok``, writes no new tensor, and each input is either persistent state
+    only host ops read (optimizer state: it then lives in that tier), a persistent tensor the op updates as
+    its last use (the weight: refreshed in the compute tier afterwards), or a tensor produced in the compute
+    tier that this op reads last (the gradient: copied out once). The tier is the fastest-reached one with
+    compute and direct links both ways.
+    """
+    tiers = [t for t in hw.offload_tiers if hw.tier_by_name[t].compute is not None
+             and (hw.compute_tier, t) in hw.link_by_pair and (t, hw.compute_tier) in hw.link_by_pair]
+    if not tiers:
+        return None
+    users: dict[str, list[int]] = {}
+    for i, op in enumerate(graph.ops):
+        for x in (*op.inputs, *op.outputs):
+            users.setdefault(x, []).append(i)
+    ops = {i for i, op in enumerate(graph.ops) if op.host_ok and not op.outputs and op.mutates}
+    changed = True
+    while changed:
+        changed = False
+        for i in sorted(ops):
+            op = graph.ops[i]
+            ok = True
+            for x in op.inputs:
+                t = graph.tensor_by_id[x]
+                mine = users[x]
+                if t.persistent and all(u in ops for u in mine):
+                    continue
+                if t.persistent and x in op.mutates and mine[-1] == i and sum(u in ops for u in mine) == 1:
+                    continue
+                if not t.persistent and x in graph.producer and graph.producer[x] not in ops and mine[-1] == i \
+                        and x not in op.mutates and sum(u in ops for u in mine) == 1:
+                    continue
+                ok = False
+                break
+            if not ok:
+                ops.discard(i)
+                changed = True
+    return (tiers[0], frozenset(ops)) if ops else None
+
+
 def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
-    """Run the sweep under each ranking order, schedule every candidate with the real scheduler and keep
-    the fastest (ties: fewer bytes moved). The decisions say which order won."""
+    """Run the sweep under each ranking order — with the eligible optimizer ops on the host tier's own
+    compute and without — schedule every candidate with the real scheduler and keep the fastest (ties:
+    fewer bytes moved). The decisions record which order won."""
     from core.schedule import build_schedule
 
     orders = ORDERS if int(params.get("portfolio", 1)) else ORDERS[:1]
+    setups: list[tuple[Liveness, dict[int, str]]] = [(live, {})]
+    host = host_candidates(graph, hw) if int(params.get("host_compute", 1)) else None
+    if host is not None:
+        tier, ops = host
+        setups.append((analyze(graph, host_ops=ops), dict.fromkeys(ops, tier)))
     best: tuple[float, int, Placement, str, _Tierplan] | None = None
     failure: InfeasibleError | None = None
-    for order in orders:
-        try:
-            planner = _Tierplan(graph, hw, live, params, order)
-            placement = planner.run()
-            sched = build_schedule(graph, hw, live, placement.assignment, params)
-        except InfeasibleError as exc:
-            failure = failure or exc
-            continue
-        step = max((getattr(e, "end", getattr(e, "time", 0.0)) for e in sched.events), default=0.0)
-        moved = sum(live.spans[sid].bytes for sid, (action, _) in placement.assignment.items() if action == "offload")
-        if best is None or (step, moved) < (best[0], best[1]):
-            best = (step, moved, placement, order, planner)
-        if not placement.assignment:
-            break  # nothing had to move: every order gives the same plan
+    for setup_live, op_tiers in setups:
+        for order in orders:
+            try:
+                planner = _Tierplan(graph, hw, setup_live, params, order, op_tiers)
+                placement = planner.run()
+                sched = build_schedule(graph, hw, setup_live, placement.assignment, params, op_tiers)
+            except InfeasibleError as exc:
+                failure = failure or exc
+                continue
+            step = max((getattr(e, "end", getattr(e, "time", 0.0)) for e in sched.events), default=0.0)
+            moved = sum(setup_live.spans[sid].bytes for sid, (action, _) in placement.assignment.items()
+                        if action == "offload")
+            if best is None or (step, moved) < (best[0], best[1]):
+                best = (step, moved, placement, order, planner)
+            if not placement.assignment and not op_tiers:
+                break  # nothing had to move: every order gives the same plan
     if best is None:
         assert failure is not None
         raise failure
     _, _, placement, order, planner = best
     decisions = tuple(replace(d, terms={**d.terms, "order": float(ORDERS.index(order))}) for d in planner.explain())
-    return Placement(placement.assignment, decisions)
+    return Placement(placement.assignment, decisions, planner.op_tiers, planner.live)
 
 
 register(PolicyInfo(
@@ -553,6 +608,9 @@ register(PolicyInfo(
                   "Start copy-ins earlier by this fraction of their duration, if memory allows."),
         ParamSpec("hbm_reserve", "HBM reserve", 0.0, 0.0, 0.5, "Fraction of the compute tier kept free."),
         ParamSpec("recompute", "Allow recompute", 1, 0, 1, "Recompute cheap activations instead of moving them.",
+                  integer=True),
+        ParamSpec("host_compute", "Allow host compute", 1, 0, 1,
+                  "Also try running optimizer updates on the host CPUs (as ZeRO-Offload does) and keep it if faster.",
                   integer=True),
         ParamSpec("portfolio", "Try all ranking orders", 1, 0, 1,
                   "Plan with each ranking order (cost model, Belady, span weight) and keep the fastest schedule.",

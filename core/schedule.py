@@ -100,12 +100,32 @@ class Schedule:
 
 
 class _Builder:
-    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, params: Mapping[str, Any]):
+    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, params: Mapping[str, Any],
+                 op_tiers: Mapping[int, str] | None = None):
         self.graph, self.hw, self.live, self.assignment = graph, hw, live, assignment
+        self.op_tiers = dict(op_tiers or {})
+        if set(self.op_tiers) != set(live.host_ops):
+            raise ValueError("op_tiers must name exactly the host ops the liveness was built with")
+        #: tensor -> tier of the host ops that read it (each tensor is read by host ops of one tier)
+        self.host_tier_of: dict[str, str] = {}
+        self.host_done: dict[str, int] = {}  # tensor -> last host op reading it
+        for i, tier in sorted(self.op_tiers.items()):
+            if self.hw.tier_by_name[tier].compute is None:
+                raise InfeasibleError(f"op '{graph.ops[i].id}' is placed on {tier}, which has no compute of its own")
+            for x in graph.ops[i].inputs:
+                if self.host_tier_of.setdefault(x, tier) != tier:
+                    raise InfeasibleError(f"tensor '{x}' is read by host ops on two tiers")
+                self.host_done[x] = i
+        self.last_read: dict[str, float] = {}  # tensor -> end of the last compute-tier op that used it
+        self.refresh: dict[int, list[str]] = {}  # host op -> weights whose compute-tier copy it makes stale
+        self.host_frees: dict[int, list[str]] = {}  # host op -> tensors freed in its tier when it ends
         self.n = len(graph.ops)
         self.C = hw.compute_tier
         self.slack = float(params.get("prefetch_slack", 0.25))
         self.durations = op_durations(graph, hw)
+        for i in self.op_tiers:
+            self.durations[i] = 0.0  # not on the compute stream
+        self.host_durations = {i: op_time_s(graph.ops[i], hw.tier_by_name[t].compute) for i, t in self.op_tiers.items()}  # type: ignore[arg-type]
         self.copies: list[_Copy] = []
         self.moves: list[_Move] = []
         self.initial: dict[str, tuple[str, ...]] = {}
@@ -143,6 +163,23 @@ class _Builder:
         lead = next((s for s in spans if s.kind in ("initial", "wrap", "unused")), None)
         produced = tid in g.producer
         size = t.bytes
+        H = self.host_tier_of.get(tid)
+        if H is not None:
+            if produced and self.graph.producer[tid] in self.op_tiers:
+                raise InfeasibleError(f"tensor '{tid}' is produced by a host op; only ops without outputs run there")
+            if not uses:
+                if not t.persistent:
+                    raise InfeasibleError(f"tensor '{tid}' is read on {H} but never exists in {C}")
+                self.initial[tid] = (H,)
+                self._copy(tid, H, size, 0, n)
+                return
+            if t.persistent:
+                if lead is not None and self._action(lead.id)[0] == "offload" and self._action(lead.id)[1] != H:
+                    raise InfeasibleError(f"'{tid}' is updated on {H} but placed in {self._action(lead.id)[1]} between steps")
+                if self.host_done[tid] < uses[-1]:
+                    raise InfeasibleError(f"'{tid}' is used in {C} after the host op that updates it")
+            elif not produced or self.host_done[tid] < uses[-1]:
+                raise InfeasibleError(f"'{tid}' must be produced in {C} and read last by the host op")
 
         if not uses:  # nothing reads it: it only has to be stored somewhere
             action, tier = self._action(lead.id) if lead else ("keep", C)
@@ -172,7 +209,11 @@ class _Builder:
         else:
             hbm = self._copy(tid, C, size, 0, n)
             initial = [C]
-            if t.persistent and not muts:
+            if H is not None and t.persistent:  # the host op updates the copy in H; C is refreshed after it
+                initial.append(H)
+                lower[H] = [self._copy(tid, H, size, 0, n), True, True]
+                self.refresh.setdefault(self.host_done[tid], []).append(tid)
+            elif t.persistent and not muts:
                 offload_tiers = [self._action(s.id)[1] for s in spans if s.kind == "inner" and self._action(s.id)[0] == "offload"]
                 if offload_tiers:
                     L = offload_tiers[0]
@@ -192,6 +233,12 @@ class _Builder:
                         del lower[L]
             span = inner.get(u)
             if j == len(uses) - 1:
+                if H is not None and not t.persistent:  # copy out for the host op, which frees it when done
+                    assert hbm is not None
+                    cp = self._copy(tid, H, size, u + 1, n)
+                    self._tail(tid, H, size, hbm, u, max_slot=n, dst_copy=cp, stale=False)
+                    self.host_frees.setdefault(self.host_done[tid], []).append(tid)
+                    return
                 self._after_last_use(tid, size, u, hbm, lower, lead_action, t.persistent)
                 return
             nxt = uses[j + 1]
@@ -405,6 +452,7 @@ class _Builder:
             for tier in tiers:
                 ready[(tid, tier)] = 0.0
         compute_free = 0.0
+        host_free: dict[str, float] = {}
         for m in issued[0]:  # heads issued before the first op (tails are never issued at slot 0)
             self._run_move(m, 0.0, link_free, ready, gone, enforce, events)
         for i in range(n):
@@ -422,12 +470,19 @@ class _Builder:
                     ready[(out, C)] = end
                 compute_free = end
             op = g.ops[i]
-            start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs))
-            end = start + float(self.durations[i])
-            events.append(ComputeEvent(op.id, start, end, C))
-            for out in op.outputs:
-                ready[(out, C)] = end
-            compute_free = end
+            if i in self.op_tiers:  # on the host tier's own stream; the compute stream goes on meanwhile
+                self._run_host_op(i, host_free, link_free, ready, gone, events)
+                end = compute_free
+            else:
+                start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs))
+                end = start + float(self.durations[i])
+                events.append(ComputeEvent(op.id, start, end, C))
+                for out in op.outputs:
+                    ready[(out, C)] = end
+                if self.host_tier_of:
+                    for x in (*op.inputs, *op.outputs):
+                        self.last_read[x] = end
+                compute_free = end
             for tid, tier in self.free_at_op_end[i]:
                 events.append(FreeEvent(tid, tier, end))
                 gone[(tid, tier)] = end
@@ -441,6 +496,39 @@ class _Builder:
                 if m.head_copy is not None:
                     self._run_move(m, compute_free, link_free, ready, gone, enforce, events)
         return events
+
+    def _run_host_op(self, i: int, host_free: dict[str, float], link_free: dict[tuple[str, str], float],
+                     ready: dict[tuple[str, str], float], gone: dict[tuple[str, str], float],
+                     events: list[Event]) -> None:
+        """Run op ``i`` on its host tier (inputs there, fresh), then free what it consumed and bring the
+        weights it updated back into the compute tier where they start the step."""
+        op, H, C = self.graph.ops[i], self.op_tiers[i], self.C
+        # after every earlier op that touched its inputs (an in-place update must not race their reads)
+        start = max(host_free.get(H, 0.0), *(ready[(x, H)] for x in op.inputs),
+                    *(self.last_read.get(x, 0.0) for x in op.inputs))
+        end = start + float(self.host_durations[i])
+        events.append(ComputeEvent(op.id, start, end, H))
+        host_free[H] = end
+        for tid in op.mutates:
+            ready[(tid, H)] = end
+        for tid in self.host_frees.get(i, ()):
+            events.append(FreeEvent(tid, H, end))
+            gone[(tid, H)] = end
+        for tid in self.refresh.get(i, ()):
+            t = end
+            route = self.hw.route(H, C)
+            nbytes = self.graph.tensor_by_id[tid].bytes
+            for k, link in enumerate(route):
+                key = (link.src, link.dst)
+                begin = max(t, link_free.get(key, 0.0))
+                if k == len(route) - 1:
+                    events.append(FreeEvent(tid, C, begin))  # the stale copy goes as the fresh one arrives
+                t = begin + link.transfer_time_s(nbytes)
+                link_free[key] = t
+                events.append(TransferEvent(tid, link.src, link.dst, begin, t))
+                if k:
+                    events.append(FreeEvent(tid, link.src, t))
+                ready[(tid, link.dst)] = t
 
     def _run_move(self, m: _Move, slot_begin: float, link_free: dict[tuple[str, str], float],
                   ready: dict[tuple[str, str], float], gone: dict[tuple[str, str], float],
@@ -476,9 +564,12 @@ class _Builder:
 
 
 def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment,
-                   params: Mapping[str, Any] | None = None) -> Schedule:
-    """Copies, capacity-checked extents and timed events for ``assignment`` (see module docstring)."""
-    b = _Builder(graph, hw, live, assignment, params or {})
+                   params: Mapping[str, Any] | None = None, op_tiers: Mapping[int, str] | None = None) -> Schedule:
+    """Copies, capacity-checked extents and timed events for ``assignment`` (see module docstring).
+
+    ``op_tiers`` runs those ops on a lower tier's own compute; ``live`` must be built with them as
+    ``host_ops``."""
+    b = _Builder(graph, hw, live, assignment, params or {}, op_tiers)
     for t in graph.tensors:
         b.tensor(t.id)
     b._hbm_copies_of = {}
@@ -491,12 +582,13 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
 
 
 def build_plan(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, *, policy: str,
-               decisions: Sequence[Decision] = (), params: Mapping[str, Any] | None = None) -> Plan:
+               decisions: Sequence[Decision] = (), params: Mapping[str, Any] | None = None,
+               op_tiers: Mapping[int, str] | None = None) -> Plan:
     """A complete :class:`Plan` (events, decisions, metrics) for ``assignment``."""
     from core.hardware import hardware_to_dict
     from core.metrics import compute_metrics
 
-    sched = build_schedule(graph, hw, live, assignment, params)
+    sched = build_schedule(graph, hw, live, assignment, params, op_tiers)
     metrics = compute_metrics(graph, hw, sched.events, sched.initial)
     return Plan(
         graph=graph.name, policy=policy, hardware=hardware_to_dict(hw), initial=sched.initial,

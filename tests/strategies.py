@@ -14,7 +14,7 @@ SIZES = [0, 1, 4 * MiB, 64 * MiB, 256 * MiB, 1024 * MiB]
 
 
 @st.composite
-def graphs(draw: Any, max_ops: int = 24) -> Graph:
+def graphs(draw: Any, max_ops: int = 24, optimizer: bool | None = None) -> Graph:
     """Random valid graphs: weights (some updated in place), inputs, a KV-cache-like tensor, activations."""
     tensors: list[dict[str, Any]] = []
     ops: list[dict[str, Any]] = []
@@ -53,16 +53,22 @@ def graphs(draw: Any, max_ops: int = 24) -> Graph:
         ops.append(op)
         available.extend(outputs)
     weights = [t["id"] for t in tensors if t["kind"] == "weight"]
-    if weights and draw(st.booleans()):  # an optimizer-like step at the end, updating weights in place
+    if not weights and optimizer:
+        tensors.append({"id": "w_opt", "bytes": draw(st.sampled_from(SIZES)), "kind": "weight"})
+        weights = ["w_opt"]
+    if optimizer:  # optimizer state that only the update reads (it may live on the host)
+        tensors.append({"id": "state", "bytes": draw(st.sampled_from(SIZES)), "kind": "optimizer_state"})
+    if weights and (optimizer if optimizer is not None else draw(st.booleans())):  # an in-place update at the end
         upd = sorted(set(draw(st.lists(st.sampled_from(weights), min_size=1, max_size=len(weights)))))
         grads = [a for a in available if a.startswith("a")][-2:]
-        ops.append({"id": "update", "inputs": upd + grads, "outputs": [], "mutates": upd, "time_s": 1e-3,
-                    "host_ok": True})
+        state = ["state"] if optimizer else []
+        ops.append({"id": "update", "inputs": upd + grads + state, "outputs": [], "mutates": upd + state,
+                    "time_s": 1e-3, "host_ok": True})
     return graph_from_dict({"format": "tierplan-graph/1", "name": "random", "tensors": tensors, "ops": ops})
 
 
 @st.composite
-def hierarchies(draw: Any, graph: Graph) -> Hardware:
+def hierarchies(draw: Any, graph: Graph, host_compute: bool | None = None) -> Hardware:
     """2–4 tiers; the compute tier sized anywhere from 'just the largest op' to 'everything fits'."""
     from core.liveness import analyze
 
@@ -88,6 +94,6 @@ def hierarchies(draw: Any, graph: Graph) -> Hardware:
         "compute": {"peak_flops": 1e14, "efficiency": 0.5, "memory_bandwidth_Bps": 1e12},
         "compute_tier": "HBM", "tiers": tiers, "links": links,
     }
-    if draw(st.booleans()):
+    if host_compute if host_compute is not None else draw(st.booleans()):
         raw["tiers"][1]["compute"] = {"peak_flops": 1e12, "memory_bandwidth_Bps": 1e11}
     return hardware_from_dict(raw)

@@ -140,3 +140,67 @@ def test_random_graphs_give_valid_plans_or_clear_infeasibility(policy: str, data
         return
     assert_valid(graph, plan)
     assert plan.metrics["peak_bytes"][hw.compute_tier] <= hw.capacity(hw.compute_tier)
+
+
+class TestHostCompute:
+    def test_teaching_sample_runs_adam_on_the_host(self) -> None:
+        from core.plan import ComputeEvent
+        from core.sources.presets import load_preset
+        from core.sources.samples import load_sample
+
+        g, hw = load_sample("tiny"), load_preset("teaching")
+        with_host = make_plan(g, hw)
+        without = make_plan(g, hw, params={"host_compute": 0})
+        assert_valid(g, with_host)
+        assert_valid(g, without)
+        on_ddr = [e.op for e in with_host.events if isinstance(e, ComputeEvent) and e.tier == "DDR"]
+        assert on_ddr and all(g.ops[g.op_index[op]].host_ok for op in on_ddr)
+        assert with_host.metrics["host_compute_time_s"] > 0
+        assert with_host.metrics["step_time_s"] < without.metrics["step_time_s"]
+        assert with_host.initial["adam1"] == ("DDR",)  # optimizer state lives with the CPUs
+
+    def test_no_host_compute_without_host_processors(self) -> None:
+        from core.plan import ComputeEvent
+
+        g = toy_training()
+        plan = make_plan(g, hierarchy("10 GiB"))
+        assert all(e.tier == "HBM" for e in plan.events if isinstance(e, ComputeEvent))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_random_training_like_graphs_with_host_cpus(data: st.DataObject) -> None:
+    """Graphs that end in an in-place update, on hierarchies whose DDR has processors of its own."""
+    graph = data.draw(graphs(optimizer=True))
+    hw = data.draw(hierarchies(graph, host_compute=True))
+    try:
+        plan = make_plan(graph, hw)
+    except InfeasibleError as exc:
+        assert str(exc)
+        return
+    assert_valid(graph, plan)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_forced_host_placement_is_valid(data: st.DataObject) -> None:
+    """Whenever ops qualify for host compute, scheduling them there (win or lose) gives a valid plan."""
+    from core.planner import _Tierplan, host_candidates
+    from core.policies import get_policy, resolve_params
+    from core.schedule import build_plan
+
+    graph = data.draw(graphs(optimizer=True))
+    hw = data.draw(hierarchies(graph, host_compute=True))
+    host = host_candidates(graph, hw)
+    if host is None:
+        return
+    tier, ops = host
+    live = analyze(graph, host_ops=ops)
+    op_tiers = dict.fromkeys(ops, tier)
+    try:
+        placement = _Tierplan(graph, hw, live, resolve_params(get_policy("tierplan"), {}), "cost", op_tiers).run()
+        plan = build_plan(graph, hw, live, placement.assignment, policy="tierplan", op_tiers=op_tiers)
+    except InfeasibleError:
+        return
+    assert_valid(graph, plan)
+    assert any(e.tier == tier for e in plan.events if hasattr(e, "op"))

@@ -8,7 +8,7 @@ their decisions alone.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from core.errors import InputError
@@ -36,10 +36,14 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class Placement:
-    """What a policy decided: span id -> (action, tier), and the explained decisions."""
+    """What a policy decided: span id -> (action, tier), the explained decisions, and the ops it runs on a
+    lower tier's own compute (``op_tiers``: op index -> tier). Span ids refer to ``liveness`` when given
+    (a liveness built with those host ops), else to the one the policy was called with."""
 
     assignment: Assignment
     decisions: tuple[Decision, ...] = ()
+    op_tiers: Mapping[int, str] = field(default_factory=dict)
+    liveness: Liveness | None = None
 
 
 Decide = Callable[[Graph, Hardware, Liveness, Mapping[str, Any]], Placement]
