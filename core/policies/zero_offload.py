@@ -18,11 +18,11 @@ Mapped onto spans:
 * ``offload_params`` (default off, ZeRO-Infinity): weights' wrap-around spans go down as well (fetched
   before their first use, dropped after the last — written back when the optimizer updated them).
 
-Limitation, stated: this repository's scheduler does not run ops on a tier's own compute yet, so the
-optimizer update still runs on the accelerator: each optimizer state is fetched just before its update and
-written back after it, instead of the CPU updating it in place and only the new weights coming back. That
-moves more bytes than real ZeRO-Offload (state both ways instead of gradients down and weights up) and
-will be revisited when host compute lands in the scheduler.
+CPU Adam (``cpu_adam``, default on): when the host tier has processors of its own (a ``compute`` entry in
+the hardware file) the optimizer updates run there, as in ZeRO-Offload: the state never leaves host memory,
+each gradient is copied down once, and each updated weight comes back. Without host processors (or with
+``cpu_adam=0``) the update runs on the accelerator and each optimizer state is fetched before its update and
+written back after it — more bytes than real ZeRO-Offload, said so in the decisions.
 
 The rule is static (DeepSpeed applies it whenever it is enabled), so it moves state even when everything
 would fit. If the compute tier is still over capacity, the rule has failed: :class:`InfeasibleError`.
@@ -60,7 +60,16 @@ def zero_candidates(graph: Graph, live: Liveness, *, gradients: bool, params: bo
 
 
 def decide_zero_offload(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
-    """Optimizer state (and optionally gradients, weights) in the first lower tier with room."""
+    """Optimizer state (and optionally gradients, weights) in the first lower tier with room; the updates on
+    the host CPUs when it has them."""
+    from core.liveness import analyze
+    from core.planner import host_candidates
+
+    host = host_candidates(graph, hw) if int(params.get("cpu_adam", 1)) else None
+    op_tiers: dict[int, str] = {}
+    if host is not None:
+        op_tiers = dict.fromkeys(host[1], host[0])
+        live = analyze(graph, host_ops=host[1])
     book = SpanBook(graph, hw, live, policy="zero-offload")
     reasons: dict[int, str] = {}
     why = {"optimizer_state": "optimizer state (fp32 master, m, v) lives in host memory between updates",
@@ -76,7 +85,8 @@ def decide_zero_offload(graph: Graph, hw: Hardware, live: Liveness, params: Mapp
         reasons[sid] = f"to {tier}: {why[kind]}"
     book.raise_if_over("ZeRO-Offload keeps weights and activations in the compute tier"
                        + ("" if int(params["offload_params"]) else " (try offload_params=1)"))
-    return book.placement(reasons=reasons)
+    placement = book.placement(reasons=reasons)
+    return Placement(placement.assignment, placement.decisions, op_tiers, live if op_tiers else None)
 
 
 register(PolicyInfo(
@@ -89,6 +99,8 @@ register(PolicyInfo(
     params=(
         ParamSpec("offload_gradients", "Offload gradients", 1, 0, 1,
                   "Move each weight gradient down between backward and the optimizer step.", integer=True),
+        ParamSpec("cpu_adam", "CPU Adam", 1, 0, 1,
+                  "Run the optimizer updates on the host CPUs when the host tier has compute.", integer=True),
         ParamSpec("offload_params", "Offload parameters (ZeRO-Infinity)", 0, 0, 1,
                   "Weights also live below and are fetched for each use.", integer=True),
     ),
