@@ -617,7 +617,25 @@ class _Replay:
         self.r_event = np.concatenate((self.c_idx[rep], self.x_idx))
         self.r_is_op = np.arange(len(self.r_t)) < n_op_reads
         self.r_mut = np.concatenate((g.in_mut[flat] & ~self.c_rec[rep], np.zeros(len(self.x_t), dtype=bool)))
-        copy = self.find_copies(self.r_t * nk + self.r_k, self.r_sr)
+        keys = self.r_t * nk + self.r_k
+        copy = self.find_copies(keys, self.r_sr)
+        # A zero-length read at t happens before the frees and allocations at t: it reads the copy that
+        # existed just before t (freed at t or later), not one allocated at t.
+        zero = np.flatnonzero(self.r_er == self.r_sr)
+        if len(zero):
+            before = self.find_copies(keys[zero], self.r_sr[zero] - 1)
+            # at time 0 the copies that exist "just before" are the initial ones (allocated at 0 too)
+            initial = np.flatnonzero(self.cr_kind == _INITIAL)
+            at_zero = (before < 0) & (self.r_sr[zero] == self.zero_r)
+            if len(initial) and at_zero.any():
+                ikeys = self.cr_t[initial] * nk + self.cr_k[initial]
+                order = np.argsort(ikeys, kind="stable")
+                pos = np.searchsorted(ikeys[order], keys[zero], side="left")
+                hit = (pos < len(initial)) & (ikeys[order][np.minimum(pos, len(initial) - 1)] == keys[zero])
+                cand = initial[order][np.minimum(pos, len(initial) - 1)]
+                before = np.where(at_zero & hit & self.kept[cand], cand, before)
+            ok = (before >= 0) & (self.cr_free[np.maximum(before, 0)] >= self.r_sr[zero])
+            copy[zero[ok]] = before[ok]
         safe = np.maximum(copy, 0)
         free = self.cr_free[safe]
         present = (copy >= 0) & ((free > self.r_sr) | ((free == self.r_sr) & (self.r_er == self.r_sr)))

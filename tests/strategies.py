@@ -46,9 +46,9 @@ def graphs(draw: Any, max_ops: int = 24, optimizer: bool | None = None) -> Graph
         if mutates:
             op["mutates"] = mutates
         if draw(st.booleans()):
-            op["time_s"] = draw(st.sampled_from([1e-6, 1e-5, 1e-4, 1e-3, 1e-2]))
+            op["time_s"] = draw(st.sampled_from([0.0, 1e-5, 1e-4, 1e-3, 1e-2]))
         else:
-            op["flops"] = draw(st.sampled_from([1e8, 1e9, 1e11, 1e12]))
+            op["flops"] = draw(st.sampled_from([0.0, 1e9, 1e11, 1e12]))
             op["bytes_accessed"] = draw(st.sampled_from([0, MiB, 100 * MiB]))
         ops.append(op)
         available.extend(outputs)

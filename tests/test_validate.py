@@ -542,3 +542,36 @@ def test_chain_of_prefetched_weights(n: int) -> None:
     # One byte less in HBM and the plan no longer fits.
     tight = plan(events, initial, hardware(hbm=2 * 1024 + 2 * 1000 - 1, ddr=n * 1024))
     assert any("exceeds its capacity" in e for e in check(g, tight))
+
+
+def test_zero_length_op_reads_the_copy_freed_as_it_ends() -> None:
+    """An op with start == end at t reads the copy that existed just before t; a copy-in of the same tensor
+    may allocate at t (frees at t come first), and the op does not read that one."""
+    from core.graph import graph_from_dict
+    from core.hardware import hardware_from_dict, hardware_to_dict
+    from core.plan import ComputeEvent, FreeEvent, Plan, TransferEvent
+    from core.validate import validate_plan
+
+    g = graph_from_dict({"format": "tierplan-graph/1", "name": "z", "tensors": [
+        {"id": "w", "bytes": 100, "kind": "weight"}], "ops": [
+        {"id": "use0", "inputs": ["w"], "outputs": [], "time_s": 0.0},
+        {"id": "use1", "inputs": ["w"], "outputs": [], "time_s": 0.0}]})
+    hw = hardware_from_dict({"format": "tierplan-hardware/1", "compute": {"peak_flops": 1e12},
+                             "tiers": [{"name": "HBM", "capacity_bytes": 100}, {"name": "DDR", "capacity_bytes": 100}],
+                             "links": [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": 100},
+                                       {"src": "DDR", "dst": "HBM", "bandwidth_Bps": 100}]})
+    events = (
+        ComputeEvent("use0", 0.0, 0.0, "HBM"),
+        FreeEvent("w", "HBM", 0.0),
+        TransferEvent("w", "DDR", "HBM", 0.0, 1.0),
+        ComputeEvent("use1", 1.0, 1.0, "HBM"),
+        FreeEvent("w", "HBM", 1.0),
+        TransferEvent("w", "DDR", "HBM", 1.0, 2.0),
+    )
+    plan = Plan("z", "hand", hardware_to_dict(hw), {"w": ("HBM", "DDR")}, events)
+    report = validate_plan(g, plan, check_metrics=False)
+    assert report.ok, report.errors
+    late = Plan("z", "hand", hardware_to_dict(hw), {"w": ("HBM", "DDR")},
+                (ComputeEvent("use0", 0.0, 0.0, "HBM"), FreeEvent("w", "HBM", 0.0),
+                 TransferEvent("w", "DDR", "HBM", 0.0, 1.0), ComputeEvent("use1", 0.5, 0.5, "HBM")))
+    assert not validate_plan(g, late, check_metrics=False).ok  # reads the copy-in before it arrives
