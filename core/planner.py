@@ -104,7 +104,9 @@ class _LinkLoad:
 
 class _Tierplan:
     def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any], order: str = "cost",
-                 op_tiers: Mapping[int, str] | None = None) -> None:
+                 op_tiers: Mapping[int, str] | None = None,
+                 region_cache: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] | None = None,
+                 ) -> None:
         self.g, self.hw, self.live = graph, hw, live
         self.n = live.n_ops
         self.C = hw.compute_tier
@@ -130,7 +132,8 @@ class _Tierplan:
         self.terms: dict[int, dict[str, float]] = {}
         self.pinned: set[int] = set()
         self.applied: dict[int, list[tuple[int, int]]] = {}  # slots each choice frees (for pruning)
-        self._regions: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] = {}
+        # span geometry depends only on the liveness, the hardware and the slack: shared across orders
+        self._regions = region_cache if region_cache is not None else {}
         self.heads: list[list[int]] = []  # [first slot resident again, needed at, bytes] of chosen copy-ins
         self.mutated = {t for t, m in live.mutations.items() if m}
 
@@ -575,15 +578,21 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
     best: tuple[float, int, Placement, str, _Tierplan] | None = None
     failure: InfeasibleError | None = None
     for setup_live, op_tiers in setups:
+        cache: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] = {}
+        tried: dict[tuple[tuple[int, tuple[str, str]], ...], float] = {}
         for order in orders:
             try:
-                planner = _Tierplan(graph, hw, setup_live, params, order, op_tiers)
+                planner = _Tierplan(graph, hw, setup_live, params, order, op_tiers, cache)
                 placement = planner.run()
+                key = tuple(sorted(placement.assignment.items()))
+                if key in tried:  # another order reached the same decisions: same schedule
+                    continue
                 sched = build_schedule(graph, hw, setup_live, placement.assignment, params, op_tiers)
             except InfeasibleError as exc:
                 failure = failure or exc
                 continue
             step = max((getattr(e, "end", getattr(e, "time", 0.0)) for e in sched.events), default=0.0)
+            tried[key] = step
             moved = sum(setup_live.spans[sid].bytes for sid, (action, _) in placement.assignment.items()
                         if action == "offload")
             if best is None or (step, moved) < (best[0], best[1]):
