@@ -86,17 +86,19 @@ def best_of(fn, repeat: int) -> tuple[float, object]:
 
 
 def speed_table(sizes: list[int], repeat: int) -> None:
-    print("| ops | events | analyse (s) | plan + schedule + metrics (s) | validate (s) | HBM budget | step / compute |")
-    print("|---:|---:|---:|---:|---:|---|---:|")
+    print("| ops | events | analyse (s) | plan, one order (s) | plan, portfolio = default (s) | validate (s) "
+          "| HBM budget | step / compute |")
+    print("|---:|---:|---:|---:|---:|---:|---|---:|")
     for n in sizes:
         g = synthetic_training(n)
         t_live, live = best_of(lambda g=g: analyze(g), repeat)
         hw = hierarchy(int(live.no_offload_peak_bytes * 0.5))
+        t_one, _ = best_of(lambda g=g, hw=hw, live=live: make_plan(g, hw, liveness=live, params={"portfolio": 0}), repeat)
         t_plan, plan = best_of(lambda g=g, hw=hw, live=live: make_plan(g, hw, liveness=live), repeat)
         t_val, report = best_of(lambda g=g, plan=plan: validate_plan(g, plan), 1)
         assert report.ok, report.errors[:3]
         m = plan.metrics
-        print(f"| {len(g.ops):,} | {len(plan.events):,} | {t_live:.3f} | {t_plan:.3f} | {t_val:.3f} | "
+        print(f"| {len(g.ops):,} | {len(plan.events):,} | {t_live:.3f} | {t_one:.3f} | {t_plan:.3f} | {t_val:.3f} | "
               f"50 % of {format_bytes(live.no_offload_peak_bytes)} | {m['step_time_s'] / m['compute_only_time_s']:.3f} |")
 
 
