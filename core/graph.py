@@ -277,6 +277,12 @@ def graph_from_dict(raw: Any, *, source: str | None = None) -> Graph:
 
 def load_graph(path_or_bytes: str | Path | bytes, *, source: str | None = None) -> Graph:
     """Load a ``tierplan-graph/1`` JSON file (a path, or raw bytes from an upload)."""
+    raw, source = load_json(path_or_bytes, source)
+    return graph_from_dict(raw, source=source)
+
+
+def load_json(path_or_bytes: str | Path | bytes, source: str | None = None) -> tuple[Any, str]:
+    """Parsed JSON of a path or of uploaded bytes, and the name errors should use for it."""
     if isinstance(path_or_bytes, bytes):
         data, source = path_or_bytes, source or "<upload>"
     else:
@@ -286,7 +292,7 @@ def load_graph(path_or_bytes: str | Path | bytes, *, source: str | None = None) 
             data = path.read_bytes()
         except OSError as exc:
             raise InputError(f"cannot read file: {exc.strerror}", source=source) from None
-    return graph_from_dict(parse_json(data, source), source=source)
+    return parse_json(data, source), source
 
 
 def parse_json(data: bytes | str, source: str) -> Any:

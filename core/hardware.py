@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
-from core.graph import Op, parse_json
+from core.graph import Op, load_json
 from core.units import parse_bandwidth, parse_bytes, parse_flops, parse_time
 
 __all__ = [
@@ -261,16 +261,8 @@ def _hardware_from_dict(raw: Any) -> Hardware:
 
 def load_hardware(path_or_bytes: str | Path | bytes, *, source: str | None = None) -> Hardware:
     """Load a ``tierplan-hardware/1`` JSON file (a path, or raw bytes from an upload)."""
-    if isinstance(path_or_bytes, bytes):
-        data, source = path_or_bytes, source or "<upload>"
-    else:
-        path = Path(path_or_bytes)
-        source = source or str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read file: {exc.strerror}", source=source) from None
-    return hardware_from_dict(parse_json(data, source), source=source)
+    raw, source = load_json(path_or_bytes, source)
+    return hardware_from_dict(raw, source=source)
 
 
 def _compute_to_dict(c: Compute) -> dict[str, Any]:

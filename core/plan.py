@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from core.errors import InputError
-from core.graph import parse_json
+from core.graph import load_json
 
 __all__ = [
     "PLAN_FORMAT",
@@ -214,16 +214,8 @@ def plan_from_dict(raw: Any, *, source: str | None = None) -> Plan:
 
 
 def load_plan(path_or_bytes: str | Path | bytes, *, source: str | None = None) -> Plan:
-    if isinstance(path_or_bytes, bytes):
-        data, source = path_or_bytes, source or "<upload>"
-    else:
-        path = Path(path_or_bytes)
-        source = source or str(path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise InputError(f"cannot read file: {exc.strerror}", source=source) from None
-    return plan_from_dict(parse_json(data, source), source=source)
+    raw, source = load_json(path_or_bytes, source)
+    return plan_from_dict(raw, source=source)
 
 
 def save_plan(plan: Plan, path: str | Path) -> None:
