@@ -100,15 +100,23 @@ Copies run on the link's own stream, *at the same time* as compute. The planner 
 nothing: it is hidden behind compute. The chart below has one row for compute and one per link direction.
 **Slow the link down**: transfers grow longer than the compute they hide behind, compute has to wait, and
 *stall* time appears. Speed it up and the stall disappears even though the same bytes move.
+
+The **DDR compute** row is the host's CPUs: the teaching box has some, so the planner may run the Adam
+updates there (as ZeRO-Offload does) instead of bringing 2 GiB of optimizer state into HBM and back — the
+state stays in DDR, the gradient goes down, the updated weight comes up. It keeps that only when the
+schedule is faster.
 """)
     _live("prefetch", show_memory=False, show_schedule=True, defaults=(10.0, 100.0, False))
     st.markdown("""
 ### 4 · What recompute trades
 Instead of storing an activation and copying it back, the planner may throw it away and **re-run the op
-that made it** when it is needed again (the red bars on the compute row). That costs compute time but no
-link time and no memory while the tensor is idle. It pays off when the op is cheap and the tensor big, or when
-the link is already busy. **Toggle recompute** with a slow link and compare the bytes moved, the stall and the
-recompute time.
+that made it** when it is needed again (red bars on the compute row). That costs compute time but no link
+time, and frees the memory while the tensor is idle — *but* the op's own inputs must be in HBM when it re-runs.
+Here every activation is made by a 10 ms matmul from the layer's input and weight, which would then have to
+stay in HBM until the backward pass: that holds as much memory as recompute frees, so the planner moves
+tensors instead and the **Recompute** tile stays at 0 s — even with a slow link. **Toggle recompute** and
+compare: the plan does not get better. Recompute wins for outputs of cheap ops whose inputs are needed at
+the same moment anyway (an activation function's output, re-made from the pre-activation the backward reads).
 """)
     _live("recompute", show_memory=False, show_schedule=True, defaults=(8.0, 30.0, True))
     st.markdown(f"""
