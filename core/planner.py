@@ -611,7 +611,8 @@ register(PolicyInfo(
     key="tierplan",
     title="Tierplan (cost model)",
     description="Whole-graph planner: relieves each over-capacity op with the idle span that frees the most "
-    "byte-seconds per second of exposed copy or recompute time, given link time already committed.",
+    "byte-seconds per second of exposed copy or recompute time, given link time already committed; tries "
+    "three ranking orders, with and without optimizer updates on the host CPUs, and keeps the fastest schedule.",
     source="This project; in the spirit of HyperOffload (MindSpore 2.8, arXiv 2602.00748).",
     params=(
         ParamSpec("prefetch_slack", "Prefetch slack", 0.25, 0.0, 2.0,

@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from core.policies import list_policies
+from core.units import format_bytes
 from ui import figures, kpis, state, tables, view
 
 
@@ -25,7 +26,7 @@ def main() -> None:
         return
     hw = inputs.hardware
     st.markdown(f"**{inputs.model_label}** on **{hw.name}** · {hw.compute_tier} capacity "
-                f"{figures.byte_scale(hw.capacity(hw.compute_tier))[1]} scale")
+                f"{format_bytes(hw.capacity(hw.compute_tier))}")
     policies = list_policies()
     bar = st.progress(0.0, text="Planning with every policy…")
     rows, curves, failures = [], {}, []
