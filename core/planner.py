@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -41,7 +40,8 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     check_fits_at_all(graph, hardware, live)
     placement = info.decide(graph, hardware, live, resolved)
     return build_plan(graph, hardware, placement.liveness or live, placement.assignment, policy=policy,
-                      decisions=placement.decisions, params=resolved, op_tiers=placement.op_tiers)
+                      decisions=placement.decisions, params=resolved, op_tiers=placement.op_tiers,
+                      schedule=placement.schedule)
 
 
 def check_fits_at_all(graph: Graph, hw: Hardware, live: Liveness) -> None:
@@ -161,8 +161,54 @@ class _Tierplan:
         key = (span.id, tier)
         hit = self._regions.get(key)
         if hit is None:
-            hit = self._regions[key] = self._regions_uncached(span, tier)
+            if (-1, tier) not in self._regions:  # (-1, tier) marks "all spans done for this tier"
+                self._precompute_regions(tier)
+                hit = self._regions.get(key)
+            if hit is None:
+                hit = self._regions[key] = self._regions_uncached(span, tier)
         return hit
+
+    def _precompute_regions(self, tier: str) -> None:
+        """:meth:`_regions_uncached` for every span at once (numpy), same arithmetic in the same order."""
+        self._regions[(-1, tier)] = ([], 0.0, 0.0, 0.0)
+        spans = self.live.spans
+        if not spans or not self.n:
+            return
+        hw, T, n, C = self.hw, self.T, self.n, self.C
+        nbytes = np.array([sp.bytes for sp in spans], dtype=np.float64)
+        kinds = [sp.kind for sp in spans]
+        a = np.array([sp.start_op for sp in spans], dtype=np.int64)
+        b = np.array([sp.end_op for sp in spans], dtype=np.int64)
+        dirty = np.array([self.dirty(sp) for sp in spans], dtype=bool)
+        wb = np.zeros(len(spans))
+        for link in hw.route(C, tier):
+            wb += link.latency_s + nbytes / link.bandwidth_Bps
+        wb = np.where(dirty, wb, 0.0)
+        pf = np.zeros(len(spans))
+        for link in hw.route(tier, C):
+            pf += link.latency_s + nbytes / link.bandwidth_Bps
+        bb = np.clip(b, 0, n)
+        p = np.searchsorted(T[:n], T[bb] - pf * (1 + self.slack), side="right") - 1
+        p = np.maximum(0, np.minimum(p, b))
+        a1 = np.clip(a + 1, 0, n)
+        r = np.where(wb > 0, np.searchsorted(T[:n], T[a1] + wb, side="left"), a + 1)
+        r = np.minimum(np.maximum(r, a + 1), n)
+        for k, sp in enumerate(spans):
+            kind = kinds[k]
+            if kind == "unused":
+                self._regions[(sp.id, tier)] = ([(0, n)], 0.0, 0.0, 0.0)
+                continue
+            pk, pfk = int(p[k]), float(pf[k])
+            if kind == "initial":
+                self._regions[(sp.id, tier)] = ([(0, pk)], max(0.0, pfk - float(T[b[k]])), 0.0, pfk)
+                continue
+            wbk, rk = float(wb[k]), int(r[k])
+            if kind == "wrap":
+                exposed = max(0.0, wbk - float(T[n] - T[a1[k]])) + max(0.0, pfk - float(T[b[k]]))
+                self._regions[(sp.id, tier)] = ([(0, pk), (rk, n)], exposed, wbk, pfk)
+                continue
+            exposed = max(0.0, wbk + pfk - float(T[b[k]] - T[a1[k]]))
+            self._regions[(sp.id, tier)] = ([(rk, pk)] if pk > rk else [], exposed, wbk, pfk)
 
     def _regions_uncached(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
         hw, T, n, C = self.hw, self.T, self.n, self.C
@@ -307,6 +353,8 @@ class _Tierplan:
             roomy = span.kind == "unused"
             if best is None or exposed < best[0] - 1e-12 or (exposed <= best[0] + 1e-12 and roomy):
                 best = (exposed, tier)
+            if best[0] <= 0.0 and not roomy:
+                break  # nothing beats a fully hidden move on the fastest tier with room
         return best if best is not None else (float("inf"), "")
 
     def _lower_window(self, span: Span) -> tuple[int, int]:
@@ -486,6 +534,7 @@ class _Tierplan:
             action, tier = self.choice.get(span.id, ("keep", self.C))
             idle = self.idle_s(span)
             terms: dict[str, float] = {
+                "order": float(ORDERS.index(self.order)),
                 "bytes_freed": float(span.bytes) if action != "keep" else 0.0,
                 "idle_s": idle,
                 "access_count": float(len(uses[span.tensor])),
@@ -576,6 +625,7 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
         tier, ops = host
         setups.append((analyze(graph, host_ops=ops), dict.fromkeys(ops, tier)))
     best: tuple[float, int, Placement, str, _Tierplan] | None = None
+    best_schedule = None
     failure: InfeasibleError | None = None
     for setup_live, op_tiers in setups:
         cache: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] = {}
@@ -597,14 +647,14 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
                         if action == "offload")
             if best is None or (step, moved) < (best[0], best[1]):
                 best = (step, moved, placement, order, planner)
+                best_schedule = sched
             if not placement.assignment and not op_tiers:
                 break  # nothing had to move: every order gives the same plan
     if best is None:
         assert failure is not None
         raise failure
-    _, _, placement, order, planner = best
-    decisions = tuple(replace(d, terms={**d.terms, "order": float(ORDERS.index(order))}) for d in planner.explain())
-    return Placement(placement.assignment, decisions, planner.op_tiers, planner.live)
+    _, _, placement, _, planner = best
+    return Placement(placement.assignment, planner.explain(), planner.op_tiers, planner.live, best_schedule)
 
 
 register(PolicyInfo(

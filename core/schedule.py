@@ -583,12 +583,13 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
 
 def build_plan(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, *, policy: str,
                decisions: Sequence[Decision] = (), params: Mapping[str, Any] | None = None,
-               op_tiers: Mapping[int, str] | None = None) -> Plan:
-    """A complete :class:`Plan` (events, decisions, metrics) for ``assignment``."""
+               op_tiers: Mapping[int, str] | None = None, schedule: Schedule | None = None) -> Plan:
+    """A complete :class:`Plan` (events, decisions, metrics) for ``assignment`` (``schedule``: one already
+    built for exactly these decisions, reused instead of building it again)."""
     from core.hardware import hardware_to_dict
     from core.metrics import compute_metrics
 
-    sched = build_schedule(graph, hw, live, assignment, params, op_tiers)
+    sched = schedule if schedule is not None else build_schedule(graph, hw, live, assignment, params, op_tiers)
     metrics = compute_metrics(graph, hw, sched.events, sched.initial)
     return Plan(
         graph=graph.name, policy=policy, hardware=hardware_to_dict(hw), initial=sched.initial,

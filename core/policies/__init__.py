@@ -16,7 +16,7 @@ from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness
 from core.plan import Decision
-from core.schedule import Assignment
+from core.schedule import Assignment, Schedule
 
 __all__ = ["ParamSpec", "PolicyInfo", "Placement", "register", "list_policies", "get_policy", "resolve_params"]
 
@@ -44,6 +44,8 @@ class Placement:
     decisions: tuple[Decision, ...] = ()
     op_tiers: Mapping[int, str] = field(default_factory=dict)
     liveness: Liveness | None = None
+    #: the schedule of exactly these decisions, when the policy already built it (saves building it twice)
+    schedule: Schedule | None = None
 
 
 Decide = Callable[[Graph, Hardware, Liveness, Mapping[str, Any]], Placement]
