@@ -96,10 +96,24 @@ class _LinkLoad:
         self._add(self.b2, hi, -per_slot * hi)
 
     def total(self, lo: int, hi: int) -> float:
-        """Sum of the per-slot load over slots ``lo..hi-1``."""
-        def prefix(k: int) -> float:
-            return self._sum(self.b1, k) * k - self._sum(self.b2, k)
-        return prefix(hi) - prefix(lo) if hi > lo else 0.0
+        """Sum of the per-slot load over slots ``lo..hi-1`` (both prefix sums in one pass each)."""
+        if hi <= lo:
+            return 0.0
+        b1, b2 = self.b1, self.b2
+        s1 = s2 = 0.0
+        i = hi
+        while i > 0:
+            s1 += b1[i]
+            s2 += b2[i]
+            i &= i - 1
+        high = s1 * hi - s2
+        s1 = s2 = 0.0
+        i = lo
+        while i > 0:
+            s1 += b1[i]
+            s2 += b2[i]
+            i &= i - 1
+        return high - (s1 * lo - s2)
 
 
 class _Tierplan:
@@ -128,6 +142,8 @@ class _Tierplan:
         self.lower_occ = {t: np.zeros(self.n + 1, dtype=np.int64) for t in self.tiers}
         self.lower_peak = dict.fromkeys(self.tiers, 0)
         self.load = {(link.src, link.dst): _LinkLoad(self.n) for link in hw.links}
+        self.first_hop = {(a, b): (hw.route(a, b)[0].src, hw.route(a, b)[0].dst)
+                          for t in self.tiers for a, b in ((self.C, t), (t, self.C))}
         self.choice: dict[int, tuple[str, str]] = {}
         self.terms: dict[int, dict[str, float]] = {}
         self.pinned: set[int] = set()
@@ -381,14 +397,17 @@ class _Tierplan:
 
     def _congestion(self, span: Span, tier: str, wb: float, pf: float) -> float:
         """Extra exposure when the links are already busy where the copies must run (bandwidth loss)."""
+        lo, hi = self._link_windows(span)[0]
+        if hi <= lo:
+            return 0.0
+        window = max(float(self.T[hi] - self.T[lo]), 1e-12)
         extra = 0.0
-        for seconds, (src, dst), (lo, hi) in zip((wb, pf), ((self.C, tier), (tier, self.C)), self._link_windows(span)):
-            if seconds <= 0 or hi <= lo:
-                continue
-            window = max(float(self.T[hi] - self.T[lo]), 1e-12)
-            link = self.hw.route(src, dst)[0]
-            used = self.load[(link.src, link.dst)].total(lo, hi)
-            extra += max(0.0, used + seconds - window) - max(0.0, used - window)
+        if wb > 0:
+            used = self.load[self.first_hop[(self.C, tier)]].total(lo, hi)
+            extra += max(0.0, used + wb - window) - max(0.0, used - window)
+        if pf > 0:
+            used = self.load[self.first_hop[(tier, self.C)]].total(lo, hi)
+            extra += max(0.0, used + pf - window) - max(0.0, used - window)
         return extra
 
     def _pop(self, heap: list[Any], s: int) -> tuple[int, str, str] | None:
