@@ -81,6 +81,13 @@ class TestPlanPage:
         assert after != before
         assert _qp(at, "set") == ["HBM.capacity=13GiB"]
 
+    def test_host_compute_switch_changes_the_plan(self):
+        at = _app(model="tiny")
+        with_host = _metric(at, "Step time")
+        at.toggle(key="in:p:tierplan:host_compute").set_value(False).run()
+        _clean(at)
+        assert _metric(at, "Step time") != with_host  # CPU Adam off: state travels to HBM and back
+
     def test_slower_link_increases_stall(self):
         at = _app(model="tiny")
         stall = _metric(at, "Stall")

@@ -386,7 +386,11 @@ def _policy_section() -> tuple[str, dict[str, Any]]:
     params: dict[str, Any] = {}
     for spec in info.params:
         wkey = f"in:p:{key}:{spec.key}"
-        if spec.integer:
+        if spec.integer and spec.min == 0 and spec.max == 1:  # an on/off switch
+            _init(wkey, bool(spec.default))
+            st.session_state[wkey] = bool(st.session_state[wkey])
+            params[spec.key] = int(st.toggle(spec.label, key=wkey, help=spec.help or None))
+        elif spec.integer:
             _init(wkey, int(spec.default))
             st.session_state[wkey] = int(st.session_state[wkey])
             params[spec.key] = int(st.number_input(spec.label, min_value=int(spec.min), max_value=int(spec.max), step=1,
