@@ -96,6 +96,7 @@ class Schedule:
 
     initial: dict[str, tuple[str, ...]]
     events: list[Event]
+    #: bytes counted per tier and op slot: an upper bound of the real occupancy while that op runs
     slot_bytes: dict[str, np.ndarray]
 
 
@@ -197,7 +198,6 @@ class _Builder:
         lead_action = self._action(lead.id) if lead else ("keep", C)
         if produced:
             hbm = self._copy(tid, C, size, uses[0], n)
-            self.initial.pop(tid, None)
         elif lead_action[0] == "offload":
             L = lead_action[1]
             self.initial[tid] = (L,)
@@ -372,6 +372,10 @@ class _Builder:
 
     def grant_extents(self) -> dict[str, np.ndarray]:
         """Grow tails and heads toward the link-timing estimate wherever capacity allows."""
+        self._hbm_copies_of: dict[str, list[_Copy]] = {}
+        for c in self.copies:
+            if c.tier == self.C:
+                self._hbm_copies_of.setdefault(c.tensor, []).append(c)
         occ = self.occupancy()
         self.check(occ)
         caps = {t.name: t.capacity_bytes for t in self.hw.tiers}
@@ -572,10 +576,6 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
     b = _Builder(graph, hw, live, assignment, params or {}, op_tiers)
     for t in graph.tensors:
         b.tensor(t.id)
-    b._hbm_copies_of = {}
-    for c in b.copies:
-        if c.tier == b.C:
-            b._hbm_copies_of.setdefault(c.tensor, []).append(c)
     occ = b.grant_extents()
     events = b.simulate()
     return Schedule(b.initial, events, occ)

@@ -204,3 +204,27 @@ def test_forced_host_placement_is_valid(data: st.DataObject) -> None:
         return
     assert_valid(graph, plan)
     assert any(e.tier == tier for e in plan.events if hasattr(e, "op"))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(st.data())
+def test_slot_count_bounds_the_replayed_peak(data: st.DataObject) -> None:
+    """The scheduler's per-op count is what it checks capacity against; the replay must never exceed it."""
+    from core.planner import decide_tierplan
+    from core.policies import get_policy, resolve_params
+    from core.schedule import build_schedule
+
+    graph = data.draw(graphs())
+    hw = data.draw(hierarchies(graph))
+    live = analyze(graph)
+    try:
+        placement = decide_tierplan(graph, hw, live, resolve_params(get_policy("tierplan"), {}))
+        sched = build_schedule(graph, hw, placement.liveness or live, placement.assignment, None, placement.op_tiers)
+    except InfeasibleError:
+        return
+    plan = make_plan(graph, hw)
+    for tier in hw.tiers:
+        counted = int(sched.slot_bytes[tier.name].max()) if len(sched.slot_bytes[tier.name]) else 0
+        assert counted <= tier.capacity_bytes
+        if graph.ops:
+            assert plan.metrics["peak_bytes"][tier.name] <= counted, tier.name
