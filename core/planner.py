@@ -41,7 +41,7 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     placement = info.decide(graph, hardware, live, resolved)
     return build_plan(graph, hardware, placement.liveness or live, placement.assignment, policy=policy,
                       decisions=placement.decisions, params=resolved, op_tiers=placement.op_tiers,
-                      schedule=placement.schedule)
+                      schedule=placement.schedule, prefetch_from=placement.prefetch_from)
 
 
 def check_fits_at_all(graph: Graph, hw: Hardware, live: Liveness) -> None:

@@ -88,6 +88,7 @@ class _Move:
     stale_dst: bool = False  # a stale copy sits at the destination and is freed when the last hop starts
     staging: list[_Copy] = field(default_factory=list)  # intermediate copies on multi-hop routes
     src_copy: _Copy | None = None
+    span_id: int = -1  # heads: the span whose copy-in this is (for policies' prefetch hints)
 
 
 @dataclass(frozen=True)
@@ -102,9 +103,10 @@ class Schedule:
 
 class _Builder:
     def __init__(self, graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, params: Mapping[str, Any],
-                 op_tiers: Mapping[int, str] | None = None):
+                 op_tiers: Mapping[int, str] | None = None, prefetch_from: Mapping[int, int] | None = None):
         self.graph, self.hw, self.live, self.assignment = graph, hw, live, assignment
         self.op_tiers = dict(op_tiers or {})
+        self.prefetch_from = dict(prefetch_from or {})
         if set(self.op_tiers) != set(live.host_ops):
             raise ValueError("op_tiers must name exactly the host ops the liveness was built with")
         #: tensor -> tier of the host ops that read it (each tensor is read by host ops of one tier)
@@ -202,7 +204,8 @@ class _Builder:
             L = lead_action[1]
             self.initial[tid] = (L,)
             lower[L] = [self._copy(tid, L, size, 0, n), True, t.persistent]
-            hbm = self._head(tid, L, size, lower[L][0], deadline=uses[0], min_slot=0, free_source=not t.persistent)
+            hbm = self._head(tid, L, size, lower[L][0], deadline=uses[0], min_slot=0, free_source=not t.persistent,
+                             span_id=lead.id if lead else -1)
             if not t.persistent:
                 lower[L][0].free_slot = uses[0] + 1
                 del lower[L]
@@ -269,7 +272,8 @@ class _Builder:
                 src = cp
             reuse = self._reused_later(tid, uses, j + 1, inner, muts, L)
             home = lower[L][2]
-            hbm = self._head(tid, L, size, src, deadline=nxt, min_slot=u + 1, free_source=not (home or reuse))
+            hbm = self._head(tid, L, size, src, deadline=nxt, min_slot=u + 1, free_source=not (home or reuse),
+                             span_id=span.id)
             if not (home or reuse):
                 src.free_slot = nxt + 1
                 del lower[L]
@@ -314,10 +318,12 @@ class _Builder:
                 cp.free_slot = u + 1
                 self.free_at_op_end[u].append((tid, L))
 
-    def _head(self, tid: str, L: str, size: int, src: _Copy, *, deadline: int, min_slot: int, free_source: bool) -> _Copy:
+    def _head(self, tid: str, L: str, size: int, src: _Copy, *, deadline: int, min_slot: int, free_source: bool,
+              span_id: int) -> _Copy:
         route = self.hw.route(L, self.C)
         hbm = self._copy(tid, self.C, size, deadline, self.n)
         mv = _Move(tid, route, size, issue_slot=deadline, deadline_slot=deadline, min_slot=min_slot, head_copy=hbm,
+                   span_id=span_id,
                    free_source=free_source, src_copy=src)
         mv.staging = self._staging(tid, route, size, deadline, deadline + 1)
         self.moves.append(mv)
@@ -411,7 +417,7 @@ class _Builder:
         for m in heads:  # capacity goes to the earliest need first
             d = m.deadline_slot
             assert d is not None
-            lo = max(m.min_slot, wanted[id(m)], self._prev_free_slot(m))
+            lo = max(m.min_slot, self.prefetch_from.get(m.span_id, wanted[id(m)]), self._prev_free_slot(m))
             if lo < d:
                 need = hbm[lo:d] + m.nbytes > cap
                 for st in m.staging:
@@ -568,12 +574,14 @@ class _Builder:
 
 
 def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment,
-                   params: Mapping[str, Any] | None = None, op_tiers: Mapping[int, str] | None = None) -> Schedule:
+                   params: Mapping[str, Any] | None = None, op_tiers: Mapping[int, str] | None = None,
+                   prefetch_from: Mapping[int, int] | None = None) -> Schedule:
     """Copies, capacity-checked extents and timed events for ``assignment`` (see module docstring).
 
     ``op_tiers`` runs those ops on a lower tier's own compute; ``live`` must be built with them as
-    ``host_ops``."""
-    b = _Builder(graph, hw, live, assignment, params or {}, op_tiers)
+    ``host_ops``. ``prefetch_from`` (span id -> op index) asks for a span's copy-in to be issued at that op
+    instead of as late as the link estimate allows (a policy's prefetch distance); capacity still rules."""
+    b = _Builder(graph, hw, live, assignment, params or {}, op_tiers, prefetch_from)
     for t in graph.tensors:
         b.tensor(t.id)
     occ = b.grant_extents()
@@ -583,13 +591,15 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
 
 def build_plan(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, *, policy: str,
                decisions: Sequence[Decision] = (), params: Mapping[str, Any] | None = None,
-               op_tiers: Mapping[int, str] | None = None, schedule: Schedule | None = None) -> Plan:
+               op_tiers: Mapping[int, str] | None = None, schedule: Schedule | None = None,
+               prefetch_from: Mapping[int, int] | None = None) -> Plan:
     """A complete :class:`Plan` (events, decisions, metrics) for ``assignment`` (``schedule``: one already
     built for exactly these decisions, reused instead of building it again)."""
     from core.hardware import hardware_to_dict
     from core.metrics import compute_metrics
 
-    sched = schedule if schedule is not None else build_schedule(graph, hw, live, assignment, params, op_tiers)
+    sched = schedule if schedule is not None else build_schedule(graph, hw, live, assignment, params, op_tiers,
+                                                                 prefetch_from)
     metrics = compute_metrics(graph, hw, sched.events, sched.initial)
     return Plan(
         graph=graph.name, policy=policy, hardware=hardware_to_dict(hw), initial=sched.initial,

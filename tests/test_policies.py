@@ -366,3 +366,27 @@ def test_random_capacity_sweep_on_training_graph() -> None:
     for cap in np.linspace(0.3, 1.0, 8) * peak(g):
         for policy in BASELINES:
             plan_or_infeasible(g, with_capacity(hw, "HBM", int(cap)), policy)
+
+
+@pytest.mark.parametrize("distance", [1, 3])
+def test_hyperoffload_issues_copy_ins_prefetch_distance_ops_ahead(distance: int) -> None:
+    """Each copy-in of an offloaded span is issued ``prefetch_distance`` ops before its use, not earlier."""
+    from core.plan import ComputeEvent, TransferEvent
+    from core.validate import validate_plan
+    from tests.test_planner import hierarchy, toy_training
+
+    g = toy_training()
+    plan = make_plan(g, hierarchy("12 GiB", ssd=False), policy="hyperoffload-distance",
+                     params={"select_distance": 2, "prefetch_distance": distance, "only_when_needed": 0})
+    assert validate_plan(g, plan).ok
+    start_of = {e.op: e.start for e in plan.events if isinstance(e, ComputeEvent) and not e.recompute}
+    end_of = {e.op: e.end for e in plan.events if isinstance(e, ComputeEvent) and not e.recompute}
+    moved = {(d.tensor, d.end_op) for d in plan.decisions if d.action == "offload"}
+    copy_ins = [e for e in plan.events if isinstance(e, TransferEvent) and e.dst == "HBM"]
+    assert copy_ins
+    for e in copy_ins:
+        needs = sorted(end for t, end in moved if t == e.tensor and start_of[g.ops[end].id] >= e.end - 1e-12)
+        assert needs, e
+        issue_op = max(0, needs[0] - distance)  # issued when the op before ``issue_op`` is done
+        earliest = end_of[g.ops[issue_op - 1].id] if issue_op else 0.0
+        assert e.start >= earliest - 1e-12

@@ -46,6 +46,8 @@ class Placement:
     liveness: Liveness | None = None
     #: the schedule of exactly these decisions, when the policy already built it (saves building it twice)
     schedule: Schedule | None = None
+    #: span id -> op index at which its copy-in is issued (a prefetch distance); default: the scheduler's
+    prefetch_from: Mapping[int, int] = field(default_factory=dict)
 
 
 Decide = Callable[[Graph, Hardware, Liveness, Mapping[str, Any]], Placement]

@@ -20,10 +20,9 @@ The rule:
 If the compute tier is still over capacity afterwards, the rule has failed at this capacity and the policy
 raises :class:`InfeasibleError` naming the op (lower ``select_distance`` or raise ``select_num``).
 
-``prefetch_distance``: MindSpore issues each copy-in that many ops before the use. The shared scheduler
-(:mod:`core.schedule`) chooses prefetch timing itself from link estimates (as late as the link allows, plus
-a slack, if memory allows), and the policy interface has no per-span prefetch hint, so this parameter is
-recorded in every decision but does not change the timing. Difference documented in docs/policies.md.
+``prefetch_distance``: each copy-in is issued that many ops before the use (``Placement.prefetch_from``),
+as MindSpore does, instead of the shared scheduler's link-timing estimate; if memory is short at that op the
+scheduler issues it later, when the capacity allows.
 """
 
 from __future__ import annotations
@@ -53,6 +52,7 @@ def decide_distance(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
     limit = int(params["select_num"])
     prefetch = float(params["prefetch_distance"])
     reasons: dict[int, str] = {}
+    prefetch_from: dict[int, int] = {}
     fits = not book.n or int(live.keep_bytes.max()) <= book.cap
     if not (fits and int(params["only_when_needed"])):
         cands = [s for s in live.spans if s.bytes > 0 and span_distance(live, s.id) >= min_dist]
@@ -67,8 +67,10 @@ def decide_distance(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
                 reasons[span.id] = "kept: selected, but no lower tier has room for it"
                 continue
             book.offload(span.id, tier)
-            reasons[span.id] = (f"to {tier}: distance {span_distance(live, span.id)} ops ≥ select_distance {min_dist} "
-                                f"(prefetch_distance {prefetch:g} ops is not enforced by the shared scheduler)")
+            reasons[span.id] = (f"to {tier}: distance {span_distance(live, span.id)} ops ≥ select_distance {min_dist}; "
+                                f"copied back {prefetch:g} ops before its use")
+            if span.kind != "unused":
+                prefetch_from[span.id] = max(0, span.end_op - int(prefetch))
         book.raise_if_over(f"offloading the spans at least select_distance={min_dist} ops long"
                            f"{f' (at most select_num={limit})' if limit else ''} is not enough; lower select_distance"
                            + (" or raise select_num" if limit else ""))
@@ -79,7 +81,8 @@ def decide_distance(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
             d = span_distance(live, s.id)
             reasons[s.id] = (f"kept: distance {d} ops < select_distance {min_dist}" if d < min_dist else
                              "kept: everything fits, the strategy is off")
-    return book.placement(scores, terms, reasons)
+    placement = book.placement(scores, terms, reasons)
+    return Placement(placement.assignment, placement.decisions, prefetch_from=prefetch_from)
 
 
 register(PolicyInfo(
