@@ -9,6 +9,10 @@ equal cost, the tensor needed farthest in the future goes first, as in Belady's 
 dropped instead of written back, persistent tensors may start the step in a lower tier (wrap-around span),
 and cheap single-output producers are recomputed when that is cheaper than moving their output. Every span
 gets a :class:`~core.plan.Decision` with its named terms, so the UI can say why.
+
+The ranking is a heuristic, so :func:`decide_tierplan` runs the sweep under several orders (and with the
+optimizer updates on the host CPUs when the hardware has them), schedules each result with the real
+scheduler and keeps the fastest: a small portfolio judged exactly rather than one guess.
 """
 
 from __future__ import annotations
@@ -339,6 +343,8 @@ class _Tierplan:
             return float(cost > 0), -float(span.bytes) * max(length, 1)
         if self.order == "reach":  # farthest relief first (Belady), hidden before exposed
             return float(cost > 0), -float(end)
+        if self.order == "idle":  # longest idle time first, hidden before exposed (Capuchin's swap order)
+            return float(cost > 0), -self.idle_s(span)
         return cost / benefit, -benefit
 
     def _static_cost(self, sid: int, kind: str) -> float:
@@ -585,8 +591,9 @@ class _Tierplan:
 
 
 #: Orders in which the sweep ranks the spans covering an over-full op: exposed time per byte-second freed
-#: (the cost model), farthest relief first (Belady), heaviest span first (bytes x idle ops).
-ORDERS = ("cost", "reach", "weight")
+#: (the cost model), farthest relief first (Belady), heaviest span first (bytes x idle ops), longest idle
+#: time first.
+ORDERS = ("cost", "reach", "weight", "idle")
 
 
 def host_candidates(graph: Graph, hw: Hardware) -> tuple[str, frozenset[int]] | None:
@@ -681,7 +688,7 @@ register(PolicyInfo(
     title="Tierplan (cost model)",
     description="Whole-graph planner: relieves each over-capacity op with the idle span that frees the most "
     "byte-seconds per second of exposed copy or recompute time, given link time already committed; tries "
-    "three ranking orders, with and without optimizer updates on the host CPUs, and keeps the fastest schedule.",
+    "four ranking orders, with and without optimizer updates on the host CPUs, and keeps the fastest schedule.",
     source="This project; in the spirit of HyperOffload (MindSpore 2.8, arXiv 2602.00748).",
     params=(
         ParamSpec("prefetch_slack", "Prefetch slack", 0.25, 0.0, 2.0,
@@ -693,7 +700,8 @@ register(PolicyInfo(
                   "Also try running optimizer updates on the host CPUs (as ZeRO-Offload does) and keep it if faster.",
                   integer=True),
         ParamSpec("portfolio", "Try all ranking orders", 1, 0, 1,
-                  "Plan with each ranking order (cost model, Belady, span weight) and keep the fastest schedule.",
+                  "Plan with each ranking order (cost model, Belady, span weight, idle time) and keep the fastest "
+                  "schedule.",
                   integer=True),
     ),
     decide=decide_tierplan,
