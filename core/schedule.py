@@ -378,10 +378,6 @@ class _Builder:
 
     def grant_extents(self) -> dict[str, np.ndarray]:
         """Grow tails and heads toward the link-timing estimate wherever capacity allows."""
-        self._hbm_copies_of: dict[str, list[_Copy]] = {}
-        for c in self.copies:
-            if c.tier == self.C:
-                self._hbm_copies_of.setdefault(c.tensor, []).append(c)
         occ = self.occupancy()
         self.check(occ)
         caps = {t.name: t.capacity_bytes for t in self.hw.tiers}
@@ -417,7 +413,9 @@ class _Builder:
         for m in heads:  # capacity goes to the earliest need first
             d = m.deadline_slot
             assert d is not None
-            lo = max(m.min_slot, self.prefetch_from.get(m.span_id, wanted[id(m)]), self._prev_free_slot(m))
+            # it may be issued while the copy-out before it is still running (both are counted in those
+            # slots); the simulation starts it only once the old copy is gone
+            lo = max(m.min_slot, self.prefetch_from.get(m.span_id, wanted[id(m)]))
             if lo < d:
                 need = hbm[lo:d] + m.nbytes > cap
                 for st in m.staging:
@@ -434,14 +432,6 @@ class _Builder:
             for st in m.staging:
                 st.alloc_slot = min(lo, d)
         return occ
-
-    def _prev_free_slot(self, m: _Move) -> int:
-        """A head may start only after the compute-tier copy before it is gone (tail or drop)."""
-        best = m.min_slot
-        for c in self._hbm_copies_of.get(m.tensor, ()):
-            if c is not m.head_copy and c.free_slot <= m.deadline_slot:  # type: ignore[operator]
-                best = max(best, c.free_slot)
-        return best
 
     # ------------------------------------------------------------------------------------ timing
     def simulate(self) -> list[Event]:

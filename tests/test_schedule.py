@@ -1,0 +1,122 @@
+"""The scheduler on hand-made decisions: clean drops, write-backs, SSD via DDR, recompute, capacity."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.errors import InfeasibleError
+from core.graph import graph_from_dict
+from core.hardware import hardware_from_dict
+from core.liveness import analyze
+from core.plan import ComputeEvent, FreeEvent, TransferEvent
+from core.schedule import build_plan, recompute_ok
+from core.validate import validate_plan
+
+GiB = 2**30
+
+
+def graph(mutate_weight: bool = False):
+    """w is read at op0 and op3; a is made at op0 and read at op1 and op3; c is a cheap function of a, read
+    at op3 again; op2 is long, so copies have time to hide behind it."""
+    ops = [
+        {"id": "op0", "inputs": ["x", "w"], "outputs": ["a"], "time_s": 0.01},
+        {"id": "op1", "inputs": ["a"], "outputs": ["c"], "time_s": 0.001},
+        {"id": "op2", "inputs": [], "outputs": ["d"], "time_s": 0.05},
+        {"id": "op3", "inputs": ["a", "w", "d", "c"], "outputs": [], "time_s": 0.01},
+    ]
+    if mutate_weight:
+        ops[3]["mutates"] = ["w"]
+    return graph_from_dict({"format": "tierplan-graph/1", "name": "s", "tensors": [
+        {"id": "x", "bytes": GiB, "kind": "input"}, {"id": "w", "bytes": GiB, "kind": "weight"},
+        {"id": "a", "bytes": GiB, "kind": "activation"}, {"id": "c", "bytes": GiB, "kind": "activation"},
+        {"id": "d", "bytes": GiB, "kind": "activation"}], "ops": ops})
+
+
+def hardware(hbm: str = "16 GiB", ddr: str = "64 GiB"):
+    return hardware_from_dict({"format": "tierplan-hardware/1", "compute": {"peak_flops": 1e14},
+                               "tiers": [{"name": "HBM", "capacity_bytes": hbm}, {"name": "DDR", "capacity_bytes": ddr},
+                                         {"name": "SSD", "capacity_bytes": "1 TiB"}],
+                               "links": [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": "100 GiB/s"},
+                                         {"src": "DDR", "dst": "HBM", "bandwidth_Bps": "100 GiB/s"},
+                                         {"src": "DDR", "dst": "SSD", "bandwidth_Bps": "10 GiB/s"},
+                                         {"src": "SSD", "dst": "DDR", "bandwidth_Bps": "10 GiB/s"}]})
+
+
+def span_id(live, tensor: str, kind: str = "inner") -> int:
+    return next(s.id for s in live.spans if s.tensor == tensor and s.kind == kind)
+
+
+def plan_for(g, hw, assignment, **kw):
+    live = analyze(g)
+    plan = build_plan(g, hw, live, {span_id(live, *k): v for k, v in assignment.items()}, policy="hand", **kw)
+    report = validate_plan(g, plan)
+    assert report.ok, report.errors[:3]
+    return plan
+
+
+def transfers(plan, tensor: str) -> list[tuple[str, str]]:
+    return [(e.src, e.dst) for e in plan.events if isinstance(e, TransferEvent) and e.tensor == tensor]
+
+
+def test_unmodified_weight_is_dropped_not_written_back() -> None:
+    plan = plan_for(graph(), hardware(), {("w",): ("offload", "DDR")})
+    assert plan.initial["w"] == ("HBM", "DDR")  # a home copy below makes the drop free
+    assert transfers(plan, "w") == [("DDR", "HBM")]
+
+
+def test_updated_weight_is_written_back_before_its_copy_is_freed() -> None:
+    plan = plan_for(graph(mutate_weight=True), hardware(), {("w", "wrap"): ("offload", "DDR")})
+    assert plan.initial["w"] == ("DDR",)
+    moves = transfers(plan, "w")
+    assert moves == [("DDR", "HBM"), ("HBM", "DDR")]  # fetched for op0, written back after the update
+    back = next(e for e in plan.events if isinstance(e, TransferEvent) and e.tensor == "w" and e.dst == "DDR")
+    freed = next(e for e in plan.events if isinstance(e, FreeEvent) and e.tensor == "w" and e.tier == "HBM")
+    assert freed.time >= back.end
+
+
+def test_activation_goes_to_ssd_through_ddr() -> None:
+    plan = plan_for(graph(), hardware(), {("a",): ("offload", "SSD")})
+    assert transfers(plan, "a") == [("HBM", "DDR"), ("DDR", "SSD"), ("SSD", "DDR"), ("DDR", "HBM")]
+    ddr_frees = [e for e in plan.events if isinstance(e, FreeEvent) and e.tensor == "a" and e.tier == "DDR"]
+    assert len(ddr_frees) == 2  # both staging copies released
+
+
+def test_recompute_reruns_the_producer_before_the_use() -> None:
+    g = graph()
+    live = analyze(g)
+    sid = span_id(live, "c")
+    assert recompute_ok(g, live, sid)
+    plan = plan_for(g, hardware(), {("c",): ("recompute", "HBM")})
+    reruns = [e for e in plan.events if isinstance(e, ComputeEvent) and e.recompute]
+    assert [e.op for e in reruns] == ["op1"]
+    use = next(e for e in plan.events if isinstance(e, ComputeEvent) and e.op == "op3")
+    assert reruns[0].end <= use.start
+    assert plan.metrics["recompute_time_s"] == pytest.approx(0.001)
+
+
+def test_keeping_everything_over_capacity_names_the_op() -> None:
+    g = graph()
+    with pytest.raises(InfeasibleError, match=r"HBM over capacity while op 'op\d'"):
+        build_plan(g, hardware("3.5 GiB"), analyze(g), {}, policy="hand")
+
+
+def test_full_lower_tier_is_infeasible() -> None:
+    g = graph()
+    with pytest.raises(InfeasibleError, match="DDR over capacity"):
+        build_plan(g, hardware(ddr="0.5 GiB"), analyze(g), {span_id(analyze(g), "a"): ("offload", "DDR")},
+                   policy="hand")
+
+
+def test_prefetch_hint_sets_the_issue_op() -> None:
+    g = graph()
+    live = analyze(g)
+    sid = span_id(live, "a")
+    early = plan_for(g, hardware(), {("a",): ("offload", "DDR")}, prefetch_from={sid: 1})
+    late = plan_for(g, hardware(), {("a",): ("offload", "DDR")}, prefetch_from={sid: 3})
+
+    def copy_in(plan):
+        return next(e for e in plan.events if isinstance(e, TransferEvent) and e.tensor == "a" and e.dst == "HBM")
+
+    assert copy_in(early).start < copy_in(late).start
+    op3 = next(e for e in late.events if isinstance(e, ComputeEvent) and e.op == "op3")
+    assert op3.start >= copy_in(late).end  # the late copy-in stalls op3 but never races it
