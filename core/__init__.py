@@ -16,9 +16,22 @@ from core.plan import Plan, load_plan, plan_to_dict
 from core.planner import make_plan
 from core.policies import list_policies
 from core.sources import Workload, load_model_bytes
-from core.sources.presets import list_presets, load_preset
-from core.sources.samples import list_samples, load_sample
 from core.validate import validate_plan
+
+_LAZY = {
+    "list_presets": "core.sources.presets", "load_preset": "core.sources.presets",
+    "list_samples": "core.sources.samples", "load_sample": "core.sources.samples",
+}
+
+
+def __getattr__(name: str) -> object:
+    """Samples and presets load on first use, so ``python -m core.sources.samples`` runs its module fresh."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'core' has no attribute {name!r}")
+
 
 __all__ = [
     "Graph", "Hardware", "Plan", "Workload",
