@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
@@ -46,6 +47,13 @@ def kpi_tiles(kpis: Sequence[Kpi], *, per_row: int = 7) -> None:
 
 
 def table(t: Table, *, key: str | None = None, height: int | str = "auto", **kwargs: Any) -> Any:
+    formatted = [col for col in t.formats if col in t.frame.columns]
+    if len(t.frame) <= 200 and formatted and t.frame[formatted].isna().to_numpy().any():
+        # small tables with gaps (an infeasible policy): show "—" instead of the grid's "None"
+        shown = t.frame.copy()
+        for col in formatted:
+            shown[col] = ["—" if pd.isna(v) else t.formats[col] % v for v in t.frame[col]]
+        return st.dataframe(shown, hide_index=True, key=key, height=height, **kwargs)
     config = {col: st.column_config.NumberColumn(col, format=fmt) for col, fmt in t.formats.items()
               if col in t.frame.columns}
     return st.dataframe(t.frame, hide_index=True, column_config=config, key=key, height=height, **kwargs)
