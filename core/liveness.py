@@ -8,8 +8,9 @@ span from step start to their first use.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import pairwise
 
@@ -55,6 +56,8 @@ class Liveness:
     keep_bytes: np.ndarray
     #: ops that run on a lower tier's own compute (their uses are not compute-tier uses)
     host_ops: frozenset[int] = frozenset()
+    #: reads added on top of the graph's (recompute inputs), tensor -> op indices
+    extra_uses: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     @property
     def n_ops(self) -> int:
@@ -71,11 +74,14 @@ class Liveness:
         return span.end_op - span.start_op - 1
 
 
-def analyze(graph: Graph, host_ops: frozenset[int] = frozenset()) -> Liveness:
+def analyze(graph: Graph, host_ops: frozenset[int] = frozenset(),
+            extra_uses: Mapping[str, tuple[int, ...]] | None = None) -> Liveness:
     """Compute uses, spans and the no-offload occupancy of ``graph`` in one pass over its ops.
 
     Ops in ``host_ops`` run on a lower tier's own compute (CPU Adam): their reads and writes are not uses
-    in the compute tier, so they neither need room there nor split spans.
+    in the compute tier, so they neither need room there nor split spans. ``extra_uses`` adds reads that
+    are not in the graph, such as the inputs of an op recomputed just before op ``i`` (they must be in the
+    compute tier there).
     """
     n = len(graph.ops)
     uses: dict[str, list[int]] = {t.id: [] for t in graph.tensors}
@@ -97,6 +103,11 @@ def analyze(graph: Graph, host_ops: frozenset[int] = frozenset()) -> Liveness:
         for tid in op.mutates:
             mutations.setdefault(tid, set()).add(i)
         required[i] = total
+    for tid, slots in (extra_uses or {}).items():
+        for i in slots:
+            if i not in uses[tid]:
+                bisect.insort(uses[tid], i)
+                required[i] += size[tid]
 
     spans: list[Span] = []
     spans_of: dict[str, tuple[int, ...]] = {}
@@ -135,4 +146,5 @@ def analyze(graph: Graph, host_ops: frozenset[int] = frozenset()) -> Liveness:
         required_bytes=required,
         keep_bytes=keep,
         host_ops=host_ops,
+        extra_uses={k: tuple(v) for k, v in (extra_uses or {}).items()},
     )

@@ -124,7 +124,7 @@ class _Tierplan:
     def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any], order: str = "cost",
                  op_tiers: Mapping[int, str] | None = None,
                  region_cache: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] | None = None,
-                 ) -> None:
+                 precommit: Mapping[int, tuple[str, str]] | None = None) -> None:
         self.g, self.hw, self.live = graph, hw, live
         self.n = live.n_ops
         self.C = hw.compute_tier
@@ -132,6 +132,8 @@ class _Tierplan:
         self.slack = float(params["prefetch_slack"])
         self.allow_recompute = bool(params["recompute"])
         self.order = order
+        #: spans decided before the sweep (recomputed up front), freed over their idle ops
+        self.precommit = dict(precommit or {})
         self.op_tiers = dict(op_tiers or {})
         #: tensors read by host ops may only move to that host tier (it must hold them when the op runs)
         self.only_tier = {x: t for i, t in self.op_tiers.items() for x in graph.ops[i].inputs}
@@ -254,8 +256,14 @@ class _Tierplan:
     def run(self) -> Placement:
         live, n, cap = self.live, self.n, self.cap
         keep = live.keep_bytes
+        if self.precommit:
+            keep = keep.copy()
+            for sid in self.precommit:
+                span = live.spans[sid]
+                keep[span.start_op + 1:span.end_op] -= span.bytes
+            self.choice.update(self.precommit)
         if n == 0 or keep.max() <= cap:
-            return Placement({})
+            return Placement(dict(self.choice))
         buckets: list[list[tuple[int, int, int, str]]] = [[] for _ in range(n + 1)]
         for span in live.spans:
             if span.bytes == 0 or (live.span_length_ops(span) <= 0 and span.kind != "unused"):
@@ -298,6 +306,9 @@ class _Tierplan:
         unnecessary. Undo the most expensive choices (copy time per byte) whose bytes fit back everywhere
         they were freed."""
         occ = self.live.keep_bytes.astype(np.int64).copy()
+        for sid in self.precommit:
+            span = self.live.spans[sid]
+            occ[span.start_op + 1:span.end_op] -= span.bytes
         for sid, regions in self.applied.items():
             for lo, hi in regions:
                 occ[lo:hi] -= self.live.spans[sid].bytes
@@ -638,10 +649,44 @@ def host_candidates(graph: Graph, hw: Hardware) -> tuple[str, frozenset[int]] | 
     return (tiers[0], frozenset(ops)) if ops else None
 
 
+def recompute_setup(graph: Graph, hw: Hardware, live: Liveness) -> tuple[dict[str, tuple[int, ...]], list[Span]]:
+    """Spans cheaper to recompute than to move, and the extra reads that makes.
+
+    A span qualifies when its producer may be recomputed (one output, no in-place update) and takes at most
+    half the time of the tensor's round trip to the fastest lower tier. Re-running the producer just before
+    the span's end needs the producer's inputs there, so each becomes an extra use at that op (the
+    liveness splits their spans around it, and they may still move in between). Chains are left out: a
+    span whose producer reads another recomputed tensor is not taken.
+    """
+    if not hw.offload_tiers or not live.n_ops:
+        return {}, []
+    C, fastest = hw.compute_tier, hw.offload_tiers[0]
+    dur = op_durations(graph, hw)
+    chosen: list[Span] = []
+    for span in live.spans:
+        if span.kind != "inner" or span.bytes == 0 or live.span_length_ops(span) < 2:
+            continue
+        if not recompute_ok(graph, live, span.id):
+            continue
+        q = graph.producer[span.tensor]
+        round_trip = hw.route_time_s(C, fastest, span.bytes) + hw.route_time_s(fastest, C, span.bytes)
+        if dur[q] <= 0.5 * round_trip:
+            chosen.append(span)
+    tensors = {s.tensor for s in chosen}
+    chosen = [s for s in chosen if not any(x in tensors for x in graph.ops[graph.producer[s.tensor]].inputs)]
+    extra: dict[str, list[int]] = {}
+    for s in chosen:
+        for x in graph.ops[graph.producer[s.tensor]].inputs:
+            if s.end_op not in live.uses[x]:
+                extra.setdefault(x, []).append(s.end_op)
+    return {x: tuple(sorted(set(v))) for x, v in extra.items()}, chosen
+
+
 def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
     """Run the sweep under each ranking order — with the eligible optimizer ops on the host tier's own
     compute and without — schedule every candidate with the real scheduler and keep the fastest (ties:
-    fewer bytes moved). The decisions record which order won."""
+    fewer bytes moved). Then try the winner once more with the cheap-to-recompute spans recomputed up
+    front (:func:`recompute_setup`), and keep that if it is faster. The decisions record the order."""
     from core.schedule import build_schedule
 
     orders = ORDERS if int(params.get("portfolio", 1)) else ORDERS[:1]
@@ -653,32 +698,49 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
     best: tuple[float, int, Placement, str, _Tierplan] | None = None
     best_schedule = None
     failure: InfeasibleError | None = None
+
+    def attempt(setup_live: Liveness, op_tiers: dict[int, str], order: str, cache: dict[Any, Any],
+                tried: dict[Any, float], precommit: dict[int, tuple[str, str]] | None = None) -> bool:
+        nonlocal best, best_schedule, failure
+        try:
+            planner = _Tierplan(graph, hw, setup_live, params, order, op_tiers, cache, precommit)
+            placement = planner.run()
+            key = tuple(sorted(placement.assignment.items()))
+            if key in tried:  # another order reached the same decisions: same schedule
+                return True
+            sched = build_schedule(graph, hw, setup_live, placement.assignment, params, op_tiers)
+        except InfeasibleError as exc:
+            failure = failure or exc
+            return True
+        step = max((getattr(e, "end", getattr(e, "time", 0.0)) for e in sched.events), default=0.0)
+        tried[key] = step
+        moved = sum(setup_live.spans[sid].bytes for sid, (action, _) in placement.assignment.items()
+                    if action == "offload")
+        if best is None or (step, moved) < (best[0], best[1]):
+            best = (step, moved, placement, order, planner)
+            best_schedule = sched
+        return bool(placement.assignment or op_tiers)
+
     for setup_live, op_tiers in setups:
-        cache: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] = {}
-        tried: dict[tuple[tuple[int, tuple[str, str]], ...], float] = {}
+        cache: dict[Any, Any] = {}
+        tried: dict[Any, float] = {}
         for order in orders:
-            try:
-                planner = _Tierplan(graph, hw, setup_live, params, order, op_tiers, cache)
-                placement = planner.run()
-                key = tuple(sorted(placement.assignment.items()))
-                if key in tried:  # another order reached the same decisions: same schedule
-                    continue
-                sched = build_schedule(graph, hw, setup_live, placement.assignment, params, op_tiers)
-            except InfeasibleError as exc:
-                failure = failure or exc
-                continue
-            step = max((getattr(e, "end", getattr(e, "time", 0.0)) for e in sched.events), default=0.0)
-            tried[key] = step
-            moved = sum(setup_live.spans[sid].bytes for sid, (action, _) in placement.assignment.items()
-                        if action == "offload")
-            if best is None or (step, moved) < (best[0], best[1]):
-                best = (step, moved, placement, order, planner)
-                best_schedule = sched
-            if not placement.assignment and not op_tiers:
+            if not attempt(setup_live, op_tiers, order, cache, tried):
                 break  # nothing had to move: every order gives the same plan
     if best is None:
         assert failure is not None
         raise failure
+    if best[2].assignment and int(params["recompute"]):
+        winner = best[4]
+        extra, chosen = recompute_setup(graph, hw, winner.live)
+        if chosen:
+            host_ops = frozenset(winner.op_tiers)
+            rc_live = analyze(graph, host_ops=host_ops, extra_uses={
+                k: tuple(sorted(set(v) | set(winner.live.extra_uses.get(k, ())))) for k, v in extra.items()})
+            ids = {(s.tensor, s.start_op, s.end_op): s.id for s in rc_live.spans}
+            precommit = {ids[(s.tensor, s.start_op, s.end_op)]: ("recompute", hw.compute_tier) for s in chosen
+                         if (s.tensor, s.start_op, s.end_op) in ids}
+            attempt(rc_live, dict(winner.op_tiers), best[3], {}, {}, precommit)
     _, _, placement, _, planner = best
     return Placement(placement.assignment, planner.explain(), planner.op_tiers, planner.live, best_schedule)
 

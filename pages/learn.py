@@ -112,11 +112,12 @@ schedule is faster.
 Instead of storing an activation and copying it back, the planner may throw it away and **re-run the op
 that made it** when it is needed again (red bars on the compute row). That costs compute time but no link
 time, and frees the memory while the tensor is idle — *but* the op's own inputs must be in HBM when it re-runs.
-Here every activation is made by a 10 ms matmul from the layer's input and weight, which would then have to
-stay in HBM until the backward pass: that holds as much memory as recompute frees, so the planner moves
-tensors instead and the **Recompute** tile stays at 0 s — even with a slow link. **Toggle recompute** and
-compare: the plan does not get better. Recompute wins for outputs of cheap ops whose inputs are needed at
-the same moment anyway (an activation function's output, re-made from the pre-activation the backward reads).
+Here every activation comes from a 10 ms matmul whose inputs (the layer's input and weight) would then have
+to be back in HBM too, so at 8 GiB the planner moves tensors instead and the **Recompute** tile stays at
+0 s. **Raise HBM to 10 GiB** with this slow link: now it re-runs `fwd1` to rebuild `a1` — the step takes just
+as long, because the re-run fills time that was stall anyway. Recompute pays off when the re-run is short next
+to the copies it saves: on the ResNet-50 sample (a T4 behind PCIe) the planner recomputes the first
+convolution's output instead of moving it.
 """)
     _live("recompute", show_memory=False, show_schedule=True, defaults=(8.0, 30.0, True))
     st.markdown(f"""
