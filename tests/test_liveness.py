@@ -70,3 +70,12 @@ class TestOccupancy:
         assert live.uses["kv"] == () and "kv" not in live.mutations
         assert live.required_bytes[2] == 0
         assert any(s.tensor == "kv" and s.kind == "unused" for s in live.spans)
+
+
+def test_extra_uses_split_spans_and_count_as_required() -> None:
+    """A recompute before op 3 reads x there: x's span breaks at 3 and op 3 needs its bytes."""
+    live = analyze(_graph(), extra_uses={"x": (3,)})
+    assert live.uses["x"] == (0, 3)
+    assert any(s.tensor == "x" and s.kind == "inner" and (s.start_op, s.end_op) == (0, 3) for s in live.spans)
+    assert live.required_bytes[3] == 6 * MiB + 1 * MiB
+    assert live.extra_uses == {"x": (3,)}
