@@ -649,8 +649,10 @@ def host_candidates(graph: Graph, hw: Hardware) -> tuple[str, frozenset[int]] | 
     return (tiers[0], frozenset(ops)) if ops else None
 
 
-def recompute_setup(graph: Graph, hw: Hardware, live: Liveness) -> tuple[dict[str, tuple[int, ...]], list[Span]]:
-    """Spans cheaper to recompute than to move, and the extra reads that makes.
+def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[int, tuple[str, str]] | None = None,
+                    ) -> tuple[dict[str, tuple[int, ...]], list[Span]]:
+    """Spans cheaper to recompute than to move, and the extra reads that makes. With ``only`` (a plan's
+    choices), just the spans that plan moves: recomputing a span it keeps would only cost time.
 
     A span qualifies when its producer may be recomputed (one output, no in-place update) and takes at most
     half the time of the tensor's round trip to the fastest lower tier. Re-running the producer just before
@@ -667,6 +669,8 @@ def recompute_setup(graph: Graph, hw: Hardware, live: Liveness) -> tuple[dict[st
         if span.kind != "inner" or span.bytes == 0 or live.span_length_ops(span) < 2:
             continue
         if not recompute_ok(graph, live, span.id):
+            continue
+        if only is not None and only.get(span.id, ("keep",))[0] != "offload":
             continue
         q = graph.producer[span.tensor]
         round_trip = hw.route_time_s(C, fastest, span.bytes) + hw.route_time_s(fastest, C, span.bytes)
@@ -732,7 +736,7 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
         raise failure
     if best[2].assignment and int(params["recompute"]):
         winner = best[4]
-        extra, chosen = recompute_setup(graph, hw, winner.live)
+        extra, chosen = recompute_setup(graph, hw, winner.live, only=winner.choice)
         if chosen:
             host_ops = frozenset(winner.op_tiers)
             rc_live = analyze(graph, host_ops=host_ops, extra_uses={
