@@ -10,57 +10,11 @@ from hypothesis import strategies as st
 
 from core.errors import InfeasibleError, InputError
 from core.graph import graph_from_dict
-from core.hardware import hardware_from_dict, with_capacity
+from core.hardware import with_capacity
 from core.liveness import analyze
 from core.planner import make_plan
-from core.validate import validate_plan
+from tests.builders import GiB, assert_valid, hierarchy, toy_training
 from tests.strategies import graphs, hierarchies
-
-GiB = 2**30
-
-
-def toy_training(layers: int = 4) -> object:
-    """Forward, backward reading saved activations, an in-place optimizer step; 1 GiB tensors, ms ops."""
-    tensors = [{"id": "x", "bytes": GiB, "kind": "input"}, {"id": "loss", "bytes": 1024, "kind": "activation"}]
-    ops = []
-    prev = "x"
-    for layer in range(layers):
-        tensors += [
-            {"id": f"w{layer}", "bytes": GiB, "kind": "weight"},
-            {"id": f"a{layer}", "bytes": 2 * GiB, "kind": "activation"},
-            {"id": f"o{layer}", "bytes": GiB, "kind": "optimizer_state"},
-            {"id": f"g{layer}", "bytes": GiB, "kind": "gradient"},
-            {"id": f"d{layer}", "bytes": GiB, "kind": "activation"},
-        ]
-        ops.append({"id": f"fwd{layer}", "inputs": [prev, f"w{layer}"], "outputs": [f"a{layer}"], "time_s": 0.01})
-        prev = f"a{layer}"
-    ops.append({"id": "loss", "inputs": [prev], "outputs": ["loss"], "time_s": 0.001})
-    grad = "loss"
-    for layer in reversed(range(layers)):
-        saved = f"a{layer - 1}" if layer else "x"
-        ops.append({"id": f"bwd{layer}", "inputs": [grad, saved, f"w{layer}"], "outputs": [f"g{layer}", f"d{layer}"],
-                    "time_s": 0.02})
-        grad = f"d{layer}"
-    for layer in range(layers):
-        ops.append({"id": f"adam{layer}", "inputs": [f"g{layer}", f"w{layer}", f"o{layer}"],
-                    "mutates": [f"w{layer}", f"o{layer}"], "time_s": 0.002})
-    return graph_from_dict({"format": "tierplan-graph/1", "name": "toy", "tensors": tensors, "ops": ops})
-
-
-def hierarchy(hbm: str = "12 GiB", link: str = "200 GB/s", ssd: bool = True) -> object:
-    tiers = [{"name": "HBM", "capacity_bytes": hbm}, {"name": "DDR", "capacity_bytes": "100 GiB"}]
-    links = [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": link}, {"src": "DDR", "dst": "HBM", "bandwidth_Bps": link}]
-    if ssd:
-        tiers.append({"name": "SSD", "capacity_bytes": "1 TiB"})
-        links += [{"src": "DDR", "dst": "SSD", "bandwidth_Bps": "5 GB/s"},
-                  {"src": "SSD", "dst": "DDR", "bandwidth_Bps": "5 GB/s"}]
-    return hardware_from_dict({"format": "tierplan-hardware/1", "name": "toy-hw", "compute": {"peak_flops": 1e14},
-                               "compute_tier": "HBM", "tiers": tiers, "links": links})
-
-
-def assert_valid(graph, plan) -> None:
-    report = validate_plan(graph, plan)
-    assert report.ok, report.errors[:5]
 
 
 class TestExamples:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from core.errors import InfeasibleError
 from core.graph import Graph, graph_from_dict
-from core.hardware import Hardware, hardware_from_dict, with_capacity
+from core.hardware import Hardware, with_capacity
 from core.liveness import analyze
 from core.plan import Plan
 from core.planner import make_plan
@@ -20,6 +20,8 @@ from core.policies.hyperoffload import span_distance
 from core.policies.mindspore_gsm import SpanBook, gsm_weight
 from core.policies.vdnn import vdnn_candidates
 from core.validate import validate_plan
+from tests import builders
+from tests.builders import assert_valid
 from tests.strategies import graphs, hierarchies
 
 GiB = 2**30
@@ -76,22 +78,8 @@ def decode(layers: int = 6) -> Graph:
 
 
 def hierarchy(hbm: float, *, link: str = "100 GB/s", ddr: str = "256 GiB", ssd: bool = True) -> Hardware:
-    tiers: list[dict[str, Any]] = [{"name": "HBM", "capacity_bytes": int(hbm)}, {"name": "DDR", "capacity_bytes": ddr}]
-    links = [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": link}, {"src": "DDR", "dst": "HBM", "bandwidth_Bps": link}]
-    if ssd:
-        tiers.append({"name": "SSD", "capacity_bytes": "4 TiB"})
-        links += [{"src": "DDR", "dst": "SSD", "bandwidth_Bps": "5 GB/s"},
-                  {"src": "SSD", "dst": "DDR", "bandwidth_Bps": "5 GB/s"}]
-    return hardware_from_dict({"format": "tierplan-hardware/1", "name": "hw", "compute": {"peak_flops": 1e14},
-                               "compute_tier": "HBM", "tiers": tiers, "links": links})
+    return builders.hierarchy(int(hbm), link, ddr=ddr, ssd=ssd, ssd_capacity="4 TiB")
 
-
-def assert_valid(graph: Graph, plan: Plan) -> None:
-    report = validate_plan(graph, plan)
-    assert report.ok, report.errors[:5]
-    hw = plan.hardware
-    cap = next(t["capacity_bytes"] for t in hw["tiers"] if t["name"] == hw["compute_tier"])
-    assert plan.metrics["peak_bytes"][hw["compute_tier"]] <= cap
 
 
 def plan_or_infeasible(graph: Graph, hw: Hardware, policy: str, params: dict[str, Any] | None = None) -> Plan | None:
@@ -372,8 +360,7 @@ def test_random_capacity_sweep_on_training_graph() -> None:
 def test_hyperoffload_issues_copy_ins_prefetch_distance_ops_ahead(distance: int) -> None:
     """Each copy-in of an offloaded span is issued ``prefetch_distance`` ops before its use, not earlier."""
     from core.plan import ComputeEvent, TransferEvent
-    from core.validate import validate_plan
-    from tests.test_planner import hierarchy, toy_training
+    from tests.builders import hierarchy, toy_training
 
     g = toy_training()
     plan = make_plan(g, hierarchy("12 GiB", ssd=False), policy="hyperoffload-distance",

@@ -9,7 +9,7 @@ from core.hardware import with_capacity
 from core.liveness import analyze
 from core.planner import make_plan
 from core.sweep import heatmap, min_capacity_for_slowdown, sweep_capacity
-from tests.test_planner import hierarchy, toy_training
+from tests.builders import hierarchy, toy_training
 
 GiB = 2**30
 
