@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from types import SimpleNamespace
 
 import numpy as np
@@ -10,31 +9,16 @@ import plotly.graph_objects as go
 import pytest
 
 from core.graph import Graph, Op, Tensor
+from core.metrics import Curve, Stream
 from ui import figures
 
 
-@dataclass(frozen=True)
-class FakeStream:
-    name: str
-    kind: str
-    starts_s: np.ndarray
-    ends_s: np.ndarray
-    labels: list[str]
-    categories: list[str]
-
-
-@dataclass(frozen=True)
-class FakeCurve:
-    times_s: np.ndarray
-    bytes_by_kind: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def _streams(n_ops: int, n_transfers: int) -> list[FakeStream]:
+def _streams(n_ops: int, n_transfers: int) -> list[Stream]:
     starts = np.arange(n_ops) * 1e-4
-    compute = FakeStream("compute", "compute", starts, starts + 0.9e-4, [f"op{k}" for k in range(n_ops)],
+    compute = Stream("compute", "compute", starts, starts + 0.9e-4, [f"op{k}" for k in range(n_ops)],
                          ["matmul" if k % 2 else "attention" for k in range(n_ops)])
     tstarts = np.arange(n_transfers) * 2e-4
-    link = FakeStream("HBM->DDR", "link", tstarts, tstarts + 1.5e-4, [f"t{k}" for k in range(n_transfers)],
+    link = Stream("HBM->DDR", "link", tstarts, tstarts + 1.5e-4, [f"t{k}" for k in range(n_transfers)],
                       ["activation"] * n_transfers)
     return [compute, link]
 
@@ -88,7 +72,7 @@ class TestSchedule:
         assert sel[0].x[0] == pytest.approx(150.0)
 
     def test_legend_shows_each_category_once(self):
-        streams = [*_streams(4, 2), FakeStream("DDR->HBM", "link", np.array([0.0]), np.array([0.0001]), ["t"], ["activation"])]
+        streams = [*_streams(4, 2), Stream("DDR->HBM", "link", np.array([0.0]), np.array([0.0001]), ["t"], ["activation"])]
         fig = figures.schedule_figure(streams)
         shown = [t.name for t in fig.data if t.showlegend is not False]
         assert sorted(shown) == ["activation", "attention", "matmul"]
@@ -107,9 +91,9 @@ class TestMemory:
 
     def test_memory_figure_stacks_kinds_with_capacity_and_before(self):
         t = np.array([0.0, 1e-3, 2e-3, 3e-3])
-        after = FakeCurve(t, {"weight": np.array([2, 2, 2, 2]) * 2**30, "activation": np.array([0, 3, 1, 0]) * 2**30,
+        after = Curve(t, {"weight": np.array([2, 2, 2, 2]) * 2**30, "activation": np.array([0, 3, 1, 0]) * 2**30,
                               "gradient": np.zeros(4)})
-        before = FakeCurve(t, {"weight": np.array([2, 2, 2, 2]) * 2**30, "activation": np.array([0, 6, 9, 0]) * 2**30})
+        before = Curve(t, {"weight": np.array([2, 2, 2, 2]) * 2**30, "activation": np.array([0, 6, 9, 0]) * 2**30})
         fig = figures.memory_figure(after, tier="HBM", capacity_bytes=8 * 2**30, before=before)
         names = [tr.name for tr in fig.data]
         assert names[:2] == ["weight", "activation"]  # zero kinds dropped, stable kind order
@@ -128,7 +112,7 @@ class TestMemory:
         a = np.zeros(n)
         a[12_345] = 7 * 2**30
         w = np.full(n, 2**30)
-        fig = figures.memory_figure(FakeCurve(t, {"weight": w, "activation": a}), tier="HBM", max_points=1000)
+        fig = figures.memory_figure(Curve(t, {"weight": w, "activation": a}), tier="HBM", max_points=1000)
         act = next(tr for tr in fig.data if tr.name == "activation")
         wt = next(tr for tr in fig.data if tr.name == "weight")
         assert len(act.x) <= 1002 and len(act.x) == len(wt.x)
@@ -147,7 +131,7 @@ class TestCompareAndSweep:
 
     def test_compare_memory_one_line_per_policy(self):
         t = np.array([0.0, 1.0])
-        curves = {"A": FakeCurve(t, {"weight": np.array([1, 2]) * 2**30}), "B": FakeCurve(t, {"weight": np.array([3, 1]) * 2**30})}
+        curves = {"A": Curve(t, {"weight": np.array([1, 2]) * 2**30}), "B": Curve(t, {"weight": np.array([3, 1]) * 2**30})}
         fig = figures.compare_memory_figure(curves, tier="HBM", capacity_bytes=4 * 2**30)
         assert [tr.name for tr in fig.data] == ["A", "B"]
         assert max(fig.data[1].y) == pytest.approx(3.0)

@@ -99,8 +99,8 @@ register(PolicyInfo(
         ParamSpec("select_num", "Select number", 0, 0, 1_000_000,
                   "At most this many spans are offloaded, longest first (0 = no limit).", integer=True),
         ParamSpec("prefetch_distance", "Prefetch distance (ops)", 1, 0, 1000,
-                  "MindSpore issues copy-ins this many ops ahead; recorded only — the shared scheduler times "
-                  "prefetches from link estimates.", integer=True),
+                  "Copy-ins are issued this many ops before the use, as MindSpore does (later if memory is "
+                  "short then).", integer=True),
         ParamSpec("only_when_needed", "Only when memory is short", 1, 0, 1,
                   "Offload nothing when everything fits in the compute tier.", integer=True),
     ),
