@@ -28,6 +28,7 @@ from core.graph import Graph
 from core.hardware import Hardware, Link, op_time_s
 from core.liveness import Liveness
 from core.plan import ComputeEvent, Decision, Event, FreeEvent, Plan, TransferEvent
+from core.spans import recompute_blocker, recompute_ok
 from core.units import format_bytes
 
 __all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "recompute_ok"]
@@ -46,18 +47,6 @@ def estimate_slot_starts(durations: np.ndarray) -> np.ndarray:
     out = np.zeros(len(durations) + 1, dtype=np.float64)
     np.cumsum(durations, out=out[1:])
     return out
-
-
-def recompute_ok(graph: Graph, live: Liveness, span_id: int) -> bool:
-    """A span may be recomputed when its producer is recomputable, has one output and mutates nothing."""
-    span = live.spans[span_id]
-    if span.kind != "inner":
-        return False
-    q = graph.producer.get(span.tensor)
-    if q is None:
-        return False
-    op = graph.ops[q]
-    return op.recomputable and len(op.outputs) == 1 and not op.mutates and not graph.tensor_by_id[span.tensor].persistent
 
 
 @dataclass
@@ -139,6 +128,9 @@ class _Builder:
         for sid, (action, _) in assignment.items():
             if action == "recompute":
                 span = live.spans[sid]
+                blocker = recompute_blocker(graph, live, sid)
+                if blocker is not None:  # a policy bug: the re-run would regenerate another version
+                    raise ValueError(f"span {sid} of '{span.tensor}' may not be recomputed: {blocker}")
                 q = graph.producer[span.tensor]
                 self.recompute_at.setdefault(span.end_op, []).append(q)
                 rec_time[span.end_op] += self.durations[q]
@@ -256,7 +248,9 @@ class _Builder:
                 self.free_at_op_end[u].append((tid, C))
                 hbm = self._copy(tid, C, size, nxt, n)
                 continue
-            L = tier
+            # a copy already held on the way to ``tier`` serves the span (a route must never stage a second
+            # copy in a tier that holds one: double allocation, and the staging free would drop the home copy)
+            L = self._nearest_copy(tier, lower)
             if L in lower and lower[L][1]:  # a fresh copy below: drop, do not write back
                 hbm.free_slot = u + 1
                 self.free_at_op_end[u].append((tid, C))
@@ -277,6 +271,19 @@ class _Builder:
             if not (home or reuse):
                 src.free_slot = nxt + 1
                 del lower[L]
+
+    def _nearest_copy(self, tier: str, lower: Mapping[str, Any]) -> str:
+        """``tier``, or the tier holding a copy of the tensor that the routes to and from ``tier`` pass
+        through (closest to the compute tier first): the span is served from that copy instead."""
+        seen = {tier}
+        while True:
+            via = [link.dst for link in self.hw.route(self.C, tier)[:-1]] + \
+                  [link.dst for link in reversed(self.hw.route(tier, self.C)[:-1])]
+            nxt = next((m for m in via if m in lower and m not in seen), None)
+            if nxt is None:
+                return tier
+            seen.add(nxt)
+            tier = nxt
 
     def _reused_later(self, tid: str, uses: Sequence[int], j: int, inner: Mapping[int, Any], muts: frozenset[int], L: str) -> bool:
         """Is a fresh copy in ``L`` useful again (a later offload to ``L`` before the next mutation)?"""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.errors import InfeasibleError, InputError
-from core.graph import graph_from_dict
-from core.hardware import with_capacity
+from core.graph import Graph, graph_from_dict, load_graph
+from core.hardware import Hardware, load_hardware, with_capacity
 from core.liveness import analyze
+from core.plan import ComputeEvent, FreeEvent, Plan, TransferEvent
 from core.planner import make_plan
 from tests.builders import GiB, assert_valid, hierarchy, toy_training
 from tests.strategies import graphs, hierarchies
@@ -204,3 +207,132 @@ class TestRecompute:
         without = make_plan(g, hw, params={"recompute": 0})
         assert_valid(g, without)
         assert plan.metrics["step_time_s"] < without.metrics["step_time_s"]
+
+
+# ---------------------------------------------------------------------------------------------- repro cases
+
+REPRO = Path(__file__).parent / "data" / "repro"
+REPRO_SEEDS = ("1412640682", "69645449", "1489181873", "2045018076")
+
+
+def _repro(seed: str) -> tuple[Graph, Hardware]:
+    return (load_graph(REPRO / f"graph-{seed}.json"),
+            load_hardware((REPRO / f"hardware-{seed}.json").read_bytes(), source=f"hardware-{seed}.json"))
+
+
+def _copy_violations(graph: Graph, plan: Plan) -> list[str]:
+    """A replay of copy presence from the events alone, independent of core.validate: no copy allocated
+    where one already exists, no transfer without a source copy, persistent tensors back where they
+    started at step end. Events at one instant: frees first, then transfers and computes (whose outputs
+    appear in their tier) in plan order."""
+    copies: set[tuple[str, str]] = {(t, tier) for t, tiers in plan.initial.items() for tier in tiers}
+    timeline: list[tuple[float, int, int, Any]] = []
+    for k, e in enumerate(plan.events):
+        if isinstance(e, FreeEvent):
+            timeline.append((e.time, 0, k, e))
+        elif isinstance(e, TransferEvent | ComputeEvent):
+            timeline.append((e.start, 1, k, e))
+    bad: list[str] = []
+    for _, _, k, e in sorted(timeline, key=lambda item: item[:3]):
+        if isinstance(e, FreeEvent):
+            copies.discard((e.tensor, e.tier))
+            continue
+        if isinstance(e, ComputeEvent):
+            copies.update((x, e.tier) for x in graph.ops[graph.op_index[e.op]].outputs)
+            continue
+        if (e.tensor, e.src) not in copies:
+            bad.append(f"events[{k}] copies '{e.tensor}' from {e.src}, which holds no copy")
+        if (e.tensor, e.dst) in copies:
+            bad.append(f"events[{k}] copies '{e.tensor}' into {e.dst}, which already holds one")
+        copies.add((e.tensor, e.dst))
+    for t in graph.tensors:
+        if t.persistent:
+            for tier in plan.initial.get(t.id, ()):
+                if (t.id, tier) not in copies:
+                    bad.append(f"'{t.id}' ends the step without its copy in {tier}")
+    return bad
+
+
+def _recompute_version_violations(graph: Graph, plan: Plan) -> list[str]:
+    """Every recompute of op q re-runs after q's first run; no op between the two may update q's output or
+    any of q's inputs in place (the re-run would regenerate another version). Read from the events."""
+    runs: dict[str, ComputeEvent] = {}
+    recomputes: list[ComputeEvent] = []
+    for e in plan.events:
+        if isinstance(e, ComputeEvent):
+            (recomputes if e.recompute else []).append(e)
+            if not e.recompute:
+                runs[e.op] = e
+    bad: list[str] = []
+    for r in recomputes:
+        op = graph.ops[graph.op_index[r.op]]
+        first = runs[r.op]
+        watched = set(op.inputs) | set(op.outputs)
+        for e in runs.values():
+            mutated = watched & set(graph.ops[graph.op_index[e.op]].mutates)
+            if mutated and e.start >= first.end - 1e-15 and e.end <= r.start + 1e-15:
+                bad.append(f"recompute of '{r.op}' at {r.start:.6g} s after '{e.op}' updated {sorted(mutated)}")
+    return bad
+
+
+@pytest.mark.parametrize("seed", REPRO_SEEDS)
+def test_repro_cases_give_valid_plans(seed: str) -> None:
+    """The fuzz finds of issue 9: a weight staged through the tier holding its home copy (1412640682,
+    69645449), an activation recomputed after an in-place update (1489181873), a recompute after its
+    input was updated (2045018076). Each plan replays cleanly and passes the direct checks."""
+    graph, hw = _repro(seed)
+    plan = make_plan(graph, hw)
+    assert_valid(graph, plan)
+    assert _copy_violations(graph, plan) == []
+    assert _recompute_version_violations(graph, plan) == []
+    live = analyze(graph)
+    for d in plan.decisions:
+        if d.action == "recompute":
+            q = graph.producer[d.tensor]
+            for x in (d.tensor, *graph.ops[q].inputs):
+                assert not any(q < j < d.end_op for j, op in enumerate(graph.ops) if x in op.mutates), (d, x)
+    assert live.n_ops == len(graph.ops)
+
+
+@pytest.mark.parametrize("seed", REPRO_SEEDS)
+@pytest.mark.parametrize("policy", ["mindspore-gsm", "capuchin", "hyperoffload-distance", "vdnn", "zero-offload"])
+def test_repro_cases_every_policy_valid_or_infeasible(seed: str, policy: str) -> None:
+    graph, hw = _repro(seed)
+    try:
+        plan = make_plan(graph, hw, policy=policy)
+    except InfeasibleError:
+        return
+    assert_valid(graph, plan)
+    assert _copy_violations(graph, plan) == []
+    assert _recompute_version_violations(graph, plan) == []
+
+
+class TestRecomputeVersions:
+    """Unit cases of the version rule in :func:`core.spans.recompute_ok`."""
+
+    @staticmethod
+    def _graph(mutate: str | None) -> Graph:
+        ops = [
+            {"id": "p", "inputs": ["w"], "outputs": ["a"], "time_s": 0.001},
+            {"id": "u1", "inputs": ["a"], "outputs": ["b"], "time_s": 0.01},
+            {"id": "mid", "inputs": ["b"] + ([mutate] if mutate else []), "outputs": ["c"], "time_s": 0.01,
+             "mutates": [mutate] if mutate else []},
+            {"id": "pad", "inputs": ["c"], "outputs": ["d"], "time_s": 0.01},
+            {"id": "u2", "inputs": ["a", "d"], "outputs": ["e"], "time_s": 0.01},
+        ]
+        return graph_from_dict({"format": "tierplan-graph/1", "name": "v", "tensors": [
+            {"id": "w", "bytes": 8, "kind": "weight"}, *({"id": x, "bytes": 8, "kind": "activation"}
+                                                         for x in "abcde")], "ops": ops})
+
+    @pytest.mark.parametrize(("mutate", "ok"), [(None, True), ("a", False), ("w", False)])
+    def test_rule(self, mutate: str | None, ok: bool) -> None:
+        from core.spans import recompute_blocker, recompute_ok
+
+        g = self._graph(mutate)
+        live = analyze(g)
+        span = next(s for s in live.spans if s.tensor == "a" and s.kind == "inner" and s.end_op == 4)
+        assert recompute_ok(g, live, span.id) is ok
+        blocker = recompute_blocker(g, live, span.id)
+        assert (blocker is None) is ok
+        if not ok:
+            assert f"'{mutate}'" in blocker and "'mid'" in blocker
