@@ -95,7 +95,7 @@ _RULES = (
     ("capacity", "capacity at every instant"),
     ("overlap", "streams never overlap"),
     ("plan.metrics", "reported metrics match the replay"),
-    ("shorter than", "durations at least the modelled time"),
+    (" lasts ", "durations at least the modelled time"),
     ("computed", "each op computed once"),
 )
 

@@ -36,11 +36,11 @@ from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness, Span
 from core.plan import Decision
-from core.policies import ParamSpec, Placement, PolicyInfo, register
+from core.policies.base import ParamSpec, Placement, PolicyInfo
 from core.schedule import estimate_slot_starts, op_durations, recompute_ok
 from core.units import format_bytes, format_time
 
-__all__ = ["SpanBook", "decide_gsm", "gsm_weight"]
+__all__ = ["MINDSPORE_GSM", "SpanBook", "decide_gsm", "gsm_weight"]
 
 
 class SpanBook:
@@ -218,14 +218,16 @@ class SpanBook:
         if need > self.cap:
             raise InfeasibleError(
                 f"policy '{self.policy}': {self.C} still needs {format_bytes(need)} while op '{self.g.ops[worst].id}' "
-                f"runs but holds {format_bytes(self.cap)} ({format_bytes(need - self.cap)} too much); {hint}"
+                f"runs but holds {format_bytes(self.cap)} ({format_bytes(need - self.cap)} too much); {hint}",
+                op=self.g.ops[worst].id, tier=self.C, need_bytes=need, have_bytes=self.cap,
             )
 
     def no_room(self, span: Span, why: str = "") -> InfeasibleError:
         room = ", ".join(f"{t} {format_bytes(self.lower_cap[t])}" for t in self.tiers) or "no lower tier"
         return InfeasibleError(
             f"policy '{self.policy}': {span.kind} span of '{span.tensor}' ({format_bytes(span.bytes)}) must leave "
-            f"{self.C}{why}, but no lower tier has room for it over that span (usable: {room})"
+            f"{self.C}{why}, but no lower tier has room for it over that span (usable: {room})",
+            reason="lower_capacity", need_bytes=span.bytes,
         )
 
     def placement(self, scores: Mapping[int, float] | None = None, terms: Mapping[int, Mapping[str, float]] | None = None,
@@ -309,7 +311,7 @@ def decide_gsm(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, 
     return book.placement(scores, terms, reasons)
 
 
-register(PolicyInfo(
+MINDSPORE_GSM = PolicyInfo(
     key="mindspore-gsm",
     title="MindSpore auto_offload (GSM span weight)",
     description="Spans between consecutive uses weighted (j-i-1)×size; lightest kept in HBM first while every op "
@@ -321,4 +323,4 @@ register(PolicyInfo(
                   "Share of the compute tier the strategy may fill (MindSpore's offload_context hbm_ratio)."),
     ),
     decide=decide_gsm,
-))
+)
