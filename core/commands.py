@@ -278,7 +278,8 @@ def register_trace(sub: Any) -> None:
     p = sub.add_parser("trace", help="Chrome / Perfetto trace of a plan",
                        description="Write a trace JSON that opens in ui.perfetto.dev or chrome://tracing.")
     p.add_argument("plan", metavar="PLAN.json")
-    p.add_argument("--graph", metavar="GRAPH", help="graph for op categories (optional)")
+    p.add_argument("--graph", required=True, metavar="GRAPH",
+                   help="the plan's graph (file or sample key): tensor sizes for the memory counters, op categories")
     p.add_argument("-o", "--output", required=True, metavar="TRACE.json")
     p.set_defaults(run=run_trace)
 
@@ -289,7 +290,7 @@ def run_trace(args: argparse.Namespace) -> int:
     from core.plan import plan_from_dict
 
     plan = plan_from_dict(parse_json(read_input(args.plan), args.plan), source=args.plan)
-    graph = load_graph_arg(args.graph, args) if args.graph else None
+    graph = load_graph_arg(args.graph, args)
     trace = plan_to_trace(graph, plan)
     write_output(args.output, json.dumps(trace, separators=(",", ":")) + "\n")
     if args.output != "-":

@@ -241,7 +241,7 @@ def _hardware_from_dict(raw: Any) -> Hardware:
         if bw <= 0:
             raise InputError("must be > 0", field=f"{where}.bandwidth_Bps")
         lat = _number(link, "latency_s", where, parse_time, default=0)
-        links.append(Link(src, dst, bw, lat, str(link.get("source", ""))))
+        links.append(Link(str(src), str(dst), bw, lat, str(link.get("source", ""))))
     hw = Hardware(
         name=name,
         compute=compute,

@@ -28,11 +28,11 @@ from core.graph import Graph
 from core.hardware import Compute, Hardware, Link, op_time_s
 from core.liveness import Liveness
 from core.plan import ComputeEvent, Decision, Event, FreeEvent, Plan, TransferEvent
-from core.spans import recompute_blocker, recompute_ok
+from core.spans import recompute_blocker
 from core.units import format_bytes
 
-__all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "build_schedule", "schedule_end_s",
-           "recompute_ok"]
+__all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "build_schedule",
+           "schedule_end_s"]
 
 #: span id -> ("offload", tier) | ("recompute", compute_tier); spans not listed are kept.
 Assignment = Mapping[int, tuple[str, str]]

@@ -38,7 +38,7 @@ from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness, Span
 from core.policies.base import ParamSpec, Placement, PolicyInfo
-from core.policies.mindspore_gsm import SpanBook
+from core.policies.book import SpanBook
 from core.units import format_bytes, format_time
 
 __all__ = ["CAPUCHIN", "decide_capuchin", "free_time_s"]

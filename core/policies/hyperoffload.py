@@ -34,7 +34,7 @@ from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness
 from core.policies.base import ParamSpec, Placement, PolicyInfo
-from core.policies.mindspore_gsm import SpanBook
+from core.policies.book import SpanBook
 
 __all__ = ["HYPEROFFLOAD_DISTANCE", "decide_distance", "span_distance"]
 

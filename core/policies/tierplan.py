@@ -32,7 +32,7 @@ from core.plan import Decision
 from core.policies.base import ParamSpec, Placement, PolicyInfo
 from core.policies.host import host_candidates
 from core.schedule import Schedule, build_schedule, estimate_slot_starts, op_durations, schedule_end_s
-from core.spans import recompute_ok
+from core.spans import covering_span, freed_slots, idle_s, is_dirty, lower_window, recompute_ok
 from core.units import format_bytes, format_time
 
 __all__ = ["TIERPLAN", "ORDERS", "decide_tierplan", "recompute_setup"]
@@ -129,25 +129,15 @@ class _Tierplan:
         # span geometry depends only on the liveness, the hardware and the slack: shared across orders
         self._regions = region_cache if region_cache is not None else {}
         self.heads: list[list[int]] = []  # [first slot resident again, needed at, bytes] of chosen copy-ins
-        self.mutated = {t for t, m in live.mutations.items() if m}
 
     # ------------------------------------------------------------------------------ span geometry
+    # (the geometry itself is core.spans'; these bind it to this graph and its modelled slot starts)
     def idle_s(self, span: Span) -> float:
-        T, n = self.T, self.n
-        if span.kind == "wrap":
-            return float(T[n] - T[span.start_op + 1] + T[span.end_op])
-        if span.kind == "unused":
-            return float(T[n])
-        return float(T[span.end_op] - T[span.start_op + 1])
+        return idle_s(span, self.T)
 
     def dirty(self, span: Span) -> bool:
         """Whether offloading needs a copy-out (no fresh copy below is assumed otherwise)."""
-        t = self.g.tensor_by_id[span.tensor]
-        if span.kind in ("initial", "unused"):
-            return False
-        if t.persistent:
-            return span.tensor in self.mutated
-        return True
+        return is_dirty(self.g, self.live, span)
 
     def regions(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
         """Slots freed when hiding the copies, exposed seconds, copy-out and copy-in seconds (cached:
@@ -305,13 +295,7 @@ class _Tierplan:
 
     def _forced_regions(self, span: Span) -> list[tuple[int, int]]:
         """Everything the span could free if its copies were allowed to stall the compute."""
-        if span.kind == "inner":
-            return [(span.start_op + 1, span.end_op)]
-        if span.kind == "wrap":
-            return [(0, span.end_op), (span.start_op + 1, self.n)]
-        if span.kind == "initial":
-            return [(0, span.end_op)]
-        return [(0, self.n)]
+        return freed_slots(span, self.n)
 
     def _key(self, sid: int, s: int, hi: int, kind: str, cost: float | None = None) -> tuple[float, float]:
         span = self.live.spans[sid]
@@ -363,9 +347,7 @@ class _Tierplan:
         return best if best is not None else (float("inf"), "")
 
     def _lower_window(self, span: Span) -> tuple[int, int]:
-        if span.kind in ("wrap", "unused") or self.g.tensor_by_id[span.tensor].persistent:
-            return 0, self.n + 1
-        return max(span.start_op, 0), span.end_op + 1
+        return lower_window(self.g, span, self.n)
 
     def _lower_fits(self, span: Span, tier: str) -> bool:
         if self.lower_peak[tier] + span.bytes <= self.lower_cap[tier]:
@@ -463,13 +445,7 @@ class _Tierplan:
         return True
 
     def _covering(self, tensor: str, slot: int) -> int | None:
-        for sid in self.live.spans_of[tensor]:
-            sp = self.live.spans[sid]
-            if sp.kind == "wrap" and (slot > sp.start_op or slot < sp.end_op):
-                return sid
-            if sp.kind != "wrap" and sp.start_op < slot < sp.end_op:
-                return sid
-        return None
+        return covering_span(self.live, tensor, slot)
 
     def _apply(self, sid: int, s: int, kind: str, tier: str, delta: np.ndarray) -> int:
         """Record the choice, update future occupancy, lower tiers and link load; bytes freed at ``s``."""

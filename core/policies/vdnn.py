@@ -35,7 +35,7 @@ from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness, Span
 from core.policies.base import ParamSpec, Placement, PolicyInfo
-from core.policies.mindspore_gsm import SpanBook
+from core.policies.book import SpanBook
 
 __all__ = ["VDNN", "decide_vdnn", "vdnn_candidates", "LAYER_CATEGORIES"]
 

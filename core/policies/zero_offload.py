@@ -37,8 +37,8 @@ from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness, analyze
 from core.policies.base import ParamSpec, Placement, PolicyInfo
+from core.policies.book import SpanBook
 from core.policies.host import host_candidates
-from core.policies.mindspore_gsm import SpanBook
 
 __all__ = ["ZERO_OFFLOAD", "decide_zero_offload", "zero_candidates"]
 
@@ -46,7 +46,7 @@ __all__ = ["ZERO_OFFLOAD", "decide_zero_offload", "zero_candidates"]
 def zero_candidates(graph: Graph, live: Liveness, *, gradients: bool, params: bool) -> list[tuple[int, str]]:
     """(span id, why) for every span the rule offloads, optimizer state first."""
     out: list[tuple[int, str]] = []
-    kinds = {"optimizer_state": ("wrap", "unused")}
+    kinds: dict[str, tuple[str, ...]] = {"optimizer_state": ("wrap", "unused")}
     if params:
         kinds["weight"] = ("wrap", "unused")
     if gradients:
