@@ -214,6 +214,30 @@ class TestHostCompute:
         assert with_host.metrics["step_time_s"] < without.metrics["step_time_s"]
         assert with_host.initial["adam1"] == ("DDR",)  # optimizer state lives with the CPUs
 
+    def test_weight_updated_on_the_device_is_not_updated_on_the_host(self) -> None:
+        """Fuzz find: a weight updated in place on the device and then by the host's Adam. The host's copy
+        would be stale when Adam reads it, so that Adam stays on the device (the state-only one may go)."""
+        from core.policies.host import host_candidates
+
+        g = graph_from_dict({"format": "tierplan-graph/1", "name": "h", "tensors": [
+            {"id": "w", "bytes": GiB, "kind": "weight"}, {"id": "v", "bytes": GiB, "kind": "weight"},
+            {"id": "s", "bytes": GiB, "kind": "optimizer_state"}, {"id": "t", "bytes": GiB, "kind": "optimizer_state"},
+            {"id": "a", "bytes": GiB, "kind": "activation"}, {"id": "b", "bytes": GiB, "kind": "activation"}],
+            "ops": [
+                {"id": "f", "inputs": ["w", "v"], "outputs": ["a"], "mutates": ["w"], "time_s": 0.01},
+                {"id": "g", "inputs": ["a", "v"], "outputs": ["b"], "time_s": 0.01},
+                {"id": "adam_w", "inputs": ["w", "s", "a"], "outputs": [], "mutates": ["w", "s"], "time_s": 0.001,
+                 "host_ok": True},
+                {"id": "adam_v", "inputs": ["v", "t", "b"], "outputs": [], "mutates": ["v", "t"], "time_s": 0.001,
+                 "host_ok": True}]})
+        raw = hardware_to_dict(hierarchy("6 GiB", ssd=False))
+        raw["tiers"][1]["compute"] = dict(raw["compute"])
+        hw = hardware_from_dict(raw)
+        host = host_candidates(g, hw)
+        assert host is not None and host[1] == frozenset({3})
+        plan = make_plan(g, hw, policy="zero-offload")
+        assert_valid(g, plan)
+
     def test_no_host_compute_without_host_processors(self) -> None:
         from core.plan import ComputeEvent
 
