@@ -485,6 +485,9 @@ class _Builder:
                 events.append(ComputeEvent(op.id, start, end, C, True))
                 for out in op.outputs:
                     ready[(out, C)] = end
+                if self.host_tier_of:  # a re-run reads its inputs again: a host update must wait for it
+                    for x in (*op.inputs, *op.outputs):
+                        self.last_read[x] = end
                 compute_free = end
             op = g.ops[i]
             if i in self.op_tiers:  # on the host tier's own stream; the compute stream goes on meanwhile

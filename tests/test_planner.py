@@ -462,3 +462,24 @@ class TestRecomputeVersions:
         assert (blocker is None) is ok
         if not ok:
             assert f"'{mutate}'" in blocker and "'mid'" in blocker
+
+
+FUZZ = Path(__file__).parent / "data" / "fuzz"
+
+
+@pytest.mark.parametrize("seed", ["20134"])
+def test_fuzz_finds_policy_best_candidate_is_valid(seed: str) -> None:
+    """The policy's own best candidate (no fallback to runner-ups or baselines) replays cleanly."""
+    from core.policies import get_policy, resolve_params
+    from core.schedule import build_plan
+
+    graph = load_graph(FUZZ / f"graph-{seed}.json")
+    hw = load_hardware((FUZZ / f"hardware-{seed}.json").read_bytes())
+    info = get_policy("tierplan")
+    params = resolve_params(info, None)
+    live = analyze(graph)
+    placement = info.decide(graph, hw, live, params)
+    plan = build_plan(graph, hw, placement.liveness or live, placement.assignment, policy="tierplan",
+                      params=params, op_tiers=placement.op_tiers, schedule=placement.schedule)
+    assert_valid(graph, plan)
+    assert _recompute_version_violations(graph, plan) == []

@@ -24,6 +24,7 @@ from core.validate import validate_plan
 from tests import builders
 from tests.builders import assert_valid
 from tests.strategies import graphs, hierarchies
+from tests.test_planner import recheck_infeasible
 
 GiB = 2**30
 BASELINES = ("mindspore-gsm", "hyperoffload-distance", "vdnn", "zero-offload", "capuchin")
@@ -88,6 +89,10 @@ def plan_or_infeasible(graph: Graph, hw: Hardware, policy: str, params: dict[str
         plan = make_plan(graph, hw, policy=policy, params=params)
     except InfeasibleError as exc:
         assert str(exc)
+        recheck_infeasible(graph, hw, exc, policy)
+        if exc.reason == "policy" and exc.op is not None:
+            assert exc.op in graph.op_index and exc.tier == hw.compute_tier
+            assert exc.have_bytes is not None and exc.have_bytes <= hw.capacity(hw.compute_tier)
         return None
     assert_valid(graph, plan)
     return plan
