@@ -483,3 +483,39 @@ def test_fuzz_finds_policy_best_candidate_is_valid(seed: str) -> None:
                       params=params, op_tiers=placement.op_tiers, schedule=placement.schedule)
     assert_valid(graph, plan)
     assert _recompute_version_violations(graph, plan) == []
+
+
+def test_no_import_cycles_in_core() -> None:
+    """Data flows one way: no core module imports (at module level or inside a function) one that imports
+    it back, e.g. planner <-> policies or cli <-> commands. A package ``__init__`` is the package's node;
+    only imports written out are edges (Python running a package's ``__init__`` for a submodule is not)."""
+    import ast
+
+    root = Path(__file__).parent.parent / "core"
+    names = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root).with_suffix("").parts
+        names[".".join(("core", *(parts[:-1] if parts[-1] == "__init__" else parts)))] = path
+    edges: dict[str, set[str]] = {}
+    for mod, path in names.items():
+        out: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                out.update(m for m in (node.module, *(f"{node.module}.{a.name}" for a in node.names)) if m in names)
+            elif isinstance(node, ast.Import):
+                out.update(a.name for a in node.names if a.name in names)
+        edges[mod] = out - {mod}
+    state: dict[str, int] = {}
+
+    def visit(mod: str, stack: list[str]) -> None:
+        state[mod] = 1
+        for dep in sorted(edges[mod]):
+            if state.get(dep) == 1:
+                raise AssertionError("import cycle: " + " -> ".join([*stack[stack.index(dep):], dep]))
+            if dep not in state:
+                visit(dep, [*stack, dep])
+        state[mod] = 2
+
+    for mod in sorted(edges):
+        if mod not in state:
+            visit(mod, [mod])
