@@ -13,6 +13,13 @@ A policy says, per idle span, keep / offload to a tier / recompute. This module 
    earlier than its slot, each op after its inputs are ready, and makes a slot wait for every copy the
    capacity count assumed gone. So the count is an upper bound of the real occupancy at every instant and
    the plan is physically valid; estimates that were too optimistic only cost stall time.
+4. **Refining passes.** When the simulated step stalls, the extents are granted again against the slot
+   starts the simulation found (write-backs first, then copy-ins first) and the faster timing is kept: in
+   link-bound phases a copy-in then streams in while the previous copy-out drains, when capacity allows.
+   Each pass is steps 2-3 again, so it is valid by the same argument.
+
+Policy parameters the scheduler reads: ``prefetch_slack`` (start copy-ins earlier by this fraction of
+their duration; Tierplan's own knob, default 0 for policies without it).
 """
 
 from __future__ import annotations
@@ -393,11 +400,24 @@ class _Builder:
                     need_bytes=need, have_bytes=tier.capacity_bytes,
                 )
 
-    def grant_extents(self) -> dict[str, np.ndarray]:
-        """Grow tails and heads toward the link-timing estimate wherever capacity allows."""
+    def grant_extents(self, *, heads_first: bool = False) -> dict[str, np.ndarray]:
+        """Grow tails and heads toward the link-timing estimate wherever capacity allows.
+
+        Whoever is granted first gets the room where both want it: write-backs first keep compute from
+        waiting for copy-outs; copy-ins first let the next tensor stream in while the previous one drains
+        (the refining passes of :func:`build_schedule` try both)."""
         occ = self.occupancy()
         self.check(occ)
         caps = {t.name: t.capacity_bytes for t in self.hw.tiers}
+        if heads_first:
+            self._grant_heads(occ, caps)
+            self._grant_tails(occ, caps)
+        else:
+            self._grant_tails(occ, caps)
+            self._grant_heads(occ, caps)
+        return occ
+
+    def _grant_tails(self, occ: dict[str, np.ndarray], caps: Mapping[str, int]) -> None:
         hbm, cap = occ[self.C], caps[self.C]
         link_free: dict[tuple[str, str], float] = {}
         for m in sorted((m for m in self.moves if m.tail_copy is not None), key=lambda m: m.issue_slot):
@@ -413,6 +433,9 @@ class _Builder:
                 if hi > lo:
                     hbm[lo:hi] += m.nbytes
                     m.tail_copy.free_slot = hi  # type: ignore[union-attr]
+
+    def _grant_heads(self, occ: dict[str, np.ndarray], caps: Mapping[str, int]) -> None:
+        hbm, cap = occ[self.C], caps[self.C]
         heads = sorted((m for m in self.moves if m.head_copy is not None), key=lambda m: m.deadline_slot or 0)
         link_start: dict[tuple[str, str], float] = {}
         wanted: dict[int, int] = {}
@@ -448,7 +471,6 @@ class _Builder:
             m.head_copy.alloc_slot = lo  # type: ignore[union-attr]
             for st in m.staging:
                 st.alloc_slot = min(lo, d)
-        return occ
 
     # ------------------------------------------------------------------------------------ timing
     def snapshot(self) -> tuple[list[tuple[int, int]], list[int]]:
@@ -599,6 +621,8 @@ class _Builder:
 
 #: Re-grant extents against the simulated slot starts when the step stalls more than this fraction.
 _REFINE_STALL = 0.01
+#: At most this many extra passes (each against the slot starts the previous one simulated), while they help.
+_REFINE_PASSES = 4
 
 
 def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment,
@@ -617,19 +641,28 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
     occ = b.grant_extents()
     events = b.simulate()
     best = Schedule(b.initial, events, occ)
-    # Second pass: the extents were granted against slot starts that assume nothing ever waits. Where the
+    # Further passes: the extents were granted against slot starts that assume nothing ever waits. Where the
     # simulation stalled (link-bound phases), the real slot starts say much better how long a copy-out
     # keeps its source and how early a copy-in must start: grant again against them (a copy-in then
     # streams in while the previous copy-out drains, when capacity allows) and keep the faster timing.
     step = schedule_end_s(best)
-    if refine and step > float(b.est[b.n]) * (1 + _REFINE_STALL) + 1e-12:
-        b.est = np.maximum.accumulate(b.slot_begin_s.copy())
-        b.restore(minimum)
-        occ2 = b.grant_extents()
-        events2 = b.simulate()
-        second = Schedule(b.initial, events2, occ2)
-        if schedule_end_s(second) < step:
-            best = second
+    ideal = float(b.est[b.n])
+    starts = b.slot_begin_s.copy()
+    for _ in range(_REFINE_PASSES if refine else 0):
+        if step <= ideal * (1 + _REFINE_STALL) + 1e-12:
+            break
+        improved = False
+        for heads_first in (False, True):
+            b.est = np.maximum.accumulate(starts)
+            b.restore(minimum)
+            occ = b.grant_extents(heads_first=heads_first)
+            again = Schedule(b.initial, b.simulate(), occ)
+            if schedule_end_s(again) < step * (1 - 1e-9):
+                best, step, improved = again, schedule_end_s(again), True
+                next_starts = b.slot_begin_s.copy()
+        if not improved:
+            break
+        starts = next_starts
     return best
 
 
