@@ -43,6 +43,8 @@ ExecutorName = Literal["auto", "serial", "process", "dask"]
 EXECUTORS: tuple[str, ...] = ("auto", "serial", "process", "dask")
 #: ``auto`` runs sweeps of at most this many points serially: a pool's start-up would cost more than it saves.
 SERIAL_UP_TO = 3
+#: How long to wait for a Dask scheduler given by address before saying it is unreachable.
+CONNECT_TIMEOUT_S = 10.0
 
 
 class ExecutorError(RuntimeError):
@@ -204,7 +206,7 @@ def _client(scheduler: str | None, workers: int) -> Any:
             return client
         try:
             if scheduler:
-                client = Client(scheduler, timeout="10s", set_as_default=False)
+                client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
             else:
                 import logging
 

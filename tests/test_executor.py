@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from core.executor import ExecutorError, PointError, map_points, resolve_executor
@@ -42,7 +44,7 @@ class TestResolve:
         assert resolve_executor("dask", 1) == "dask"
 
     def test_unknown_executor_is_a_clear_error(self) -> None:
-        with pytest.raises(ExecutorError, match="unknown executor 'threads'.*serial, process, dask"):
+        with pytest.raises(ExecutorError, match=r"unknown executor 'threads'.*serial, process, dask"):
             map_points(_scaled, POINTS, shared=7, executor="threads")
 
     def test_scheduler_only_with_dask(self) -> None:
@@ -90,6 +92,7 @@ class TestDask:
         with pytest.raises(PointError, match=r"sweep point 1 \(-2\) failed: ValueError: negative point -2"):
             list(map_points(_scaled, [1, -2], shared=7, executor="dask", scheduler=dask_address))
 
-    def test_unreachable_scheduler(self) -> None:
-        with pytest.raises(ExecutorError, match="cannot reach the Dask scheduler at tcp://127.0.0.1:9"):
+    def test_unreachable_scheduler(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr("core.executor.CONNECT_TIMEOUT_S", 1.0)
+        with pytest.raises(ExecutorError, match=re.escape("cannot reach the Dask scheduler at tcp://127.0.0.1:9")):
             list(map_points(_scaled, [1], shared=7, executor="dask", scheduler="tcp://127.0.0.1:9"))
