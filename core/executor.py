@@ -29,7 +29,9 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
+
+from core.errors import TierplanError
 
 __all__ = ["EXECUTORS", "ExecutorError", "PointError", "map_points", "resolve_executor", "default_workers",
            "shutdown"]
@@ -38,7 +40,6 @@ P = TypeVar("P")
 R = TypeVar("R")
 S = TypeVar("S")
 
-ExecutorName = Literal["auto", "serial", "process", "dask"]
 #: Choices a user can give (``auto``: serial for a few points or one core, else the process pool).
 EXECUTORS: tuple[str, ...] = ("auto", "serial", "process", "dask")
 #: ``auto`` runs sweeps of at most this many points serially: a pool's start-up would cost more than it saves.
@@ -47,7 +48,7 @@ SERIAL_UP_TO = 3
 CONNECT_TIMEOUT_S = 10.0
 
 
-class ExecutorError(RuntimeError):
+class ExecutorError(TierplanError):
     """The executor itself failed: bad choice, unreachable scheduler, a worker process that died."""
 
 
