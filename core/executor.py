@@ -263,6 +263,10 @@ def shutdown() -> None:
         _CLIENTS.clear()
     for pool in pools:
         pool.shutdown(wait=False, cancel_futures=True)
+    if clients:
+        import logging
+
+        logging.getLogger("distributed").setLevel(logging.ERROR)  # not one INFO line per closing worker
     for client in clients:
         cluster = client.cluster
         try:
