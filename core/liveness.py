@@ -18,7 +18,7 @@ import numpy as np
 
 from core.graph import Graph
 
-__all__ = ["Span", "Liveness", "analyze", "SPAN_KINDS"]
+__all__ = ["Span", "Liveness", "analyze", "SPAN_KINDS", "GraphRefs", "graph_refs"]
 
 #: inner: between two uses; initial: step start -> first use of a non-persistent tensor that exists at
 #: start; wrap: last use -> first use of the next step (persistent); unused: a persistent tensor no op uses.
@@ -74,7 +74,7 @@ class Liveness:
         return span.end_op - span.start_op - 1
 
 
-class _GraphRefs:
+class GraphRefs:
     """A graph's reads, writes and in-place updates as flat (op, tensor) index arrays, built once per graph
     (the planner analyses the same graph again with host ops and recompute inputs)."""
 
@@ -99,14 +99,15 @@ class _GraphRefs:
         return np.repeat(np.arange(len(lists), dtype=np.int64), counts), tensors
 
 
-_REFS: dict[int, tuple[weakref.ref[Graph], _GraphRefs]] = {}
+_REFS: dict[int, tuple[weakref.ref[Graph], GraphRefs]] = {}
 
 
-def _refs(graph: Graph) -> _GraphRefs:
+def graph_refs(graph: Graph) -> GraphRefs:
+    """The flat references of ``graph``, built on first use and kept while the graph lives."""
     hit = _REFS.get(id(graph))
     if hit is not None and hit[0]() is graph:
         return hit[1]
-    refs = _GraphRefs(graph)
+    refs = GraphRefs(graph)
     key = id(graph)
     _REFS[key] = (weakref.ref(graph, lambda _ref, key=key: _REFS.pop(key, None)), refs)
     return refs
@@ -122,7 +123,7 @@ def analyze(graph: Graph, host_ops: frozenset[int] = frozenset(),
     compute tier there).
     """
     n = len(graph.ops)
-    refs = _refs(graph)
+    refs = graph_refs(graph)
     n_t = len(refs.names)
     # (tensor, op) pairs of every use: an input read twice by one op counts once; inputs and outputs of an
     # op are disjoint (graph validation), and each tensor has at most one producer.
