@@ -836,8 +836,9 @@ class _Replay:
     def check_versions(self) -> None:
         """Each run reads the version of every in-place-updated input that the execution order implies.
 
-        The version a read sees is the number of updates of the tensor completed by its start (an update
-        that ends exactly then may count either way, so zero-time ops tie). A recompute must see the version
+        The version a read sees is the number of updates of the tensor completed by its start (a zero-time
+        update at exactly that instant may count either way: equal times do not order them). A recompute must
+        see the version
         its op's first run saw, or it regenerates a different value; and it must not regenerate a tensor
         that was updated in place after its first production (the update would be lost).
         """
@@ -847,9 +848,13 @@ class _Replay:
             return
         t, sr = self.r_t[rows], self.r_sr[rows]
         base = np.searchsorted(self.m_comp, t * self.m, side="left")
-        lo = np.searchsorted(self.m_comp, t * self.m + sr, side="left") - base
         hi = np.searchsorted(self.m_comp, t * self.m + sr, side="right") - base
-        hi -= (self.r_mut[rows] & (self.r_er[rows] == sr)).astype(_I64)  # a zero-time update is not its own input
+        zero = self.m_sr == self.m_er
+        z_comp = self.m_comp[zero]  # already sorted
+        ties = np.searchsorted(z_comp, t * self.m + sr, side="right") - np.searchsorted(z_comp, t * self.m + sr)
+        own = (self.r_mut[rows] & (self.r_er[rows] == sr)).astype(_I64)  # a zero-time update is not its own input
+        hi -= own
+        lo = hi - (ties - own)
         want = self.read_version[self.r_flat[rows]]
         bad = np.flatnonzero((want < lo) | (want > hi))
         ops = self.g.ops
