@@ -924,7 +924,9 @@ class _Replay:
         """Outputs are fresh unless the tensor was updated before; copies take their source's freshness."""
         if len(self.m_comp) == 0:
             return
-        outs = np.flatnonzero(((self.cr_kind == _COMPUTE) | (self.cr_kind == _RECOMPUTE)) & self.mutated[self.cr_t])
+        # A first run's output is the tensor's first version: no update can precede it (one at the same instant
+        # is a zero-time tie, ordered by the execution order). A recompute after an update yields the old value.
+        outs = np.flatnonzero((self.cr_kind == _RECOMPUTE) & self.mutated[self.cr_t])
         if len(outs):
             k = self.last_update(self.cr_t[outs], self.cr_vt[outs])
             self.fresh0[outs] = ~((k >= 0) & (self.m_t[np.maximum(k, 0)] == self.cr_t[outs]))
