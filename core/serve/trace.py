@@ -355,9 +355,11 @@ def synthetic_trace(spec: SyntheticSpec = SyntheticSpec()) -> Trace:
     spec = spec.checked()
     rng = np.random.default_rng(spec.seed)
     bt = BLOCK_TOKENS
-    conversations = max(1, math.ceil(spec.requests / spec.turns_mean) + 1)
-    turns = 1 + rng.geometric(1.0 / spec.turns_mean, conversations) - 1
-    turns = np.maximum(turns, 1)
+    conversations = max(1, math.ceil(1.2 * spec.requests / spec.turns_mean) + 8)
+    turns = rng.geometric(1.0 / spec.turns_mean, conversations)
+    while int(turns.sum()) < spec.requests:  # rare: the draw fell short; add conversations
+        turns = np.concatenate([turns, rng.geometric(1.0 / spec.turns_mean, conversations)])
+    conversations = int(turns.shape[0])
     gaps = rng.exponential(1.0 / spec.rate_per_s, conversations)
     if spec.arrivals == "bursty":
         # on/off: a burst phase at burst_factor×rate, a quiet phase slow enough to keep the mean rate
