@@ -91,6 +91,13 @@ class BlockPolicy:
                 out.append(self._victim(req))
         return out
 
+    def evict_to(self, capacity: int) -> list[int]:
+        """Evict until at most ``capacity`` blocks remain (the tier shrank); returns the victims."""
+        out: list[int] = []
+        while len(self) > capacity:
+            out.append(self._victim(-1))
+        return out
+
     def remove(self, block: int) -> None:
         """Take ``block`` out (it moved to another tier); no-op when absent."""
         if block in self:
@@ -138,6 +145,9 @@ class LRUPolicy(BlockPolicy):
             while len(od) > cap:
                 out.append(pop(last=False)[0])
         return out
+
+    def _victim(self, req: int) -> int:
+        return self.od.popitem(last=False)[0]
 
     def _drop(self, block: int) -> None:
         del self.od[block]
@@ -352,8 +362,8 @@ class ARCPolicy(BlockPolicy):
             t2[b] = None
             return
         l1 = len(t1) + len(b1)
-        if l1 == c:
-            if len(t1) < c:
+        if l1 >= c:
+            if len(t1) < c and b1:
                 b1.popitem(last=False)
                 self._replace(False)
             else:
@@ -363,7 +373,7 @@ class ARCPolicy(BlockPolicy):
             total = l1 + len(t2) + len(b2)
             if total >= c:
                 if total >= 2 * c:
-                    b2.popitem(last=False)
+                    (b2 if b2 else b1).popitem(last=False)
                 if len(self) >= c:
                     self._replace(False)
         t1[b] = None
