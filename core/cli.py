@@ -176,8 +176,15 @@ def _report(graph: Graph, path: str) -> None:
     print(f"wrote {path}: {len(graph.ops)} ops, {len(graph.tensors)} tensors, {format_bytes(total)}", file=sys.stderr)
 
 
+def register_serve(sub: Any) -> None:
+    """``serve``: prefix KV cache across requests (see :mod:`core.serve.command`)."""
+    from core.serve.command import register
+
+    register(sub)
+
+
 #: Register functions, one per subcommand; the integrator appends plan / validate / trace / sweep here.
-COMMANDS: list[Callable[[Any], None]] = [register_generate, register_import_onnx, register_info]
+COMMANDS: list[Callable[[Any], None]] = [register_generate, register_import_onnx, register_info, register_serve]
 
 
 def _planning_commands() -> list[Callable[[Any], None]]:
