@@ -102,7 +102,6 @@ class Plan:
     decisions: tuple[Decision, ...] = ()
     metrics: Mapping[str, Any] = field(default_factory=dict)
     policy_params: Mapping[str, Any] = field(default_factory=dict)
-<<<<<<< HEAD
     #: op ids in the execution order the plan used; None = the graph's order. Decision op indices
     #: (``start_op``/``end_op``) are positions in this order.
     order: tuple[str, ...] | None = None
@@ -112,10 +111,6 @@ class Plan:
     gap_to_bound: float | None = None
     #: what the order refinement moved and why, for the UI: ``{"op", "from_index", "to_index", "reason"}``
     order_moves: tuple[Mapping[str, Any], ...] = ()
-=======
-    #: Op ids in the execution order the events follow; None means the graph's order.
-    order: tuple[str, ...] | None = None
->>>>>>> fuzz
 
 
 def _event_to_dict(e: Event) -> dict[str, Any]:
@@ -127,12 +122,8 @@ def _event_to_dict(e: Event) -> dict[str, Any]:
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
-<<<<<<< HEAD
     """The JSON form; ``order``, ``order_moves``, ``lower_bound_s`` and ``gap_to_bound`` only when set."""
     out: dict[str, Any] = {
-=======
-    raw = {
->>>>>>> fuzz
         "format": PLAN_FORMAT,
         "graph": plan.graph,
         "policy": plan.policy,
@@ -150,7 +141,6 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "metrics": dict(plan.metrics),
     }
     if plan.order is not None:
-<<<<<<< HEAD
         out["order"] = list(plan.order)
     if plan.order_moves:
         out["order_moves"] = [dict(m) for m in plan.order_moves]
@@ -159,10 +149,6 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
     if plan.gap_to_bound is not None:
         out["gap_to_bound"] = plan.gap_to_bound
     return out
-=======
-        raw["order"] = list(plan.order)
-    return raw
->>>>>>> fuzz
 
 
 def _num(raw: Mapping[str, Any], key: str, where: str) -> float:
@@ -268,12 +254,6 @@ def plan_from_dict(raw: Any, *, source: str | None = None) -> Plan:
                 _str(d, "action", where), _str(d, "tier", where), float(d.get("score", 0.0)),
                 dict(d.get("terms", {})), str(d.get("reason", "")),
             ))
-        order_raw = raw.get("order")
-        order: tuple[str, ...] | None = None
-        if order_raw is not None:
-            if not isinstance(order_raw, list) or not all(isinstance(x, str) for x in order_raw):
-                raise InputError("expected a list of op ids", field="order")
-            order = tuple(order_raw)
         metrics = raw.get("metrics", {})
         params = raw.get("policy_params", {})
         return Plan(
@@ -281,12 +261,8 @@ def plan_from_dict(raw: Any, *, source: str | None = None) -> Plan:
             initial=initial, events=events, decisions=tuple(decisions),
             metrics=metrics if isinstance(metrics, dict) else {},
             policy_params=params if isinstance(params, dict) else {},
-<<<<<<< HEAD
             order=_order(raw), order_moves=_order_moves(raw),
             lower_bound_s=_optional_num(raw, "lower_bound_s"), gap_to_bound=_optional_num(raw, "gap_to_bound"),
-=======
-            order=order,
->>>>>>> fuzz
         )
     except InputError as exc:
         raise (exc.with_source(source) if source else exc) from None
