@@ -95,7 +95,8 @@ class TestKVBytes:
 
     def test_graph_kv_cache_matches(self) -> None:
         g = graph_from_hf_config(config("llama-3-70b"), Workload("decode", 4, 1000))
-        assert g.total_bytes_by_kind["kv_cache"] == 4 * 1000 * kv_bytes_per_token(config("llama-3-70b"))
+        # The context's 1000 tokens plus the slot of the token this step appends.
+        assert g.total_bytes_by_kind["kv_cache"] == 4 * 1001 * kv_bytes_per_token(config("llama-3-70b"))
         assert g.meta["kv_bytes_per_token"] == kv_bytes_per_token(config("llama-3-70b"))
 
 
@@ -148,12 +149,24 @@ class TestTraining:
 
 class TestInference:
     def test_prefill_writes_cache_decode_reads_and_appends(self) -> None:
-        for kind in ("prefill", "decode"):
-            g = graph_from_hf_config(config("llama-2-7b"), Workload(kind, 2, 512))
-            attn = g.ops[g.op_index["layers.0.attention"]]
-            assert attn.mutates == ("layers.0.kv_cache",)
-            t = g.tensor_by_id["layers.0.kv_cache"]
-            assert t.kind == "kv_cache" and t.persistent
+        g = graph_from_hf_config(config("llama-2-7b"), Workload("prefill", 2, 512))
+        attn = g.ops[g.op_index["layers.0.attention"]]
+        assert attn.mutates == ("layers.0.kv_cache",)
+        t = g.tensor_by_id["layers.0.kv_cache"]
+        assert t.kind == "kv_cache" and t.persistent
+
+    def test_decode_mutates_only_the_new_tokens_kv(self) -> None:
+        # Issue 13: the whole cache marked mutated made an offloading plan write it all back every step.
+        spec = config("llama-2-7b")
+        g = graph_from_hf_config(spec, Workload("decode", 2, 512))
+        attn = g.ops[g.op_index["layers.0.attention"]]
+        assert "layers.0.kv_cache" in attn.inputs
+        assert attn.mutates == ("layers.0.kv_cache.new",)
+        new = g.tensor_by_id["layers.0.kv_cache.new"]
+        assert new.kind == "kv_cache" and new.persistent
+        assert new.bytes == 2 * kv_bytes_per_token(spec) // 32
+        mutated = {t for op in g.ops for t in op.mutates}
+        assert sum(g.tensor_by_id[t].bytes for t in mutated) == 2 * kv_bytes_per_token(spec)
 
     def test_decode_attention_flops_scale_with_context(self) -> None:
         a = graph_from_hf_config(config("llama-2-7b"), Workload("decode", 1, 1000))

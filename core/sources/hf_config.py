@@ -42,6 +42,18 @@ UNSUPPORTED_MODEL_TYPES = frozenset({
     "t5", "mt5", "bart", "mbart", "pegasus", "marian", "whisper", "bert", "roberta", "distilbert", "albert",
     "electra", "deberta", "deberta-v2", "mamba", "mamba2", "rwkv", "vit", "clip", "wav2vec2", "encoder-decoder",
 })
+#: Decoder-only families whose layout differs in ways this generator does not model: refused by name with
+#: what is missing, instead of a misleading "missing field" message.
+UNSUPPORTED_DECODERS = {
+    "bloom": "ALiBi position bias and the fused query_key_value layout with `n_layer`/`n_head` fields",
+    "falcon": "parallel attention + MLP sharing one LayerNorm and multi-query `num_kv_heads`",
+    "gptj": "parallel attention + MLP and partial rotary (`rotary_dim`) with `n_embd`/`n_layer` fields",
+    "codegen": "GPT-J's parallel block with a fused qkv_proj and `n_embd`/`n_layer` fields",
+    "mpt": "ALiBi and `d_model`/`n_layers`/`expansion_ratio` fields",
+    "gpt_bigcode": "multi-query attention with `n_embd`/`n_layer` fields",
+}
+#: Dialects of FlexGen-era decoders: LayerNorm with bias, biases on every linear layer, a two-matrix MLP.
+_OPT_ACTIVATIONS = {"relu", "gelu", "gelu_new", "gelu_pytorch_tanh", "gelu_fast", "quick_gelu", "silu"}
 MAX_LAYERS = 1000
 MAX_TOKENS = 2**24
 
@@ -103,6 +115,17 @@ class ModelSpec:
     weight_bytes: int
     mla: MLASpec | None
     moe: MoESpec | None
+    #: "rms" (Llama: weight only, fp32 upcast inside) or "layer" (OPT, GPT-2, GPT-NeoX: weight + bias).
+    norm: str = "rms"
+    #: SwiGLU (gate, up, down) or a two-matrix MLP (fc1, activation, fc2) as in OPT and GPT-2.
+    gated_mlp: bool = True
+    #: Biases on the output projection and the MLP (OPT, GPT-2, GPT-NeoX); qkv biases are ``qkv_bias``.
+    linear_bias: bool = False
+    #: Rows of a learned position-embedding table (OPT: max_position_embeddings + 2; GPT-2: n_positions).
+    learned_positions: int = 0
+    #: OPT's ``word_embed_proj_dim`` when it differs from ``hidden`` (project_in / project_out), else 0.
+    embed_proj_dim: int = 0
+    activation: str = "silu"
 
     @property
     def qk_head_dim(self) -> int:
@@ -182,6 +205,14 @@ def model_spec(config: Mapping[str, Any], *, source: str = "config.json") -> Mod
     model_type = config.get("model_type", "")
     if not isinstance(model_type, str):
         raise InputError(f"expected a string, got {model_type!r}", source=source, field="model_type")
+    if model_type.lower() in UNSUPPORTED_DECODERS:
+        raise InputError(
+            f"model_type '{model_type}' is not supported: {UNSUPPORTED_DECODERS[model_type.lower()]} are not "
+            "modelled; supported: Llama-style, MoE, MLA, OPT, GPT-2 and GPT-NeoX configs",
+            source=source, field="model_type",
+        )
+    if model_type.lower() in ("opt", "gpt2", "gpt_neox"):
+        return _classic_spec(config, model_type.lower(), source)
     if model_type.lower() in UNSUPPORTED_MODEL_TYPES or config.get("is_encoder_decoder") is True:
         raise InputError(
             f"model_type '{model_type}' is not a decoder-only transformer; supported: dense (Llama, Qwen, Mistral "
@@ -222,6 +253,43 @@ def model_spec(config: Mapping[str, Any], *, source: str = "config.json") -> Mod
     intermediate = r.int("intermediate_size", maximum=10**7) if needs_dense_mlp else r.int("intermediate_size", 0, minimum=0)
     return ModelSpec(model_type or "unknown", hidden, layers, heads, kv_heads, head_dim, vocab, intermediate,
                      tie, qkv_bias, _weight_bytes(config), mla, moe)
+
+
+def _classic_spec(config: Mapping[str, Any], model_type: str, source: str) -> ModelSpec:
+    """OPT, GPT-2 and GPT-NeoX: LayerNorm, biases everywhere, a two-matrix MLP; OPT and GPT-2 learn their
+    positions, GPT-NeoX rotates them. Field names differ (``ffn_dim``, ``n_embd``, ``n_inner`` …)."""
+    r = _Reader(config, source)
+    hidden = r.int("hidden_size", maximum=10**6, aliases=("n_embd",))
+    layers = r.int("num_hidden_layers", maximum=MAX_LAYERS, aliases=("n_layer",))
+    heads = r.int("num_attention_heads", maximum=10**5, aliases=("n_head",))
+    if hidden % heads:
+        raise r.error(f"hidden_size ({hidden}) is not a multiple of num_attention_heads ({heads})", "num_attention_heads")
+    vocab = r.int("vocab_size", maximum=10**8)
+    if model_type == "opt":
+        inter = r.int("ffn_dim", maximum=10**7, aliases=("intermediate_size",))
+        if config.get("do_layer_norm_before") is False:
+            raise r.error("post-LayerNorm OPT (do_layer_norm_before: false, OPT-350m) is not modelled", "do_layer_norm_before")
+        proj = r.int("word_embed_proj_dim", hidden, maximum=10**6)
+        positions = r.int("max_position_embeddings", 2048, maximum=10**7) + 2  # HF's OPT offset of 2
+        act = config.get("activation_function", "relu")
+        tie = r.bool("tie_word_embeddings", True)
+    elif model_type == "gpt2":
+        inter = r.int("n_inner", 4 * hidden, maximum=10**7)
+        proj = hidden
+        positions = r.int("n_positions", 1024, maximum=10**7, aliases=("max_position_embeddings",))
+        act = config.get("activation_function", "gelu_new")
+        tie = r.bool("tie_word_embeddings", True)
+    else:  # gpt_neox
+        inter = r.int("intermediate_size", 4 * hidden, maximum=10**7)
+        proj, positions = hidden, 0
+        act = config.get("hidden_act", "gelu")
+        tie = r.bool("tie_word_embeddings", False)
+    if not isinstance(act, str) or act not in _OPT_ACTIVATIONS:
+        raise r.error(f"activation {act!r} is not modelled; expected one of {', '.join(sorted(_OPT_ACTIVATIONS))}",
+                      "activation_function" if model_type != "gpt_neox" else "hidden_act")
+    return ModelSpec(model_type, hidden, layers, heads, heads, hidden // heads, vocab, inter, tie, True,
+                     _weight_bytes(config), None, None, norm="layer", gated_mlp=False, linear_bias=True,
+                     learned_positions=positions, embed_proj_dim=proj if proj != hidden else 0, activation=act)
 
 
 def _moe_spec(r: _Reader, layers: int) -> MoESpec | None:
@@ -268,11 +336,33 @@ def _attention_params(s: ModelSpec) -> int:
         return q + kv + s.heads * m.v_head_dim * h
     q, kv = s.heads * s.head_dim, s.kv_heads * s.head_dim
     bias = q + 2 * kv if s.qkv_bias else 0
-    return h * (q + 2 * kv) + bias + q * h
+    return h * (q + 2 * kv) + bias + _o_proj_params(s)
+
+
+def _o_proj_params(s: ModelSpec) -> int:
+    return s.heads * s.v_head_dim * s.hidden + (s.hidden if s.linear_bias else 0)
+
+
+def _dense_mlp_params(s: ModelSpec) -> int:
+    h, inter = s.hidden, s.intermediate
+    if s.gated_mlp:
+        return 3 * h * inter + (2 * inter + h if s.linear_bias else 0)
+    return 2 * h * inter + (inter + h if s.linear_bias else 0)
+
+
+def _norm_params(s: ModelSpec) -> int:
+    return (2 if s.norm == "layer" else 1) * s.hidden
+
+
+def _embedding_params(s: ModelSpec) -> int:
+    """Token table (``vocab × word_embed_proj_dim``), learned positions and OPT's project_in/out."""
+    width = s.embed_proj_dim or s.hidden
+    proj = 2 * width * s.hidden if s.embed_proj_dim else 0
+    return s.vocab * width + s.learned_positions * s.hidden + proj
 
 
 def _qkv_params(s: ModelSpec) -> int:
-    return _attention_params(s) - s.heads * s.v_head_dim * s.hidden
+    return _attention_params(s) - _o_proj_params(s)
 
 
 def _expert_params(s: ModelSpec) -> int:
@@ -294,10 +384,10 @@ def count_params(config: Mapping[str, Any] | ModelSpec, *, source: str = "config
     """Total and per-token active parameters from the config (DeepSeek's MTP module is not counted)."""
     s = config if isinstance(config, ModelSpec) else model_spec(config, source=source)
     h = s.hidden
-    embedding = s.vocab * h
-    head = 0 if s.tie_embeddings else s.vocab * h
+    embedding = _embedding_params(s)
+    head = 0 if s.tie_embeddings else s.vocab * (s.embed_proj_dim or h)
     attention = s.layers * _attention_params(s)
-    norms = s.layers * 2 * h + h
+    norms = (2 * s.layers + 1) * _norm_params(s)
     dense_mlp = routed = shared = router = active_routed = 0
     for i in range(s.layers):
         if s.is_moe_layer(i):
@@ -307,7 +397,7 @@ def count_params(config: Mapping[str, Any] | ModelSpec, *, source: str = "config
             shared += _shared_params(s)
             router += _router_params(s)
         else:
-            dense_mlp += 3 * h * s.intermediate
+            dense_mlp += _dense_mlp_params(s)
     common = embedding + head + attention + norms + dense_mlp + shared + router
     return ParamCount(common + routed, common + active_routed, embedding, head, attention, dense_mlp, routed,
                       shared, router, norms)
@@ -358,14 +448,14 @@ class _Builder:
     def op(self, oid: str, inputs: list[str], outputs: list[str], *, flops: float, category: str,
            layer: str | None, phase: str, mutates: tuple[str, ...] = (), grad_inputs: tuple[str, ...] = (),
            weights: tuple[str, ...] = (), saved: tuple[str, ...] | None = None, bwd_factor: float = 2.0,
-           segment: str | None = None, bwd_flops: float | None = None) -> None:
+           segment: str | None = None, bwd_flops: float | None = None, bwd_workspace_bytes: int = 0) -> None:
         touched = sum(self.tensors[t].bytes for t in (*inputs, *outputs))
         op = Op(oid, tuple(inputs), tuple(outputs), mutates, None, float(flops), float(touched), not mutates,
                 category, layer, phase)
         self.ops.append(op)
         saved_ids = tuple(t for t in inputs if t not in mutates) if saved is None else saved
         self.fwd.append(FwdOp(op, grad_inputs, weights, saved_ids,
-                              bwd_factor * flops if bwd_flops is None else bwd_flops, segment))
+                              bwd_factor * flops if bwd_flops is None else bwd_flops, segment, bwd_workspace_bytes))
 
 
 def graph_from_hf_config(config: Mapping[str, Any], workload: Any, *, name: str | None = None,
@@ -436,10 +526,19 @@ def _build(b: _Builder, s: ModelSpec, kind: str, batch: int, seq: int, checkpoin
         return b.tensor(tid, elements * nbytes, "activation")
 
     tok = b.tensor("tokens", tokens * 4, "input")
-    w_embed = weight("embed.weight", s.vocab * h)
+    width = s.embed_proj_dim or h
+    w_embed = weight("embed.weight", s.vocab * width)
+    embed_weights = [w_embed]
+    embed_flops = 0.0
+    if s.learned_positions:
+        embed_weights.append(weight("embed.positions.weight", s.learned_positions * h))
+        embed_flops += tokens * h
+    if s.embed_proj_dim:
+        embed_weights.append(weight("embed.project_in.weight", width * h))
+        embed_flops += 2.0 * tokens * width * h
     x = activation("embed.out", tokens * h)
-    b.op("embed", [tok, w_embed], [x], flops=0.0, category="embedding", layer="embed", phase=phase,
-         weights=(w_embed,), saved=(tok,), bwd_flops=float(tokens * h))
+    b.op("embed", [tok, *embed_weights], [x], flops=embed_flops, category="embedding", layer="embed", phase=phase,
+         weights=tuple(embed_weights), saved=(tok,), bwd_flops=float(tokens * h) + 2 * embed_flops)
 
     hq = s.heads * s.qk_head_dim
     attn_out_dim = s.heads * s.v_head_dim
@@ -448,11 +547,8 @@ def _build(b: _Builder, s: ModelSpec, kind: str, batch: int, seq: int, checkpoin
         seg = p if checkpointing else None
 
         def norm(name: str, x_in: str, *, p: str = p, seg: str | None = seg) -> str:
-            w = weight(f"{p}.{name}.weight", h)
-            out = activation(f"{p}.{name}.out", tokens * h)
-            b.op(f"{p}.{name}", [x_in, w], [out], flops=5.0 * tokens * h, category="norm", layer=p,
-                 phase=phase, grad_inputs=(x_in,), weights=(w,), segment=seg)
-            return out
+            return _norm(b, s, f"{p}.{name}", x_in, tokens, train=train, phase=phase, layer=p, seg=seg,
+                         weight=weight, activation=activation)
 
         h1 = norm("attn_norm", x)
         # QKV: for MLA the low-rank q/kv projections and their norms are one fused op.
@@ -476,10 +572,19 @@ def _build(b: _Builder, s: ModelSpec, kind: str, batch: int, seq: int, checkpoin
             causal_pairs = batch * seq * (seq + 1) / 2
             attn_flops = 2.0 * s.heads * causal_pairs * (s.qk_head_dim + s.v_head_dim)
             outputs.append(activation(f"{p}.attention.lse", batch * s.heads * seq, 4))
-        else:
+        elif kind == "prefill":
             cache = b.tensor(f"{p}.kv_cache", batch * seq * _kv_per_token_layer(s) * act, "kv_cache")
             attn_inputs.append(cache)
             mutates = (cache,)
+        else:
+            # Decode reads the context's K/V and writes only the new token's: the cache of `seq` tokens is
+            # read-only, the step's slot (one token per sequence) is the only thing mutated, so a plan that
+            # keeps the cache below writes back ~batch·kv_bytes_per_token per step, not the whole cache.
+            cache = b.tensor(f"{p}.kv_cache", batch * seq * _kv_per_token_layer(s) * act, "kv_cache")
+            new = b.tensor(f"{p}.kv_cache.new", batch * _kv_per_token_layer(s) * act, "kv_cache")
+            attn_inputs += [cache, new]
+            mutates = (new,)
+        if kind != "train":
             if kind == "prefill":
                 causal_pairs = batch * seq * (seq + 1) / 2
                 attn_flops = 2.0 * s.heads * causal_pairs * (s.qk_head_dim + s.v_head_dim)
@@ -490,7 +595,7 @@ def _build(b: _Builder, s: ModelSpec, kind: str, batch: int, seq: int, checkpoin
         b.op(f"{p}.attention", attn_inputs, outputs, flops=attn_flops, category="attention", layer=p, phase=phase,
              mutates=mutates, grad_inputs=(qkv,), saved=(qkv, *outputs), bwd_factor=2.5, segment=seg)
 
-        w_o = weight(f"{p}.o_proj.weight", attn_out_dim * h)
+        w_o = weight(f"{p}.o_proj.weight", _o_proj_params(s))
         x_mid = activation(f"{p}.o_proj.out", tokens * h)
         b.op(f"{p}.o_proj", [attn, w_o, x], [x_mid], flops=2.0 * tokens * attn_out_dim * h + tokens * h,
              category="matmul", layer=p, phase=phase, grad_inputs=(attn, x), weights=(w_o,), saved=(attn, w_o),
@@ -501,30 +606,76 @@ def _build(b: _Builder, s: ModelSpec, kind: str, batch: int, seq: int, checkpoin
             x = _moe_block(b, s, p, h2, x_mid, kind=kind, tokens=tokens, phase=phase, weight=weight,
                            activation=activation, seg=seg, layer_index=i)
         else:
-            w_mlp = weight(f"{p}.mlp.weight", 3 * h * s.intermediate)
+            w_mlp = weight(f"{p}.mlp.weight", _dense_mlp_params(s))
             out = activation(f"{p}.mlp.out", tokens * h)
-            side = (activation(f"{p}.mlp.saved", tokens * 3 * s.intermediate) if train
-                    else b.tensor(f"{p}.mlp.workspace", tokens * 2 * s.intermediate * act, "workspace"))
+            saved_n, work_n = _mlp_intermediates(s)
+            side = (activation(f"{p}.mlp.saved", tokens * saved_n * s.intermediate) if train
+                    else b.tensor(f"{p}.mlp.workspace", tokens * work_n * s.intermediate * act, "workspace"))
+            matrices = 3 if s.gated_mlp else 2
             b.op(f"{p}.mlp", [h2, w_mlp, x_mid], [out, side],
-                 flops=2.0 * tokens * 3 * h * s.intermediate + 4.0 * tokens * s.intermediate,
+                 flops=2.0 * tokens * matrices * h * s.intermediate + (4.0 if s.gated_mlp else 1.0) * tokens * s.intermediate,
                  category="mlp", layer=p, phase=phase, grad_inputs=(h2, x_mid), weights=(w_mlp,),
                  saved=(h2, w_mlp, side), segment=seg)
             x = out
 
-    w_fn = weight("final_norm.weight", h)
     head_tokens = tokens if kind in ("train", "decode") else batch
-    xf = activation("final_norm.out", head_tokens * h)
-    b.op("final_norm", [x, w_fn], [xf], flops=5.0 * head_tokens * h, category="norm", layer="head", phase=phase,
-         grad_inputs=(x,), weights=(w_fn,))
-    w_head = w_embed if s.tie_embeddings else weight("lm_head.weight", s.vocab * h)
+    xf = _norm(b, s, "final_norm", x, head_tokens, train=train, phase=phase, layer="head", seg=None,
+               weight=weight, activation=activation)
+    width = s.embed_proj_dim or h
+    head_weights = []
+    if s.embed_proj_dim:
+        head_weights.append(weight("lm_head.project_out.weight", width * h))
+    head_weights.append(w_embed if s.tie_embeddings else weight("lm_head.weight", s.vocab * width))
     logits = activation("lm_head.out", head_tokens * s.vocab)
-    b.op("lm_head", [xf, w_head], [logits], flops=2.0 * head_tokens * h * s.vocab, category="matmul",
-         layer="head", phase=phase, grad_inputs=(xf,), weights=(w_head,))
+    b.op("lm_head", [xf, *head_weights], [logits], flops=2.0 * head_tokens * width * (s.vocab + (h if s.embed_proj_dim else 0)),
+         category="matmul", layer="head", phase=phase, grad_inputs=(xf,), weights=tuple(head_weights))
     if train:
+        # HF's causal-LM loss upcasts the logits to fp32, keeps the fp32 log-softmax for the backward, and the
+        # backward holds three fp32 copies at once (saved log-softmax, NLL gradient, log-softmax gradient)
+        # before casting the gradient back to bf16: the measured peak of a small-model step.
+        fp32_bytes = tokens * s.vocab * 4
+        up = b.tensor("loss.logits_fp32", fp32_bytes, "activation")
+        b.op("loss.upcast", [logits], [up], flops=float(tokens * s.vocab), category="loss", layer="head",
+             phase=phase, grad_inputs=(logits,), saved=(), bwd_factor=1.0)
         labels = b.tensor("labels", tokens * 4, "input")
         loss = b.tensor("loss.out", 4, "activation")
-        b.op("loss", [logits, labels], [loss], flops=5.0 * tokens * s.vocab, category="loss", layer="head",
-             phase=phase, grad_inputs=(logits,), saved=(logits, labels), bwd_factor=1.0)
+        logsm = b.tensor("loss.log_softmax", fp32_bytes, "activation")
+        b.op("loss", [up, labels], [loss, logsm], flops=5.0 * tokens * s.vocab, category="loss", layer="head",
+             phase=phase, grad_inputs=(up,), saved=(logsm, labels), bwd_factor=1.0, bwd_workspace_bytes=fp32_bytes)
+
+
+def _mlp_intermediates(s: ModelSpec) -> tuple[int, int]:
+    """(tensors of ``tokens × intermediate`` the MLP saves for backward, and that inference holds at once).
+
+    SwiGLU saves gate, silu(gate), up and their product (4); a ReLU MLP saves only the ReLU output (read by
+    both ReLU's and fc2's backward; 1); GELU saves its input and fc2 its output (2)."""
+    if s.gated_mlp:
+        return 4, 2
+    return (1 if s.activation == "relu" else 2), 1
+
+
+def _norm(b: _Builder, s: ModelSpec, oid: str, x_in: str, tokens: int, *, train: bool, phase: str,
+          layer: str, seg: str | None, weight: Any, activation: Any) -> str:
+    """RMSNorm (Llama) or LayerNorm (OPT, GPT-2, GPT-NeoX) with what PyTorch saves for its backward.
+
+    HF's RMSNorm upcasts to fp32: autograd keeps the fp32 input (read by pow and mul), the fp32 rsqrt per
+    token and the bf16 normalised tensor (read by the weight multiply), not the bf16 input. LayerNorm keeps
+    its bf16 input plus fp32 mean and rstd per token."""
+    h = s.hidden
+    w = weight(f"{oid}.weight", _norm_params(s))
+    out = activation(f"{oid}.out", tokens * h)
+    if not train:
+        b.op(oid, [x_in, w], [out], flops=5.0 * tokens * h, category="norm", layer=layer, phase=phase)
+        return out
+    if s.norm == "rms":
+        saved = activation(f"{oid}.saved", tokens * h * (4 + 2) + tokens * 4, 1)
+        b.op(oid, [x_in, w], [out, saved], flops=5.0 * tokens * h, category="norm", layer=layer, phase=phase,
+             grad_inputs=(x_in,), weights=(w,), saved=(w, saved), segment=seg)
+    else:
+        stats = activation(f"{oid}.stats", tokens * 8, 1)
+        b.op(oid, [x_in, w], [out, stats], flops=5.0 * tokens * h, category="norm", layer=layer, phase=phase,
+             grad_inputs=(x_in,), weights=(w,), saved=(x_in, w, stats), segment=seg)
+    return out
 
 
 def _moe_block(b: _Builder, s: ModelSpec, p: str, h2: str, x_mid: str, *, kind: str, tokens: int, phase: str,
@@ -542,7 +693,7 @@ def _moe_block(b: _Builder, s: ModelSpec, p: str, h2: str, x_mid: str, *, kind: 
     if m.shared_intermediate:
         w_sh = weight(f"{p}.shared_experts.weight", _shared_params(s))
         sh_out = activation(f"{p}.shared_experts.out", tokens * h)
-        side = (activation(f"{p}.shared_experts.saved", tokens * 3 * m.shared_intermediate) if train
+        side = (activation(f"{p}.shared_experts.saved", tokens * 4 * m.shared_intermediate) if train
                 else b.tensor(f"{p}.shared_experts.workspace", tokens * 2 * m.shared_intermediate * 2, "workspace"))
         b.op(f"{p}.shared_experts", [h2, w_sh], [sh_out, side], flops=2.0 * tokens * _shared_params(s),
              category="mlp", layer=p, phase=phase, grad_inputs=(h2,), weights=(w_sh,), saved=(h2, w_sh, side),
@@ -562,7 +713,7 @@ def _moe_block(b: _Builder, s: ModelSpec, p: str, h2: str, x_mid: str, *, kind: 
         weight(f"{p}.experts.unused.weight", (m.num_experts - active) * _expert_params(s))
     out = activation(f"{p}.experts.out", tokens * h)
     routed = tokens * m.top_k
-    side = (activation(f"{p}.experts.saved", routed * (3 * m.expert_intermediate + h)) if train
+    side = (activation(f"{p}.experts.saved", routed * (4 * m.expert_intermediate + h)) if train
             else b.tensor(f"{p}.experts.workspace", routed * (2 * m.expert_intermediate + h) * 2, "workspace"))
     b.op(f"{p}.experts", [h2, scores, *experts, *residual_inputs], [out, side],
          flops=2.0 * routed * _expert_params(s) + 4.0 * routed * m.expert_intermediate, category="moe", layer=p,
