@@ -100,6 +100,7 @@ def _peak_memtracker(step: Any, externals: list[Any]) -> dict[str, int]:
 
     mt = MemTracker()
     mt.track_external(*externals)
+    externals.clear()  # the caller's list must not keep tensors alive that the step frees (old KV caches)
     with mt:
         step()
     snap = mt.get_tracker_snapshot("peak")
@@ -361,42 +362,53 @@ def measure_param_counts(configs: dict[str, Path]) -> dict[str, int]:
     return out
 
 
-def measure(out_path: Path) -> dict[str, Any]:
+GROUPS = ("small_llama", "llama2_7b", "resnet", "params")
+
+
+def measure(out_path: Path, only: set[str] | None = None) -> dict[str, Any]:
+    """Measure every group (or only ``only``, keeping the other groups of an existing JSON)."""
     torch = _torch()
     import transformers
 
     torch.set_num_threads(2)
     t0 = time.time()
     configs = ROOT / "sample_models" / "configs"
-    result: dict[str, Any] = {
+    previous = json.loads(out_path.read_text()) if only and out_path.exists() else {}
+    result: dict[str, Any] = {**previous}
+    result.update({
         "format": "tierplan-fidelity/1",
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "python": platform.python_version(),
         "machine": platform.machine(),
         "how": "bench/fidelity.py --measure (CPU, random weights)",
-        "small_llama": {"config": SMALL_LLAMA, "batch": SMALL_BATCH, "seq": SMALL_SEQ},
-        "llama2_7b": {"config": "sample_models/configs/llama-2-7b.json", "batch": BIG_BATCH, "seq": BIG_SEQ},
-    }
-    print("small Llama train …", file=sys.stderr)
-    result["small_llama"]["train"] = measure_llama_train(SMALL_LLAMA, SMALL_BATCH, SMALL_SEQ)
-    print("small Llama prefill / decode …", file=sys.stderr)
-    result["small_llama"].update(measure_llama_inference(SMALL_LLAMA, SMALL_BATCH, SMALL_SEQ))
-    cfg7 = json.loads((configs / "llama-2-7b.json").read_text())
-    print("Llama-2-7B train (FakeTensor) …", file=sys.stderr)
-    result["llama2_7b"]["train"] = measure_llama_train(cfg7, BIG_BATCH, BIG_SEQ, fake=True)
-    print("Llama-2-7B train with checkpointing (FakeTensor) …", file=sys.stderr)
-    result["llama2_7b"]["train_checkpointing"] = measure_llama_train(cfg7, BIG_BATCH, BIG_SEQ, fake=True,
-                                                                     checkpointing=True)
-    for depth in (18, 50):
-        print(f"ResNet-{depth} train …", file=sys.stderr)
-        onnx_rel = f"tests/data/fidelity/resnet{depth}-train.onnx"
-        result[f"resnet{depth}"] = {"batch": RESNET_BATCH, "onnx": onnx_rel,
-                                    "train": measure_resnet(depth, RESNET_BATCH, ROOT / onnx_rel)}
-    wanted = {k: configs / f"{k}.json" for k in ("llama-2-7b", "llama-3-70b", "mixtral-8x7b", "opt-30b", "opt-175b")
-              if (configs / f"{k}.json").exists()}
-    print("parameter counts on the meta device …", file=sys.stderr)
-    result["hf_param_counts"] = measure_param_counts(wanted)
+    })
+    want = only or set(GROUPS)
+    if "small_llama" in want:
+        result["small_llama"] = {"config": SMALL_LLAMA, "batch": SMALL_BATCH, "seq": SMALL_SEQ}
+        print("small Llama train …", file=sys.stderr)
+        result["small_llama"]["train"] = measure_llama_train(SMALL_LLAMA, SMALL_BATCH, SMALL_SEQ)
+        print("small Llama prefill / decode …", file=sys.stderr)
+        result["small_llama"].update(measure_llama_inference(SMALL_LLAMA, SMALL_BATCH, SMALL_SEQ))
+    if "llama2_7b" in want:
+        result["llama2_7b"] = {"config": "sample_models/configs/llama-2-7b.json", "batch": BIG_BATCH, "seq": BIG_SEQ}
+        cfg7 = json.loads((configs / "llama-2-7b.json").read_text())
+        print("Llama-2-7B train (FakeTensor) …", file=sys.stderr)
+        result["llama2_7b"]["train"] = measure_llama_train(cfg7, BIG_BATCH, BIG_SEQ, fake=True)
+        print("Llama-2-7B train with checkpointing (FakeTensor) …", file=sys.stderr)
+        result["llama2_7b"]["train_checkpointing"] = measure_llama_train(cfg7, BIG_BATCH, BIG_SEQ, fake=True,
+                                                                         checkpointing=True)
+    if "resnet" in want:
+        for depth in (18, 50):
+            print(f"ResNet-{depth} train …", file=sys.stderr)
+            onnx_rel = f"tests/data/fidelity/resnet{depth}-train.onnx"
+            result[f"resnet{depth}"] = {"batch": RESNET_BATCH, "onnx": onnx_rel,
+                                        "train": measure_resnet(depth, RESNET_BATCH, ROOT / onnx_rel)}
+    if "params" in want:
+        wanted = {k: configs / f"{k}.json" for k in ("llama-2-7b", "llama-3-70b", "mixtral-8x7b", "opt-30b", "opt-175b")
+                  if (configs / f"{k}.json").exists()}
+        print("parameter counts on the meta device …", file=sys.stderr)
+        result["hf_param_counts"] = measure_param_counts(wanted)
     result["measure_time_s"] = round(time.time() - t0, 1)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text(json.dumps(result, indent=1) + "\n")
@@ -408,7 +420,7 @@ def measure(out_path: Path) -> dict[str, Any]:
 
 
 def _fmt(nbytes: float) -> str:
-    if nbytes >= 1e9:
+    if nbytes >= 1e10:
         return f"{nbytes / 1e9:,.1f} GB"
     return f"{nbytes / 1e6:,.1f} MB"
 
@@ -441,8 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--measure", action="store_true", help="re-measure with PyTorch (needs torch)")
     parser.add_argument("--out", type=Path, default=MEASURED, help="where --measure writes the JSON")
+    parser.add_argument("--only", action="append", choices=GROUPS,
+                        help="with --measure: re-measure only this group (repeatable), keep the others")
     args = parser.parse_args(argv)
-    measured = measure(args.out) if args.measure else json.loads(MEASURED.read_text())
+    measured = measure(args.out, set(args.only or ())) if args.measure else json.loads(MEASURED.read_text())
     print(table(measured))
     return 0
 

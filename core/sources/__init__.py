@@ -27,18 +27,25 @@ class Workload:
     batch: int = 1
     seq: int = 2048
     checkpointing: bool = False
+    #: Decode only: split the batch into this many micro-batches run one after the other per layer
+    #: (FlexGen's GPU batches within a block), each with its own KV cache.
+    micro_batches: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in WORKLOAD_KINDS:
             raise InputError(f"unknown workload {self.kind!r}; expected one of {', '.join(WORKLOAD_KINDS)}",
                              field="workload")
-        for key in ("batch", "seq"):
+        for key in ("batch", "seq", "micro_batches"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"must be a whole number >= 1, got {value!r}", field=key)
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "batch": self.batch, "seq": self.seq, "checkpointing": self.checkpointing}
+        out: dict[str, object] = {"kind": self.kind, "batch": self.batch, "seq": self.seq,
+                                  "checkpointing": self.checkpointing}
+        if self.micro_batches != 1:
+            out["micro_batches"] = self.micro_batches
+        return out
 
 
 def _looks_like_json(data: bytes) -> bool:
