@@ -68,10 +68,20 @@ def _json_kind(raw: object, filename: str) -> str:
                      "config.json (no 'hidden_size' or 'model_type')", source=filename)
 
 
+#: A zip archive: what torch.export.save writes (.pt2), also torch.save's format.
+_ZIP_MAGIC = b"PK\x03\x04"
+PT2_REFUSED = ("PyTorch archives (torch.export .pt2, torch.save) are not accepted as uploads: loading them "
+               "unpickles objects (torch.export.load uses torch.load(weights_only=False) and pickle.loads), "
+               "which can run arbitrary code. Convert it on your machine with `python -m core import-torch FILE` "
+               "and upload the graph JSON")
+
+
 def detect_format(data: bytes, filename: str) -> str:
     """``"tierplan-graph"``, ``"onnx"`` or ``"hf-config"`` from the content; InputError for anything else."""
     if not data:
         raise InputError("the file is empty", source=filename)
+    if data[:4] == _ZIP_MAGIC:
+        raise InputError(PT2_REFUSED, source=filename)
     if _looks_like_json(data):
         return _json_kind(parse_json(data, filename), filename)
     from core.sources.onnx_import import parse_onnx_model
@@ -86,6 +96,8 @@ def load_model_bytes(data: bytes, filename: str, *, workload: Workload | None = 
     training step of one 2048-token sequence)."""
     if not data:
         raise InputError("the file is empty", source=filename)
+    if data[:4] == _ZIP_MAGIC:
+        raise InputError(PT2_REFUSED, source=filename)
     if _looks_like_json(data):
         raw = parse_json(data, filename)
         kind = _json_kind(raw, filename)
