@@ -70,10 +70,11 @@ def _json_kind(raw: object, filename: str) -> str:
 
 #: A zip archive: what torch.export.save writes (.pt2), also torch.save's format.
 _ZIP_MAGIC = b"PK\x03\x04"
-PT2_REFUSED = ("PyTorch archives (torch.export .pt2, torch.save) are not accepted as uploads: loading them "
-               "unpickles objects (torch.export.load uses torch.load(weights_only=False) and pickle.loads), "
-               "which can run arbitrary code. Convert it on your machine with `python -m core import-torch FILE` "
-               "and upload the graph JSON")
+PT2_REFUSED = ("a zip archive is not a model file Tierplan reads (expected a Tierplan graph JSON, an ONNX model or "
+               "an HF config.json). PyTorch archives (torch.export .pt2, torch.save) are not accepted as uploads: "
+               "loading them unpickles objects (torch.export.load uses torch.load(weights_only=False) and "
+               "pickle.loads), which can run arbitrary code; convert one on your machine with "
+               "`python -m core import-torch FILE` and upload the graph JSON")
 
 
 def detect_format(data: bytes, filename: str) -> str:
