@@ -335,3 +335,64 @@ def test_fuzz_mutated_configs(name: str, edits: list[tuple[str, Any]], deletions
         assert exc.message and "\n" not in exc.message
         return
     graph_from_dict(graph_to_dict(g))
+
+
+GPT2 = {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257, "n_positions": 1024,
+        "activation_function": "gelu_new"}  # gpt2 (124 M)
+NEOX_20B = {"model_type": "gpt_neox", "hidden_size": 6144, "num_hidden_layers": 44, "num_attention_heads": 64,
+            "intermediate_size": 24576, "vocab_size": 50432, "hidden_act": "gelu", "tie_word_embeddings": False}
+
+
+class TestClassicDecoders:
+    """OPT (FlexGen's models), GPT-2 and GPT-NeoX: LayerNorm, biases, learned positions, two-matrix MLP."""
+
+    def test_opt_param_counts_match_hf(self) -> None:
+        # HF's OPTForCausalLM on the meta device (bench/fidelity.py): 29,974,540,288 and 174,604,468,224.
+        assert count_params(config("opt-30b")).total == 29_974_540_288
+        assert within(count_params(config("opt-175b")).total, 174.6e9)
+
+    def test_gpt2_and_neox_exact(self) -> None:
+        assert count_params(GPT2).total == 124_439_808  # HF gpt2
+        assert count_params(NEOX_20B).total == 20_554_567_680  # EleutherAI/gpt-neox-20b
+
+    def test_opt_structure(self) -> None:
+        cfg = config("opt-30b")
+        g = graph_from_hf_config(cfg, Workload("train", 1, 256))
+        assert "embed.positions.weight" in g.tensor_by_id
+        assert g.tensor_by_id["embed.positions.weight"].bytes == 2050 * 7168 * 2
+        assert "lm_head.weight" not in g.tensor_by_id  # tied to the token embedding
+        # LayerNorm (weight + bias) keeps its input and per-token stats; ReLU MLP saves one intermediate
+        assert g.tensor_by_id["layers.0.attn_norm.weight"].bytes == 2 * 7168 * 2
+        assert g.tensor_by_id["layers.0.attn_norm.stats"].bytes == 256 * 8
+        assert g.tensor_by_id["layers.0.mlp.saved"].bytes == 256 * 28672 * 2
+        assert g.total_bytes_by_kind["weight"] == 2 * count_params(cfg).total
+        inference = graph_from_hf_config(cfg, Workload("decode", 4, 512))
+        assert inference.tensor_by_id["layers.0.kv_cache.new"].bytes == 4 * 2 * 7168 * 2
+
+    def test_opt_ffn_dim_alias_and_projection(self) -> None:
+        cfg = {**config("opt-30b"), "num_hidden_layers": 2, "word_embed_proj_dim": 512}
+        p = count_params(cfg)
+        assert p.embedding == 50272 * 512 + 2050 * 7168 + 2 * 512 * 7168
+        g = graph_from_hf_config(cfg, Workload("prefill", 1, 64))
+        assert "embed.project_in.weight" in g.tensor_by_id and "lm_head.project_out.weight" in g.tensor_by_id
+
+    def test_post_layernorm_opt_refused(self) -> None:
+        with pytest.raises(InputError, match="do_layer_norm_before"):
+            count_params({**config("opt-30b"), "do_layer_norm_before": False})
+
+    def test_gpt2_builds_all_workloads(self) -> None:
+        for kind in ("train", "prefill", "decode"):
+            g = graph_from_hf_config(GPT2, Workload(kind, 2, 128))
+            assert graph_from_dict(graph_to_dict(g)).ops == g.ops
+
+    @pytest.mark.parametrize(("model_type", "missing"), [("bloom", "ALiBi"), ("falcon", "parallel attention"),
+                                                         ("gptj", "rotary_dim"), ("mpt", "ALiBi")])
+    def test_other_families_refused_by_name(self, model_type: str, missing: str) -> None:
+        with pytest.raises(InputError, match=missing) as exc:
+            count_params({"model_type": model_type, "hidden_size": 64, "n_layer": 2})
+        assert exc.value.field == "model_type" and model_type in str(exc.value)
+
+    def test_opt_missing_ffn_dim_named(self) -> None:
+        cfg = {k: v for k, v in config("opt-30b").items() if k != "ffn_dim"}
+        with pytest.raises(InputError, match="ffn_dim"):
+            count_params(cfg)
