@@ -144,6 +144,31 @@ def run_import_onnx(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def register_import_torch(sub: Any) -> None:
+    p = sub.add_parser(
+        "import-torch", help="graph of a PyTorch module (needs torch), traced with fake tensors",
+        description="Trace a torch.nn.Module with fake tensors: every aten op of the forward and of the backward "
+                    "autograd runs, saved-for-backward tensors, FLOPs from FlopCounterMode. ENTRY is a Python file "
+                    "whose build() returns (module, example_inputs[, loss_fn]) -- its code is run, so use only "
+                    "files you trust -- or a torch.export .pt2 file (torch.export.load unpickles: trusted files only).")
+    p.add_argument("entry", metavar="ENTRY.py|PROGRAM.pt2")
+    p.add_argument("--inference", action="store_true", help="one forward pass under no_grad instead of a training step")
+    p.add_argument("--no-optimizer", action="store_true", help="training step without the Adam update")
+    p.add_argument("-o", "--output", required=True, metavar="GRAPH.json", help="where to write the graph ('-' = stdout)")
+    p.set_defaults(run=run_import_torch)
+
+
+def run_import_torch(args: argparse.Namespace) -> int:
+    from core.sources.torch_import import trace_entry_point, trace_exported_program
+
+    trace = trace_exported_program if args.entry.endswith(".pt2") else trace_entry_point
+    graph = trace(args.entry, train=not args.inference, optimizer=None if args.no_optimizer else "adam")
+    write_output(args.output, _graph_json(graph))
+    if args.output != "-":
+        _report(graph, args.output)
+    return EXIT_OK
+
+
 def register_info(sub: Any) -> None:
     p = sub.add_parser("info", help="parameters, bytes by kind, op count and no-offload peak of a graph",
                        description="Summarise a graph file (native, ONNX or HF config) or a bundled sample key.")
@@ -421,6 +446,6 @@ def _run_grid(graphs: dict[str, Any], hws: dict[str, Hardware], budgets: list[fl
 
 #: Register functions, one per subcommand, in the order ``--help`` lists them.
 COMMANDS: list[Callable[[Any], None]] = [
-    register_generate, register_import_onnx, register_info, register_plan, register_validate, register_trace,
+    register_generate, register_import_onnx, register_import_torch, register_info, register_plan, register_validate, register_trace,
     register_sweep,
 ]
