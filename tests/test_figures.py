@@ -67,7 +67,8 @@ class TestSchedule:
     def test_highlight_adds_outlined_bars_on_the_right_row(self):
         fig = figures.schedule_figure(_streams(4, 2), highlight=[("HBM->DDR", 0.0, 1.5e-4), ("missing", 0, 1)])
         sel = [t for t in fig.data if t.name == "selected"]
-        assert len(sel) == 1 and list(sel[0].y) == [1]
+        row = dict(zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals))["HBM->DDR"]
+        assert len(sel) == 1 and list(sel[0].y) == [row]
         assert fig.layout.xaxis.title.text == "time (µs)"
         assert sel[0].x[0] == pytest.approx(150.0)
 
@@ -76,6 +77,46 @@ class TestSchedule:
         fig = figures.schedule_figure(streams)
         shown = [t.name for t in fig.data if t.showlegend is not False]
         assert sorted(shown) == ["activation", "attention", "matmul"]
+
+    @pytest.mark.parametrize("n_ops", [20, 60_000])
+    def test_rows_on_a_plain_axis_compute_on_top(self, n_ops):
+        """Streamlit's plotly.js draws every WebGL trace of a reversed axis on the last row (big schedules
+        were blank in the page): the axis is never reversed, compute has the highest y."""
+        fig = figures.schedule_figure(_streams(n_ops, 5))
+        assert fig.layout.yaxis.autorange in (None, False)
+        lo, hi = fig.layout.yaxis.range
+        assert lo < hi
+        rows = dict(zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals))
+        assert rows["compute"] > rows["HBM->DDR"]
+        for trace in fig.data:
+            ys = {float(y) for y in np.asarray(trace.y, dtype=float) if not np.isnan(y)}
+            assert ys <= set(rows.values()) and lo < min(ys) and max(ys) < hi
+
+    def test_legend_separates_op_categories_from_tensor_kinds(self):
+        streams = _streams(4, 2)
+        fig = figures.schedule_figure(streams)
+        ops = {t.name for t in fig.data if t.legend in (None, "legend")}
+        kinds = {t.name for t in fig.data if t.legend == "legend2"}
+        assert ops == {"attention", "matmul"} and kinds == {"activation"}
+        assert fig.layout.legend.title.text and fig.layout.legend2.title.text
+        colours = [t.marker.color for t in fig.data]
+        assert len(set(colours)) == len(colours)
+
+    def test_palette_kinds_and_categories_clearly_distinct(self):
+        from ui import palette
+
+        colours = [*palette.KIND_COLORS.values(), *palette.CATEGORY_COLORS.values()]
+        assert len(set(colours)) == len(colours)
+        assert palette.min_distance(colours) > 40
+
+    def test_policy_colour_fixed_by_key_or_title(self):
+        from core.policies import list_policies
+        from ui import palette
+
+        policies = list_policies()
+        by_key = [palette.policy_color(p.key) for p in policies]
+        assert len(set(by_key)) == len(by_key)
+        assert [palette.policy_color(p.title) for p in policies] == by_key
 
 
 class TestMemory:

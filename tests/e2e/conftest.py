@@ -165,3 +165,4 @@ class AppDriver:
 @pytest.fixture()
 def app(page: object, app_url: str) -> AppDriver:
     return AppDriver(page, app_url)
+

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.browser import visible_row_marks
+
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e")]
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,4 +119,33 @@ def test_download_trace(app, tmp_path):
     events = trace["traceEvents"]
     assert any(e.get("ph") == "X" for e in events)
     assert info.value.suggested_filename.endswith(".trace.json")
+    app.assert_no_exception()
+
+
+def test_big_schedule_draws_every_stream_row(app):
+    """Above figures.BAR_LIMIT events the Gantt uses WebGL segments; every row must show marks in the page
+    (it used to be blank but for the last row), also after zooming in."""
+    app.open("?model=llama3-70b-train")
+    app.page.locator(".js-plotly-plot").first.wait_for()
+    app.wait_idle()
+    types = app.page.evaluate(
+        """() => [...new Set([...document.querySelectorAll('.js-plotly-plot')][0]._fullData.map(t => t.type))]"""
+    )
+    assert "scattergl" in types
+    app.page.wait_for_timeout(1500)
+    marks = visible_row_marks(app.page, 0)
+    assert len(marks) >= 3
+    assert all(share > 0.02 for share in marks.values()), marks
+    shots = app.screenshot("schedule-llama3-70b", full=False).parent
+    app.page.locator(".js-plotly-plot").first.screenshot(path=str(shots / "schedule-llama3-70b-chart.png"))
+    # zoom to the middle third of the step: the rows still draw
+    box = app.page.locator(".js-plotly-plot").first.locator(".nsewdrag").first.bounding_box()
+    y = box["y"] + box["height"] / 2
+    app.page.mouse.move(box["x"] + box["width"] * 0.05, y)
+    app.page.mouse.down()
+    app.page.mouse.move(box["x"] + box["width"] * 0.45, y, steps=8)
+    app.page.mouse.up()
+    app.page.wait_for_timeout(1500)
+    zoomed = visible_row_marks(app.page, 0)
+    assert sum(v > 0.02 for v in zoomed.values()) >= 2, zoomed
     app.assert_no_exception()
