@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test lint bench samples clean
+.PHONY: run test lint bench samples screenshots clean
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lint: $(VENV)/.dev
 ## bench: planning speed and plan quality tables (see README)
 bench: $(VENV)/.dev
 	$(PY) bench/bench_planner.py
+
+## screenshots: refresh docs/img/ from a browser run (tests alone only write artifacts/screenshots/)
+screenshots: $(VENV)/.dev
+	@command -v chromium >/dev/null 2>&1 || bash .ci/install-chromium
+	TIERPLAN_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/e2e/test_dashboard.py -q -k smoke
 
 clean:
 	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache .hypothesis

@@ -54,6 +54,7 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
                    "the zoom survives changes to the inputs.")
 
 
+@st.fragment
 @state.safe("Memory curves")
 def _memory(inputs: state.Inputs, plan) -> None:
     d = state.derived(inputs, plan)

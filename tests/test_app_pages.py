@@ -5,6 +5,7 @@ Most tests open the app on the tiny teaching sample (``?model=tiny``) so each re
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
@@ -263,3 +264,39 @@ class TestOtherPages:
         at.slider(key="learn:why:hbm").set_value(14.0).run()
         _clean(at)
         assert [m.value for m in at.metric[:5]] != before
+
+
+class TestPlanStore:
+    def test_plans_are_shared_not_copied_and_made_once(self):
+        import threading
+
+        from ui.state import PlanOutcome, PlanStore
+
+        store = PlanStore(max_entries=2)
+        calls = []
+        gate = threading.Event()
+
+        def make() -> PlanOutcome:
+            calls.append(1)
+            gate.wait(5)
+            return PlanOutcome(None, "made")
+
+        first = store.submit("k", "g", make)
+        second = store.submit("k", "g", make)  # in flight: the same computation
+        gate.set()
+        assert first.result() is second.result()
+        assert store.get("k") is first.result()  # the same object on every hit, no copy
+        assert len(calls) == 1 and "g" in store.seconds
+        for key in ("a", "b"):
+            store.submit(key, "g", functools.partial(PlanOutcome, None, key)).result()
+        assert store.get("k") is None and len(store) == 2  # least recently used dropped
+
+    def test_app_reruns_return_the_same_plan_object(self):
+        at = _app(model="tiny")
+        first = at.session_state["inputs"]
+        from ui import state
+
+        hit1 = state.plan_store().get(state.plan_key(first.graph_key, first.hw_json, first.policy, first.params_json))
+        at.run()
+        hit2 = state.plan_store().get(state.plan_key(first.graph_key, first.hw_json, first.policy, first.params_json))
+        assert hit1 is not None and hit1 is hit2

@@ -337,18 +337,21 @@ def _add_tier(existing: list[str]) -> None:
     }]
 
 
+#: What the "Add a tier" form proposes: a pooled supernode memory reached over the fabric.
+ADD_TIER_DEFAULTS = {"name": "POOL", "cap": "1 TiB", "bw": "200 GB/s", "lat": "2 us"}
+
+
 def _add_tier_form(existing: list[str]) -> None:
+    """The fields take their defaults from ``value=``, not from session state set beforehand: a closed
+    popover's widgets are not reported back by the browser, so state set that way was lost at the next
+    rerun (after any other edit the form came up empty and *Add tier* said "give the new tier a name")."""
     with st.popover("Add a tier", icon=":material/add:", width="stretch"):
         st.caption("E.g. a pooled supernode memory reachable from HBM over the fabric.")
-        _init("add:name", "POOL")
-        _init("add:cap", "1 TiB")
-        _init("add:bw", "200 GB/s")
-        _init("add:lat", "2 us")
-        st.text_input("Name", key="add:name")
-        st.text_input("Capacity", key="add:cap", help="With a unit: 512 GiB, 2 TiB")
+        st.text_input("Name", value=ADD_TIER_DEFAULTS["name"], key="add:name")
+        st.text_input("Capacity", value=ADD_TIER_DEFAULTS["cap"], key="add:cap", help="With a unit: 512 GiB, 2 TiB")
         st.selectbox("Connected to", existing, key="add:via")
-        st.text_input("Bandwidth (each direction)", key="add:bw", help="E.g. 200 GB/s")
-        st.text_input("Latency", key="add:lat", help="E.g. 2 us")
+        st.text_input("Bandwidth (each direction)", value=ADD_TIER_DEFAULTS["bw"], key="add:bw", help="E.g. 200 GB/s")
+        st.text_input("Latency", value=ADD_TIER_DEFAULTS["lat"], key="add:lat", help="E.g. 2 us")
         st.button("Add tier", on_click=_add_tier, args=(existing,), type="primary")
     if st.session_state.get("add:error"):
         st.error(st.session_state["add:error"])
