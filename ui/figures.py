@@ -30,6 +30,7 @@ __all__ = [
     "time_scale",
     "byte_scale",
     "peak_indices",
+    "op_knots",
     "schedule_figure",
     "memory_figure",
     "compare_bars_figure",
@@ -239,30 +240,61 @@ def _curve_total(curve: CurveLike) -> np.ndarray:
     return np.sum(arrays, axis=0)
 
 
+def op_knots(starts_s: Sequence[float], end_s: float) -> np.ndarray:
+    """Knots of the op-aligned axis: the sorted start times of the ops of one step, then its end.
+
+    ``np.interp(t, knots, arange(len(knots)))`` turns a time into "ops started so far" (fractional inside
+    an op), so a plan and the no-offload run, which take different times for the same ops, line up op by
+    op on one axis."""
+    knots = np.sort(np.asarray(starts_s, dtype=float))
+    return np.concatenate((knots, [max(float(end_s), float(knots[-1]) if len(knots) else 0.0)]))
+
+
+def _to_ops(times: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    if len(knots) < 2:
+        return times
+    return np.interp(times, knots, np.arange(len(knots), dtype=float))
+
+
 def memory_figure(
     curve: CurveLike,
     *,
     tier: str,
     capacity_bytes: int | None = None,
     before: CurveLike | None = None,
+    align: tuple[np.ndarray, np.ndarray | None] | None = None,
     max_points: int = 2000,
     time_unit: tuple[float, str] | None = None,
     title: str | None = None,
     uirevision: str = "memory",
 ) -> go.Figure:
     """Occupancy of one tier over the step, stacked by tensor kind, with its capacity and the no-offload
-    ("before") total for comparison. Step lines (``hv``); downsampled keeping per-bucket peaks."""
-    fig = go.Figure()
+    ("before") total for comparison. Step lines (``hv``); downsampled keeping per-bucket peaks.
+
+    ``align`` = (knots of the plan, knots of the no-offload run) from :func:`op_knots` puts both curves on
+    one op-aligned x axis (the no-offload run takes compute-only time, the plan longer, so on a time axis
+    they did not line up). The y axis always reaches above both peaks, which are marked; when the no-offload
+    peak dwarfs the plan (a 1.2 TiB model on 96 GiB of HBM) it gets its own panel above, on the same x."""
     times = np.asarray(curve.times_s, dtype=float)
     total = _curve_total(curve)
     before_times = np.asarray(before.times_s, dtype=float) if before is not None else np.zeros(0)
     before_total = _curve_total(before) if before is not None else np.zeros(0)
     t_max = max(float(times.max(initial=0.0)), float(before_times.max(initial=0.0)))
     factor, unit = time_unit or time_scale(t_max)
-    peak = max(float(total.max(initial=0.0)), float(before_total.max(initial=0.0)), float(capacity_bytes or 0))
+    peak_after = float(total.max(initial=0.0))
+    peak_before = float(before_total.max(initial=0.0))
+    top = max(peak_after, float(capacity_bytes or 0))
+    split = before is not None and peak_before > 3.0 * max(top, 1.0)
+    peak = max(top, 0.0 if split else peak_before)
     divisor, bunit = byte_scale(peak)
+    by_ops = align is not None and (before is None or align[1] is not None)
     idx = peak_indices(total, max_points)
-    x = times[idx] * factor
+    x = _to_ops(times[idx], align[0]) if by_ops else times[idx] * factor
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.3, 0.7], vertical_spacing=0.08) if split \
+        else go.Figure()
+    main = {"row": 2, "col": 1} if split else {}
+    hover_t = (f"op %{{x:.1f}} · %{{customdata:.4g}} {unit}" if by_ops else f"%{{x:.4g}} {unit}")
+    custom = times[idx] * factor if by_ops else None
     order = [k for k in KIND_COLORS if k in curve.bytes_by_kind] + [k for k in curve.bytes_by_kind if k not in KIND_COLORS]
     for kind in order:
         values = np.asarray(curve.bytes_by_kind[kind], dtype=float)
@@ -270,25 +302,51 @@ def memory_figure(
             continue
         fig.add_trace(go.Scatter(
             x=x, y=values[idx] / divisor, name=_pretty(kind), mode="lines", stackgroup="after",
-            line={"shape": "hv", "width": 0.5, "color": color_for(kind)}, legendgroup=kind,
-            hovertemplate=f"{_pretty(kind)}: %{{y:.4g}} {bunit}<br>%{{x:.4g}} {unit}<extra></extra>",
-        ))
-    if before is not None and len(before_total):
-        bidx = peak_indices(before_total, max_points)
+            line={"shape": "hv", "width": 0.5, "color": color_for(kind)}, legendgroup=kind, customdata=custom,
+            hovertemplate=f"{_pretty(kind)}: %{{y:.4g}} {bunit}<br>{hover_t}<extra></extra>",
+        ), **main)
+    x_end = float(x.max(initial=0.0))
+    if peak_after > 0:
+        k = int(np.argmax(total[idx]))
         fig.add_trace(go.Scatter(
-            x=before_times[bidx] * factor, y=before_total[bidx] / divisor, name="before offload (all in HBM)",
+            x=[x[k]], y=[total[idx][k] / divisor], mode="markers+text", name=f"peak {format_bytes(peak_after)}",
+            marker={"color": "#222", "size": 8, "symbol": "diamond"}, text=[f"peak {format_bytes(peak_after)}"],
+            textposition="top center", showlegend=False, hoverinfo="skip", cliponaxis=False,
+        ), **main)
+    if before is not None and len(before_total):
+        bdiv = byte_scale(peak_before)[0] if split else divisor
+        bunit_b = byte_scale(peak_before)[1] if split else bunit
+        bidx = peak_indices(before_total, max_points)
+        bx = _to_ops(before_times[bidx], align[1]) if by_ops and align[1] is not None else before_times[bidx] * factor
+        x_end = max(x_end, float(bx.max(initial=0.0)))
+        brow = {"row": 1, "col": 1} if split else {}
+        fig.add_trace(go.Scatter(
+            x=bx, y=before_total[bidx] / bdiv, name=f"before offload (all in {tier})",
             mode="lines", line={"shape": "hv", "dash": "dot", "color": BEFORE_COLOR, "width": 2},
-            hovertemplate=f"before offload: %{{y:.4g}} {bunit}<extra></extra>",
-        ))
+            customdata=before_times[bidx] * factor if by_ops else None,
+            hovertemplate=f"before offload: %{{y:.4g}} {bunit_b}<br>{hover_t}<extra></extra>",
+        ), **brow)
+        kb = int(np.argmax(before_total[bidx]))
+        fig.add_trace(go.Scatter(
+            x=[bx[kb]], y=[before_total[bidx][kb] / bdiv], mode="markers+text", name="no-offload peak",
+            marker={"color": BEFORE_COLOR, "size": 8, "symbol": "diamond"}, showlegend=False, hoverinfo="skip",
+            text=[f"no-offload peak {format_bytes(peak_before)}"], textposition="top center", cliponaxis=False,
+        ), **brow)
+        if split:
+            fig.update_yaxes(title_text=f"before ({bunit_b})", rangemode="tozero", row=1, col=1,
+                             range=[0, peak_before / bdiv * 1.25])
     if capacity_bytes:
-        x_end = max(t_max * factor, float(x.max(initial=0.0)))
+        x_end = max(x_end, t_max * factor if not by_ops else x_end)
         fig.add_trace(go.Scatter(
             x=[0, x_end], y=[capacity_bytes / divisor] * 2, mode="lines", name=f"{tier} capacity {format_bytes(capacity_bytes)}",
             line={"color": CAPACITY_COLOR, "dash": "dash", "width": 2}, hoverinfo="skip",
-        ))
-    fig.update_xaxes(title_text=f"time ({unit})", rangemode="tozero")
-    fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero")
-    return _base_layout(fig, title=title, height=340, uirevision=uirevision)
+        ), **main)
+    aligned = "; both curves aligned op by op" if before is not None else ""
+    xtitle = (f"ops run (of {len(align[0]) - 1:,}{aligned})" if by_ops and align is not None else f"time ({unit})")
+    fig.update_xaxes(title_text=xtitle, rangemode="tozero", **main)
+    fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero", range=[0, peak / divisor * 1.18 if peak else 1],
+                     **main)
+    return _base_layout(fig, title=title, height=420 if split else 360, uirevision=uirevision)
 
 
 # ---------------------------------------------------------------------------------------------- compare

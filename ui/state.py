@@ -44,6 +44,7 @@ __all__ = [
     "PlanStore",
     "derived",
     "before_curves",
+    "before_knots",
     "guarded",
     "safe",
     "friendly_error",
@@ -68,6 +69,12 @@ class Inputs:
     hw_json: str
     policy: str
     params_json: str
+    #: The hardware's name as shown, with what was edited ("H100 (edited: HBM 48 GiB, + POOL)").
+    hw_label: str = ""
+
+    @property
+    def hardware_label(self) -> str:
+        return self.hw_label or self.hardware.name
 
     @property
     def params(self) -> dict[str, Any]:
@@ -256,13 +263,19 @@ class Derived:
 
     streams: list[Any]
     curves: dict[str, Any]
+    #: Knots of the op-aligned axis for this plan (sorted op start times, then the step's end).
+    knots: Any = None
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
 def _derived_cached(digest: str, _graph: Graph, _plan: Plan) -> Derived:
     from core.metrics import occupancy_curves, stream_timelines
+    from core.plan import ComputeEvent
+    from ui.figures import op_knots
 
-    return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)))
+    starts = [e.start for e in _plan.events if isinstance(e, ComputeEvent) and not e.recompute]
+    knots = op_knots(starts, float(_plan.metrics.get("step_time_s", max(starts, default=0.0))))
+    return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)), knots)
 
 
 def derived(inputs: Inputs, plan: Plan) -> Derived:
@@ -280,6 +293,23 @@ def _before_cached(graph_key: str, hw_json: str, _graph: Graph, _hw: Hardware) -
 def before_curves(inputs: Inputs) -> dict[str, Any]:
     """Occupancy if everything stayed in the compute tier (the "before offload" picture)."""
     return _before_cached(inputs.graph_key, inputs.hw_json, inputs.graph, inputs.hardware)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _before_knots_cached(graph_key: str, hw_json: str, _graph: Graph, _hw: Hardware) -> Any:
+    import numpy as np
+
+    from core.hardware import op_time_s
+    from ui.figures import op_knots
+
+    times = np.array([op_time_s(op, _hw.compute) for op in _graph.ops], dtype=float)
+    starts = np.concatenate(([0.0], np.cumsum(times)))
+    return op_knots(starts[:-1], float(starts[-1]))
+
+
+def before_knots(inputs: Inputs) -> Any:
+    """Knots of the op-aligned axis for the no-offload run (ops back to back in list order)."""
+    return _before_knots_cached(inputs.graph_key, inputs.hw_json, inputs.graph, inputs.hardware)
 
 
 def friendly_error(exc: BaseException) -> str:

@@ -182,3 +182,23 @@ def test_planning_shows_a_status_line(app):
     app.wait_idle()
     assert app.page.get_by_text("Planning DeepSeek").count() == 0
     app.assert_no_exception()
+
+
+def test_delete_tier_button_is_not_clipped(app):
+    """The delete button beside a tier's capacity sits wholly inside the sidebar's expander (it was cut)."""
+    app.open("?model=llama2-7b-train")
+    app.page.locator('[data-testid="stMetric"]').first.wait_for()
+    app.wait_idle()
+    sidebar = app.page.locator('[data-testid="stSidebar"]')
+    frame = sidebar.locator('[data-testid="stExpander"]').first.bounding_box()
+    buttons = [b for b in sidebar.locator("button").filter(has_text="delete").all() if b.is_visible()]
+    assert len(buttons) >= 2  # DDR and SSD
+    for button in buttons:
+        box = button.bounding_box()
+        assert box["width"] >= 16 and box["x"] >= frame["x"]
+        assert box["x"] + box["width"] <= frame["x"] + frame["width"] - 8, (box, frame)
+        icon = button.evaluate("""b => { const i = [...b.querySelectorAll('*')].filter(e => e.innerText === 'delete').pop();
+                                          const r = i.getBoundingClientRect(); return [r.x, r.width]; }""")
+        left, right = icon[0] - box["x"], box["x"] + box["width"] - (icon[0] + icon[1])
+        # the whole icon shows, centred (it was pushed half out of a too-narrow button)
+        assert left >= -0.5 and right >= -0.5 and abs(left - right) <= 3, (box, icon)
