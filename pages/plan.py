@@ -104,7 +104,7 @@ def _exports(inputs: state.Inputs, plan) -> None:
     if importlib.util.find_spec("core.export.csv") is not None:
         from core.export.csv import decisions_csv
 
-        buttons.append(("Decisions (CSV)", functools.partial(decisions_csv, plan), f"{slug}.decisions.csv", "text/csv",
+        buttons.append(("Decisions (CSV)", functools.partial(decisions_csv, plan, inputs.graph), f"{slug}.decisions.csv", "text/csv",
                         ":material/table:", "Every decision with its cost-model terms, for a spreadsheet"))
     buttons.append(("HTML report", functools.partial(report.build_report, inputs.graph, inputs.hardware, plan,
                                                      model_label=inputs.model_label,

@@ -202,3 +202,20 @@ def test_delete_tier_button_is_not_clipped(app):
         left, right = icon[0] - box["x"], box["x"] + box["width"] - (icon[0] + icon[1])
         # the whole icon shows, centred (it was pushed half out of a too-narrow button)
         assert left >= -0.5 and right >= -0.5 and abs(left - right) <= 3, (box, icon)
+
+
+def test_download_decisions_csv_has_kinds_sizes_and_op_names(app, tmp_path):
+    import csv
+
+    app.open("?model=tiny")
+    app.page.get_by_role("tab", name="Export").click()
+    with app.page.expect_download() as info:
+        app.page.get_by_role("button", name="Decisions (CSV)").click()
+    path = tmp_path / "decisions.csv"
+    info.value.save_as(str(path))
+    rows = list(csv.DictReader(path.open()))
+    assert rows
+    assert all(r["kind"] and r["bytes"].isdigit() for r in rows)  # they were empty in every row
+    ops = {"step start", "fwd1", "fwd2", "fwd3", "loss", "bwd3", "bwd2", "bwd1", "adam1", "adam2", "adam3"}
+    assert all(r["start_op"] in ops and r["end_op"] in ops for r in rows)  # names, not indices
+    app.assert_no_exception()
