@@ -27,8 +27,8 @@ def _write(header: list[str], rows: list[list[Any]]) -> str:
 def _op_name(graph: Graph | None, index: int) -> str:
     if index < 0:
         return "step start"
-    if graph is not None and index < len(graph.ops):
-        return graph.ops[index].id
+    if graph is not None:
+        return graph.ops[index].id if index < len(graph.ops) else "step end"
     return f"op #{index}"
 
 

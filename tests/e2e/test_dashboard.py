@@ -216,6 +216,6 @@ def test_download_decisions_csv_has_kinds_sizes_and_op_names(app, tmp_path):
     rows = list(csv.DictReader(path.open()))
     assert rows
     assert all(r["kind"] and r["bytes"].isdigit() for r in rows)  # they were empty in every row
-    ops = {"step start", "fwd1", "fwd2", "fwd3", "loss", "bwd3", "bwd2", "bwd1", "adam1", "adam2", "adam3"}
+    ops = {"step start", "step end", "fwd1", "fwd2", "fwd3", "loss", "bwd3", "bwd2", "bwd1", "adam1", "adam2", "adam3"}
     assert all(r["start_op"] in ops and r["end_op"] in ops for r in rows)  # names, not indices
     app.assert_no_exception()
