@@ -258,8 +258,8 @@ def _scope_hooks(module: Any, recorder: _Recorder) -> list[Any]:
         if len(parts) > 3:
             continue
         label = name
-        hooks.append(child.register_forward_pre_hook(lambda _m, _a, n=label: recorder.scope.append(n) and None))
-        hooks.append(child.register_forward_hook(lambda _m, _a, _o: recorder.scope.pop() and None))
+        hooks.append(child.register_forward_pre_hook(lambda _m, _a, n=label: _push(recorder.scope, n)))
+        hooks.append(child.register_forward_hook(lambda _m, _a, _o: _pop(recorder.scope)))
     return hooks
 
 
@@ -380,3 +380,11 @@ def _fake_copy(module: Any, mode: Any) -> Any:
             if b is not None:
                 sub._buffers[n] = mode.from_tensor(b)
     return module
+
+
+def _push(scope: list[str], name: str) -> None:
+    scope.append(name)
+
+
+def _pop(scope: list[str]) -> None:
+    scope.pop()
