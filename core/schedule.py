@@ -562,6 +562,10 @@ class _Builder:
         # after every earlier op that touched its inputs (an in-place update must not race their reads)
         start = max(host_free.get(H, 0.0), *(ready[(x, H)] for x in op.inputs),
                     *(self.last_read.get(x, 0.0) for x in op.inputs))
+        if any(x in self.last_read and self.last_read[x] >= start for x in op.mutates):
+            # a read that ends exactly now may have taken no time at all; one ulp later the update is
+            # unambiguously after it on the timeline (two streams share no event order)
+            start = float(np.nextafter(start, np.inf))
         end = start + float(self.host_durations[i])
         events.append(ComputeEvent(op.id, start, end, H))
         host_free[H] = end
