@@ -7,7 +7,9 @@ rejection is a bug in Tierplan and raises :class:`~core.errors.PlanBugError` nam
 
 For the default policy the candidates are Tierplan's portfolio (:mod:`core.policies.tierplan`) plus the
 plans of the baselines with their own default parameters: the fastest valid one wins (ties: fewer bytes
-moved), so wherever a baseline finds a valid plan the default finds one too, at least as fast.
+moved), so wherever a baseline finds a valid plan the default finds one too, at least as fast. The
+fastest candidate then gets the scheduler's refining passes (:func:`core.schedule.build_schedule`), which
+pay off in link-bound phases and cost little, so they run once rather than for every candidate.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     if policy == TIERPLAN.key and int(resolved.get("baselines", 1)):
         candidates += _baseline_candidates(graph, hardware, live, resolved)
     candidates.sort(key=lambda c: (c.step_s, c.moved_bytes))  # stable: the policy's own order breaks ties
-    # the best few get the scheduler's second pass (extents re-granted against the simulated slot starts)
+    # the fastest gets the scheduler's refining passes (extents re-granted against the simulated slot starts)
     refined = [_refine(graph, hardware, c) for c in candidates[:_REFINED]]
     candidates = sorted(refined, key=lambda c: (c.step_s, c.moved_bytes)) + candidates[_REFINED:]
     rejected: tuple[str, tuple[str, ...]] | None = None
@@ -94,8 +96,9 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     raise failure
 
 
-#: How many of the fastest candidates get the scheduler's refining second pass before the final choice.
-_REFINED = 3
+#: How many of the fastest candidates get the scheduler's refining passes before the final choice (more measured
+#: no better step on the samples and the synthetic benchmark, at a CPU cost; bench/bench_candidates.py).
+_REFINED = 1
 
 
 def _refine(graph: Graph, hw: Hardware, cand: _Candidate) -> _Candidate:
