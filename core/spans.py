@@ -9,7 +9,8 @@ Recompute and versions: an in-place update makes a new *version* of a tensor. Re
 producer regenerates the version the producer wrote, from the versions of its inputs at the re-run. That is
 only the value the span's reader expects when (1) the tensor was not updated in place between its
 production and the re-run and (2) no input of the producer was updated in place between the producer's run
-and the re-run. :func:`recompute_ok` enforces both, for every policy.
+and the re-run (the op the re-run serves counts as "between": with zero-duration ops the two share one
+instant). :func:`recompute_ok` enforces both, for every policy; the scheduler refuses any other recompute.
 """
 
 from __future__ import annotations
