@@ -77,23 +77,43 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
             candidates.append(_schedule(graph, hardware, hardware, live, source, source_params, placement))
         except InfeasibleError as exc:
             failure = failure or exc
-    if policy == TIERPLAN.key and int(resolved.get("baselines", 1)):
+    mode = int(resolved.get("baselines", 0)) if policy == TIERPLAN.key else 0
+    if mode == BASELINES_ALWAYS:
         candidates += _baseline_candidates(graph, hardware, live, resolved)
-    candidates.sort(key=lambda c: (c.step_s, c.moved_bytes))  # stable: the policy's own order breaks ties
-    # the fastest gets the scheduler's refining passes (extents re-granted against the simulated slot starts)
-    refined = [_refine(graph, hardware, c) for c in candidates[:_REFINED]]
-    candidates = sorted(refined, key=lambda c: (c.step_s, c.moved_bytes)) + candidates[_REFINED:]
-    rejected: tuple[str, tuple[str, ...]] | None = None
-    for cand in candidates:
-        plan = _to_plan(graph, hardware, cand, policy, resolved)
-        errors = _replay_errors(graph, plan)
-        if not errors:
-            return plan
-        rejected = rejected or (cand.source, errors)
+    plan, rejected = _first_valid(graph, hardware, candidates, policy, resolved)
+    if plan is None and mode == BASELINES_IF_NEEDED:  # completeness: a baseline's valid plan is a plan
+        plan, later = _first_valid(graph, hardware, _baseline_candidates(graph, hardware, live, resolved), policy,
+                                   resolved)
+        rejected = rejected or later
+    if plan is not None:
+        return plan
     if rejected is not None:
         raise PlanBugError(rejected[0], rejected[1])
     assert failure is not None
     raise failure
+
+
+#: ``baselines`` parameter of Tierplan: 0 never, 1 only when the portfolio has no valid plan (completeness),
+#: 2 always as candidates (default: it also finds faster plans; it costs CPU, see bench/bench_candidates.py).
+BASELINES_NEVER, BASELINES_IF_NEEDED, BASELINES_ALWAYS = 0, 1, 2
+
+
+def _first_valid(graph: Graph, hw: Hardware, candidates: list[_Candidate], policy: str, params: Mapping[str, Any],
+                 ) -> tuple[Plan | None, tuple[str, tuple[str, ...]] | None]:
+    """The fastest candidate (the first gets the refining passes) that the validator accepts, and the first
+    rejection (source, errors) seen on the way."""
+    ranked = sorted(candidates, key=lambda c: (c.step_s, c.moved_bytes))  # stable: the policy's order breaks ties
+    # the fastest gets the scheduler's refining passes (extents re-granted against the simulated slot starts)
+    refined = [_refine(graph, hw, c) for c in ranked[:_REFINED]]
+    ranked = sorted(refined, key=lambda c: (c.step_s, c.moved_bytes)) + ranked[_REFINED:]
+    rejected: tuple[str, tuple[str, ...]] | None = None
+    for cand in ranked:
+        plan = _to_plan(graph, hw, cand, policy, params)
+        errors = _replay_errors(graph, plan)
+        if not errors:
+            return plan, None
+        rejected = rejected or (cand.source, errors)
+    return None, rejected
 
 
 #: How many of the fastest candidates get the scheduler's refining passes before the final choice (more measured

@@ -167,6 +167,26 @@ class TestSelfCheck:
         assert_valid(graph, plan)
         assert _copy_violations(graph, plan) == []
 
+    @pytest.mark.parametrize("mode", [0, 1, 2])
+    def test_baseline_plans_when_the_portfolio_finds_none(self, monkeypatch: pytest.MonkeyPatch, mode: int) -> None:
+        """``baselines`` 1 and 2 return a valid baseline plan when Tierplan's own search gives up; 0 does not."""
+        from dataclasses import replace as dc_replace
+
+        from core.policies import registry
+
+        def gives_up(*_: Any) -> Any:
+            raise InfeasibleError("the portfolio gave up (test)")
+
+        monkeypatch.setitem(registry.POLICIES, "tierplan", dc_replace(registry.POLICIES["tierplan"], decide=gives_up))
+        g = toy_training()
+        if mode == 0:
+            with pytest.raises(InfeasibleError, match="gave up"):
+                make_plan(g, hierarchy("10 GiB"), params={"baselines": 0})
+            return
+        plan = make_plan(g, hierarchy("10 GiB"), params={"baselines": mode})
+        assert_valid(g, plan)
+        assert plan.policy == "tierplan" and all("candidate" in d.reason for d in plan.decisions)
+
     def test_cli_exits_4_and_writes_nothing(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
         from core.cli import main

@@ -691,9 +691,10 @@ TIERPLAN = PolicyInfo(
         ParamSpec("host_compute", "Allow host compute", 1, 0, 1,
                   "Also try running optimizer updates on the host CPUs (as ZeRO-Offload does) and keep it if faster.",
                   integer=True),
-        ParamSpec("baselines", "Baselines as candidates", 1, 0, 1,
-                  "Also schedule each baseline's plan (with its own default parameters) and keep it when it is "
-                  "the fastest valid candidate.", integer=True),
+        ParamSpec("baselines", "Baselines as candidates", 2, 0, 2,
+                  "Schedule each baseline's plan (its own default parameters) as a candidate: 2 always (keep it "
+                  "when it is the fastest valid one), 1 only when the portfolio finds no valid plan, 0 never.",
+                  integer=True),
         ParamSpec("portfolio", "Try all ranking orders", 1, 0, 1,
                   "Plan with each ranking order (cost model, Belady, span weight, idle time) and keep the fastest "
                   "schedule.",
