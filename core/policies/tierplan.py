@@ -500,7 +500,31 @@ class _Tierplan:
             self.applied[best[3]] = [(lo, s + 1 if hi == old else hi) for lo, hi in self.applied[best[3]]]
             delta[s + 1] += best[2]
             return int(best[2])
-        return 0
+        return self._squeeze_tail(s, delta)
+
+    def _squeeze_tail(self, s: int, delta: np.ndarray) -> int:
+        """Then: a chosen offload whose copy-out the sweep counted as not done by op ``s`` (it could not
+        hide) is counted gone from ``s`` on, as the scheduler counts it (it frees the copy at its minimum
+        extent and makes the op wait for the copy-out): the largest first. Returns bytes freed at ``s``."""
+        best: tuple[int, int, int] | None = None
+        for sid, (action, _) in self.choice.items():
+            if action != "offload" or sid in self.precommit:
+                continue
+            span = self.live.spans[sid]
+            applied = self.applied.get(sid, [])
+            if span.kind not in ("inner", "wrap") or any(lo <= s < hi for lo, hi in applied):
+                continue
+            for lo, hi in freed_slots(span, self.n):
+                if lo <= s < hi:
+                    end = min([hi, *(a for a, b in applied if b > a and a > s)])
+                    if best is None or span.bytes > best[1]:
+                        best = (sid, span.bytes, end)
+        if best is None:
+            return 0
+        sid, nbytes, end = best
+        self.applied.setdefault(sid, []).append((s, end))
+        delta[end] += nbytes
+        return int(nbytes)
 
     def _infeasible(self, s: int, cur: int) -> None:
         op = self.g.ops[s]
