@@ -25,6 +25,7 @@ test: $(VENV)/.dev
 	@command -v chromium >/dev/null 2>&1 || bash .ci/install-chromium
 	$(PY) -m ruff check .
 	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m core fuzz --seconds 60 --seed 20261201 --out artifacts/fuzz  # every policy; fails on an invalid plan or crash
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

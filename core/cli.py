@@ -177,7 +177,34 @@ def _report(graph: Graph, path: str) -> None:
 
 
 #: Register functions, one per subcommand; the integrator appends plan / validate / trace / sweep here.
-COMMANDS: list[Callable[[Any], None]] = [register_generate, register_import_onnx, register_info]
+def register_fuzz(sub: Any) -> None:
+    """``fuzz``: random cases, every policy, the validator on every plan (see core/fuzz.py)."""
+    p = sub.add_parser("fuzz", help="plan random graphs with every policy and validate every plan",
+                       description="Plan random graphs and hierarchies with every policy, replay each plan with "
+                       "the validator, print the seed of every failure and write its files to --out. Exit 1 on "
+                       "any invalid plan or crash.")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long to run (default 60)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the case seeds (default 0)")
+    p.add_argument("--policy", action="append", metavar="P", help="a policy to run (repeatable; default: all)")
+    p.add_argument("--max-cases", type=_positive, default=None, help="stop after this many cases")
+    p.add_argument("--out", required=True, metavar="DIR", help="where failing graphs, hardware and plans go")
+    p.set_defaults(run=run_fuzz_command)
+
+
+def run_fuzz_command(args: argparse.Namespace) -> int:
+    from core.fuzz import all_policies, format_summary, run_fuzz
+
+    known = all_policies()
+    for policy in args.policy or []:
+        if policy not in known:
+            raise InputError(f"unknown policy '{policy}' (known: {', '.join(known)})", field="--policy")
+    summary = run_fuzz(seconds=args.seconds, seed=args.seed, out=args.out, policies=args.policy,
+                       max_cases=args.max_cases, log=sys.stdout)
+    print(format_summary(summary))
+    return EXIT_OK if summary.ok else 1
+
+
+COMMANDS: list[Callable[[Any], None]] = [register_generate, register_import_onnx, register_info, register_fuzz]
 
 
 def _planning_commands() -> list[Callable[[Any], None]]:
