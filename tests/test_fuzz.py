@@ -41,12 +41,12 @@ def test_generator_covers_the_issue_space() -> None:
         inplace_act += any(not g.tensor_by_id[x].persistent for op in g.ops for x in op.mutates)
         optimizer += any(op.host_ok and op.mutates for op in g.ops)
         zero_time += any(op.time_s == 0 for op in g.ops)
-    assert 8 <= min(ops) and max(ops) <= 420 and max(ops) > 100
+    assert min(ops) >= 8 and max(ops) <= 420 and max(ops) > 100
     assert set(tiers) <= {2, 3, 4} and len(set(tiers)) == 3
-    assert 0.2 <= min(budgets) and max(budgets) <= 1.0
-    assert 1e9 <= min(bandwidths) and max(bandwidths) <= 5e11
+    assert min(budgets) >= 0.2 and max(budgets) <= 1.0
+    assert min(bandwidths) >= 1e9 and max(bandwidths) <= 5e11
     for count in (pooled, host, inplace_act, optimizer, multi_hop, zero_time):
-        assert 5 <= count < 40 or count == 40
+        assert count >= 5
 
 
 def test_summary_counts_add_up(tmp_path: Path) -> None:
