@@ -102,8 +102,6 @@ class Plan:
     decisions: tuple[Decision, ...] = ()
     metrics: Mapping[str, Any] = field(default_factory=dict)
     policy_params: Mapping[str, Any] = field(default_factory=dict)
-    #: Op ids in the execution order the events follow; None means the graph's order.
-    order: tuple[str, ...] | None = None
 
 
 def _event_to_dict(e: Event) -> dict[str, Any]:
@@ -115,7 +113,7 @@ def _event_to_dict(e: Event) -> dict[str, Any]:
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    raw = {
+    return {
         "format": PLAN_FORMAT,
         "graph": plan.graph,
         "policy": plan.policy,
@@ -132,9 +130,6 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         ],
         "metrics": dict(plan.metrics),
     }
-    if plan.order is not None:
-        raw["order"] = list(plan.order)
-    return raw
 
 
 def _num(raw: Mapping[str, Any], key: str, where: str) -> float:
@@ -206,12 +201,6 @@ def plan_from_dict(raw: Any, *, source: str | None = None) -> Plan:
                 _str(d, "action", where), _str(d, "tier", where), float(d.get("score", 0.0)),
                 dict(d.get("terms", {})), str(d.get("reason", "")),
             ))
-        order_raw = raw.get("order")
-        order: tuple[str, ...] | None = None
-        if order_raw is not None:
-            if not isinstance(order_raw, list) or not all(isinstance(x, str) for x in order_raw):
-                raise InputError("expected a list of op ids", field="order")
-            order = tuple(order_raw)
         metrics = raw.get("metrics", {})
         params = raw.get("policy_params", {})
         return Plan(
@@ -219,7 +208,6 @@ def plan_from_dict(raw: Any, *, source: str | None = None) -> Plan:
             initial=initial, events=events, decisions=tuple(decisions),
             metrics=metrics if isinstance(metrics, dict) else {},
             policy_params=params if isinstance(params, dict) else {},
-            order=order,
         )
     except InputError as exc:
         raise (exc.with_source(source) if source else exc) from None
