@@ -75,13 +75,25 @@ class ValidationReport:
     error_count: int = 0
 
 
-def host_time_scale(device: Compute, host: Compute) -> float:
+def _roofline_s(op: Op, compute: Compute) -> float:
+    t_flops = op.flops / (compute.peak_flops * compute.efficiency)
+    t_mem = 0.0
+    if compute.memory_bandwidth_Bps > 0:
+        t_mem = op.bytes_accessed / (compute.memory_bandwidth_Bps * compute.memory_efficiency)
+    return max(t_flops, t_mem)
+
+
+def host_time_scale(op: Op, host: Compute, device: Compute) -> float:
     """How many times longer a fixed-``time_s`` op takes on ``host`` than on the accelerator ``device``.
 
-    ``time_s`` is measured on the accelerator; elsewhere it is scaled by the ratio of the two rooflines, the
-    larger of the effective FLOP rates' ratio and the effective memory bandwidths' ratio (the latter only when
-    both computes model memory bandwidth), so a slow host can never look as fast as the device.
+    ``time_s`` is the op's time on the device (docs/formats.md, "Op time on a compute"). When the op also
+    gives its work (``flops``/``bytes_accessed``), the ratio of its two rooflines; otherwise the larger of
+    the effective FLOP rates' ratio and the effective memory bandwidths' ratio (the latter only when both
+    computes give a bandwidth), so a slow host never looks as fast as the device.
     """
+    on_device = _roofline_s(op, device)
+    if on_device > 0:
+        return _roofline_s(op, host) / on_device
     ratios = [(device.peak_flops * device.efficiency) / (host.peak_flops * host.efficiency)]
     if device.memory_bandwidth_Bps > 0 and host.memory_bandwidth_Bps > 0:
         ratios.append(
@@ -95,13 +107,9 @@ def modelled_time_s(op: Op, compute: Compute, device: Compute) -> float:
 
     Written here rather than imported so that a fault in the planner's timing cannot hide from the replay.
     """
-    if op.time_s is not None:
-        return op.time_s if compute == device else op.time_s * host_time_scale(device, compute)
-    t_flops = op.flops / (compute.peak_flops * compute.efficiency)
-    t_mem = 0.0
-    if compute.memory_bandwidth_Bps > 0:
-        t_mem = op.bytes_accessed / (compute.memory_bandwidth_Bps * compute.memory_efficiency)
-    return max(t_flops, t_mem)
+    if op.time_s is None:
+        return _roofline_s(op, compute)
+    return op.time_s if compute == device else op.time_s * host_time_scale(op, compute, device)
 
 
 class _Ids(dict):  # type: ignore[type-arg]
