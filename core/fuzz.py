@@ -27,6 +27,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from core import errors
 from core.errors import InfeasibleError, PlanInvalidError
 from core.graph import Graph, graph_from_dict, graph_to_dict
 from core.hardware import Hardware, hardware_from_dict, hardware_to_dict
@@ -36,6 +37,8 @@ __all__ = ["DEFAULT_POLICY", "FuzzFailure", "FuzzSummary", "PolicyStats", "rando
            "random_hardware", "run_fuzz", "format_summary"]
 
 DEFAULT_POLICY = "tierplan"
+#: What a planner raises when its own replay rejects its plan (core.errors.PlanBugError where it exists).
+_SELF_CHECK: tuple[type[Exception], ...] = tuple({PlanInvalidError, getattr(errors, "PlanBugError", PlanInvalidError)})
 MiB = 2**20
 #: Outcomes of one plan attempt, in table order.
 OUTCOMES = ("valid", "infeasible", "invalid", "crash")
@@ -316,7 +319,7 @@ def run_fuzz(*, seconds: float, seed: int, out: str | Path, policies: Sequence[s
                 stats.outcomes["infeasible"] += 1
                 infeasible.append(policy)
                 continue
-            except PlanInvalidError as exc:  # the planner caught its own invalid plan: still a bug
+            except _SELF_CHECK as exc:  # the planner caught its own invalid plan: still a bug
                 stats.outcomes["invalid"] += 1
                 problems[policy] = ("invalid", str(exc))
                 continue
