@@ -855,14 +855,9 @@ class _Replay:
         if len(rows) == 0 or len(self.m_comp) == 0:
             return
         t, sr = self.r_t[rows], self.r_sr[rows]
-        base = np.searchsorted(self.m_comp, t * self.m, side="left")
-        hi = np.searchsorted(self.m_comp, t * self.m + sr, side="right") - base
-        zero = self.m_sr == self.m_er
-        z_comp = self.m_comp[zero]  # already sorted
-        ties = np.searchsorted(z_comp, t * self.m + sr, side="right") - np.searchsorted(z_comp, t * self.m + sr)
+        base, lo, hi = self.updates_done(t, sr)
         own = (self.r_mut[rows] & (self.r_er[rows] == sr)).astype(_I64)  # a zero-time update is not its own input
         hi -= own
-        lo = hi - (ties - own)
         want = self.read_version[self.r_flat[rows]]
         bad = np.flatnonzero((want < lo) | (want > hi))
         ops = self.g.ops
@@ -902,6 +897,17 @@ class _Replay:
                 "the re-run yields the old value and the update is lost",
             )
 
+    def updates_done(self, tensors: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per query: the index of the tensor's first update (by end time), and how many of its updates are
+        surely / possibly complete at that time. A zero-time update at exactly that instant is only possibly
+        complete: equal times do not order it against the reader."""
+        key = tensors * self.m + ranks
+        base = np.searchsorted(self.m_comp, tensors * self.m, side="left")
+        possibly = np.searchsorted(self.m_comp, key, side="right") - base
+        z_comp = self.m_comp[self.m_sr == self.m_er]  # still sorted
+        ties = np.searchsorted(z_comp, key, side="right") - np.searchsorted(z_comp, key, side="left")
+        return base, possibly - ties, possibly
+
     def last_update(self, tensors: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """Index of the tensor's last update completed by each time (an index below the tensor's own if none)."""
         return np.searchsorted(self.m_comp, tensors * self.m + ranks, side="right") - 1
@@ -936,8 +942,8 @@ class _Replay:
         # is a zero-time tie, ordered by the execution order). A recompute after an update yields the old value.
         outs = np.flatnonzero((self.cr_kind == _RECOMPUTE) & self.mutated[self.cr_t])
         if len(outs):
-            k = self.last_update(self.cr_t[outs], self.cr_vt[outs])
-            self.fresh0[outs] = ~((k >= 0) & (self.m_t[np.maximum(k, 0)] == self.cr_t[outs]))
+            _, surely, _ = self.updates_done(self.cr_t[outs], self.cr_vt[outs])
+            self.fresh0[outs] = surely == 0
         n_op_reads = int(self.r_is_op.sum())
         src = self.r_copy[n_op_reads:]
         sel = np.flatnonzero(self.mutated[self.x_t] & (src >= 0))

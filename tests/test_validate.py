@@ -635,6 +635,29 @@ class TestRecomputeVersions:
         assert check(g, plan(events, {"x": "HBM"})) == []
 
 
+    def test_zero_time_recompute_and_update_at_one_instant_are_ordered_by_the_graph(self) -> None:
+        # f and m take no time: re-running f at t=1 and updating y at t=1 is the graph's order, not a stale y.
+        g = graph(
+            [("x", "input"), ("y", "activation"), ("u", "activation"), ("o", "activation")],
+            [{"id": "f", "inputs": ["x"], "outputs": ["y"], "time_s": 0.0}, {"id": "g", "inputs": ["x"], "outputs": ["u"]},
+             {"id": "m", "inputs": ["y", "u"], "outputs": [], "mutates": ["y"], "time_s": 0.0},
+             {"id": "h", "inputs": ["y"], "outputs": ["o"]}],
+        )
+        events = [C("f", 0, 0), F("y", "HBM", 0), C("g", 0, 1), R("f", 1, 1), F("x", "HBM", 1), C("m", 1, 1),
+                  F("u", "HBM", 1), C("h", 1, 2), F("y", "HBM", 2), F("o", "HBM", 2)]
+        assert check(g, plan(events, {"x": "HBM"})) == []
+        # the same with an update that takes time and ends as the re-run starts: y was updated first
+        late = graph(
+            [("x", "input"), ("y", "activation"), ("u", "activation"), ("o", "activation")],
+            [{"id": "f", "inputs": ["x"], "outputs": ["y"], "time_s": 0.0}, {"id": "g", "inputs": ["x"], "outputs": ["u"]},
+             {"id": "m", "inputs": ["y", "u"], "outputs": [], "mutates": ["y"]},
+             {"id": "h", "inputs": ["y"], "outputs": ["o"]}],
+        )
+        events = [C("f", 0, 0), C("g", 0, 1), C("m", 1, 2), F("y", "HBM", 2), F("u", "HBM", 2), R("f", 2, 2),
+                  F("x", "HBM", 2), C("h", 2, 3), F("y", "HBM", 3), F("o", "HBM", 3)]
+        assert_rejected(late, plan(events, {"x": "HBM"}), "regenerates 'y'", "reads a stale copy of 'y'")
+
+
 @pytest.mark.parametrize("case, fragment", [
     ("1412640682", "allocates a copy of 'w8' in DDR while DDR already holds one"),
     ("69645449", "transfer 'w6' DDR->HBM"),
