@@ -32,7 +32,7 @@ def graphs(draw: Any, max_ops: int = 24, optimizer: bool | None = None) -> Graph
     tensors: list[dict[str, Any]] = []
     ops: list[dict[str, Any]] = []
     size = st.sampled_from(SIZES)
-    weights = [f"w{k}" for k in range(draw(st.sampled_from([1, 2, 3, 4, 0])))]
+    weights = [f"w{k}" for k in range(draw(st.sampled_from([1, 2, 3, 4, 6, 8, 0])))]
     for w in weights:
         tensors.append({"id": w, "bytes": draw(size), "kind": "weight"})
     inputs = [f"in{k}" for k in range(draw(st.integers(0, 2)))]
@@ -145,20 +145,27 @@ def hierarchies(draw: Any, graph: Graph, host_compute: bool | None = None) -> Ha
     # uniform fractions: hypothesis' own numbers favour the ends of a range (0, the maximum), which would make
     # most budgets "just the largest op" or "everything fits"
     rng = random.Random(draw(st.integers(0, 2**32 - 1)))
-    if rng.random() < 0.08:  # a few draws have room for everything
+    lower = draw(st.sampled_from(LOWER))
+    # most inference graphs stream their weights: a budget near the largest op and a DDR too small for the
+    # weights, so they start on the SSD and come up through DDR (a multi-hop route) every step
+    inference = not any(op.host_ok for op in graph.ops)
+    streaming = inference and graph.persistent_bytes > 0 and rng.random() < 0.75
+    if streaming:
+        hbm = need + int((peak - need) * 0.15 * rng.random())
+        lower = ("DDR", "SSD")
+    elif rng.random() < 0.08:  # a few draws have room for everything
         hbm = peak + int(peak * 0.1 * rng.random())
     else:
         hbm = need + int((peak - need) * 0.97 * rng.random())
-    lower = draw(st.sampled_from(LOWER))
     total = max(sum(t.bytes for t in graph.tensors), 1)
     tiers: list[dict[str, Any]] = [{"name": "HBM", "capacity_bytes": hbm}]
     links: list[dict[str, Any]] = []
     fast = st.sampled_from([1e9, 4e9, 16e9, 64e9, 200e9, 500e9, 2e9, 8e9])
-    slow = st.sampled_from([1e9, 2e9, 8e9])
+    slow = st.sampled_from([2e9, 8e9, 25e9])
     lat = st.sampled_from([0.0, 1e-6, 2e-6, 1e-4])
     # SSD mostly sits behind the first lower tier (DDR or the pool): a multi-hop route
     ssd_via = "HBM"
-    if "SSD" in lower and lower[0] != "SSD" and draw(st.integers(0, 5)):
+    if "SSD" in lower and lower[0] != "SSD" and (streaming or draw(st.integers(0, 5))):
         ssd_via = lower[0]
     persistent = graph.persistent_bytes
     for name in lower:
@@ -167,7 +174,12 @@ def hierarchies(draw: Any, graph: Graph, host_compute: bool | None = None) -> Ha
         elif name == ssd_via:
             # a first hop that is often too small for all it would take: the rest goes on to the SSD
             excess = max(peak - hbm, 0) + 1  # what must leave the compute tier at the worst op
-            capacity = draw(st.sampled_from([persistent // 2 + excess // 2, persistent + excess, persistent // 2 + excess, 2 * total]))
+            largest = max((t.bytes for t in graph.tensors), default=0)
+            # weights that fit neither here nor in the compute tier start on the SSD and come up in two hops
+            if streaming:
+                capacity = max(persistent // 4, 2 * largest)
+            else:
+                capacity = draw(st.sampled_from([persistent // 2 + excess // 2, persistent + excess, 2 * total]))
             via, bw = "HBM", fast
         else:
             capacity, via, bw = draw(st.sampled_from([2 * total, total, total // 2])), "HBM", fast
@@ -179,7 +191,7 @@ def hierarchies(draw: Any, graph: Graph, host_compute: bool | None = None) -> Ha
         "compute": {"peak_flops": 1e14, "efficiency": 0.5, "memory_bandwidth_Bps": 1e12},
         "compute_tier": "HBM", "tiers": tiers, "links": links,
     }
-    if host_compute if host_compute is not None else draw(st.integers(0, 4)) > 0:
+    if host_compute if host_compute is not None else (not streaming and draw(st.integers(0, 4)) > 0):
         host = draw(st.sampled_from([t for t in tiers[1:] if t["name"] != "SSD"]))
         host["compute"] = {"peak_flops": draw(st.sampled_from([2e12, 1e13])),
                            "memory_bandwidth_Bps": draw(st.sampled_from([2e11, 5e11]))}
