@@ -8,8 +8,9 @@ that may run on a host, zero-time ops; 2-4 tiers (DDR, SSD, a pooled tier) with 
 often reached through DDR, host CPUs on some; a compute-tier budget of 20-100 % of the no-offload peak.
 
 Every policy plans every case and :func:`core.validate.validate_plan` replays the plan. A failure is an
-invalid plan, a crash (an exception that is not a clear infeasibility), or the default policy giving up
-where another policy found a valid plan. Each failure prints the case seed and leaves the graph, hardware
+invalid plan, a crash (an exception that is not a clear infeasibility), an infeasibility whose reason the
+graph and hardware contradict (an op's footprint that fits, persistent bytes that fit), or the default
+policy giving up where another policy found a valid plan. Each failure prints the case seed and leaves the graph, hardware
 and plan (when there is one) as JSON in the output directory, so ``python -m core plan`` / ``validate``
 reproduce it.
 """
@@ -216,13 +217,15 @@ class PolicyStats:
     features: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FEATURES, 0))
     incomplete: int = 0
     seconds: float = 0.0
+    #: infeasible results by the reason they give (``InfeasibleError.reason`` where the planner sets one)
+    reasons: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class FuzzFailure:
     seed: int
     policy: str
-    kind: str  # "invalid", "crash" or "incomplete"
+    kind: str  # "invalid", "crash", "incomplete" or "wrong-reason"
     message: str
     directory: str
 
@@ -243,8 +246,27 @@ class FuzzSummary:
 
     @property
     def ok(self) -> bool:
-        """No invalid plan and no crash (incompleteness is reported, not fatal)."""
-        return self.count("invalid") == 0 and self.count("crash") == 0
+        """No invalid plan, no crash, no false reason (incompleteness is reported, not fatal)."""
+        return self.count("invalid") == 0 and self.count("crash") == 0 and \
+            not any(f.kind == "wrong-reason" for f in self.failures)
+
+
+def _wrong_reason(graph: Graph, hw: Hardware, exc: InfeasibleError) -> str:
+    """Re-check the reasons that graph and hardware alone decide; '' when the claim holds or is a policy's."""
+    reason = getattr(exc, "reason", None)
+    if reason == "op_footprint":
+        op = getattr(exc, "op", None)
+        if op not in graph.op_index:
+            return f"names unknown op {op!r}"
+        o = graph.ops[graph.op_index[op]]
+        own = sum(graph.tensor_by_id[x].bytes for x in dict.fromkeys((*o.inputs, *o.outputs)))
+        if own <= hw.capacity(hw.compute_tier):
+            return f"op '{op}' needs {own} bytes, which fit in {hw.compute_tier}"
+    elif reason == "persistent_total":
+        total = sum(t.capacity_bytes for t in hw.tiers)
+        if graph.persistent_bytes <= total:
+            return f"the persistent tensors ({graph.persistent_bytes} bytes) fit in all tiers ({total} bytes)"
+    return ""
 
 
 def _features(plan: Plan, compute_tier: str) -> list[str]:
@@ -315,9 +337,14 @@ def run_fuzz(*, seconds: float, seed: int, out: str | Path, policies: Sequence[s
             t0 = time.perf_counter()
             try:
                 plan = plan_fn(graph, hw)
-            except InfeasibleError:
+            except InfeasibleError as exc:
                 stats.outcomes["infeasible"] += 1
                 infeasible.append(policy)
+                reason = str(getattr(exc, "reason", "") or "unclassified")
+                stats.reasons[reason] = stats.reasons.get(reason, 0) + 1
+                wrong = _wrong_reason(graph, hw, exc)
+                if wrong:
+                    problems[policy] = ("wrong-reason", f"{wrong}: {exc}")
                 continue
             except _SELF_CHECK as exc:  # the planner caught its own invalid plan: still a bug
                 stats.outcomes["invalid"] += 1
@@ -378,6 +405,10 @@ def format_summary(summary: FuzzSummary) -> str:
              f"(moved / multi-hop / host / recompute: share of valid plans)"]
     for r in [head, *rows]:
         lines.append("  ".join(c.ljust(w) if k == 0 else c.rjust(w) for k, (c, w) in enumerate(zip(r, widths))))
+    for policy, s in summary.per_policy.items():
+        if s.reasons:
+            lines.append(f"{policy} infeasible because: " +
+                         ", ".join(f"{k} {v}" for k, v in sorted(s.reasons.items(), key=lambda kv: -kv[1])))
     if summary.failures:
         lines.append(f"{len(summary.failures)} failure(s); seeds: " +
                      ", ".join(sorted({str(f.seed) for f in summary.failures})))

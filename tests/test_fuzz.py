@@ -12,7 +12,8 @@ import pytest
 
 from core.cli import main
 from core.fuzz import FEATURES, OUTCOMES, format_summary, random_case, run_fuzz
-from core.graph import graph_to_dict, load_graph
+from core.graph import Graph, graph_to_dict, load_graph
+from core.hardware import Hardware
 from core.liveness import analyze
 from core.plan import Plan, TransferEvent, load_plan
 from core.planner import make_plan
@@ -126,3 +127,28 @@ def test_written_case_plans_again_from_the_cli(tmp_path: Path) -> None:
                  "--policy", "mindspore-gsm", "-o", str(tmp_path / "again.json")])
     assert code == 0
     assert np.isfinite(load_plan(tmp_path / "again.json").metrics["step_time_s"])
+
+
+def test_a_false_infeasibility_reason_is_reported(tmp_path: Path) -> None:
+    """A planner that gives up claiming an op's own footprint is too big, when it is not."""
+    from core.errors import InfeasibleError
+
+    def liar(g: Graph, hw: Hardware) -> Plan:
+        exc = InfeasibleError(f"op '{g.ops[0].id}' needs more than {hw.compute_tier} holds")
+        exc.reason = "op_footprint"  # type: ignore[attr-defined]
+        exc.op = g.ops[0].id  # type: ignore[attr-defined]
+        raise exc
+
+    summary = run_fuzz(seconds=60, seed=3, out=tmp_path, max_cases=4, planners={"liar": liar})
+    stats = summary.per_policy["liar"]
+    assert stats.outcomes["infeasible"] == 4 and stats.reasons == {"op_footprint": 4}
+    wrong = [f for f in summary.failures if f.kind == "wrong-reason"]
+    fits = 0
+    for seed in {f.seed for f in wrong}:
+        g, hw = random_case(seed)
+        op = g.ops[0]
+        own = sum(g.tensor_by_id[x].bytes for x in dict.fromkeys((*op.inputs, *op.outputs)))
+        assert own <= hw.capacity(hw.compute_tier)
+        fits += 1
+    assert fits >= 1 and not summary.ok
+    assert "liar infeasible because: op_footprint 4" in format_summary(summary)
