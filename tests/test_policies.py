@@ -16,8 +16,9 @@ from core.liveness import analyze
 from core.plan import Plan
 from core.planner import make_plan
 from core.policies import get_policy, list_policies, resolve_params
+from core.policies.book import SpanBook
 from core.policies.hyperoffload import span_distance
-from core.policies.mindspore_gsm import SpanBook, gsm_weight
+from core.policies.mindspore_gsm import gsm_weight
 from core.policies.vdnn import vdnn_candidates
 from core.validate import validate_plan
 from tests import builders
