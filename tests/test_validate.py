@@ -996,3 +996,27 @@ def test_mutated_transfers_of_planned_plans_are_rejected(how: str) -> None:
             assert not report.ok, (how, g.name, p.policy)
             count += 1
     assert count >= 5, f"{how}: only {count} targets in the planned cases"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                 HealthCheck.filter_too_much])
+@given(st.data())
+def test_mutated_transfers_of_random_planned_plans_are_rejected(data: st.DataObject) -> None:
+    """The same perturbations on plans the planner makes for the hard-case generators (tests/strategies.py)."""
+    from core.errors import InfeasibleError
+    from core.planner import make_plan
+    from tests.strategies import graphs, hierarchies
+
+    g = data.draw(graphs(max_ops=16), label="graph")
+    hw = data.draw(hierarchies(g), label="hardware")
+    try:
+        p = make_plan(g, hw)
+    except InfeasibleError:
+        return
+    assert validate_plan(g, p).ok
+    how = data.draw(st.sampled_from(MUTATIONS), label="mutation")
+    mutated = _mutations(g, p, how)
+    if not mutated:
+        return
+    pick = mutated[data.draw(st.integers(0, len(mutated) - 1), label="which")]
+    assert not validate_plan(g, pick, check_metrics=False).ok, how
