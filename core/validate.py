@@ -83,17 +83,14 @@ def _roofline_s(op: Op, compute: Compute) -> float:
     return max(t_flops, t_mem)
 
 
-def host_time_scale(op: Op, host: Compute, device: Compute) -> float:
+def host_time_scale(device: Compute, host: Compute) -> float:
     """How many times longer a fixed-``time_s`` op takes on ``host`` than on the accelerator ``device``.
 
-    ``time_s`` is the op's time on the device (docs/formats.md, "Op time on a compute"). When the op also
-    gives its work (``flops``/``bytes_accessed``), the ratio of its two rooflines; otherwise the larger of
-    the effective FLOP rates' ratio and the effective memory bandwidths' ratio (the latter only when both
-    computes give a bandwidth), so a slow host never looks as fast as the device.
+    ``time_s`` is the op's time on the device (docs/formats.md, "Op time on a compute"): on a host it is
+    scaled by the larger of the effective FLOP rates' ratio and the effective memory bandwidths' ratio (the
+    latter only when both computes give a bandwidth). That is never below the ratio of any op's own
+    rooflines, so a slow host never looks as fast as the device, whatever work the measured time stood for.
     """
-    on_device = _roofline_s(op, device)
-    if on_device > 0:
-        return _roofline_s(op, host) / on_device
     ratios = [(device.peak_flops * device.efficiency) / (host.peak_flops * host.efficiency)]
     if device.memory_bandwidth_Bps > 0 and host.memory_bandwidth_Bps > 0:
         ratios.append(
@@ -109,7 +106,7 @@ def modelled_time_s(op: Op, compute: Compute, device: Compute) -> float:
     """
     if op.time_s is None:
         return _roofline_s(op, compute)
-    return op.time_s if compute == device else op.time_s * host_time_scale(op, compute, device)
+    return op.time_s if compute == device else op.time_s * host_time_scale(device, compute)
 
 
 class _Ids(dict):  # type: ignore[type-arg]
