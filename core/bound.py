@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.optimize import linprog
@@ -52,10 +52,11 @@ from scipy.sparse import coo_array
 from core.graph import Graph
 from core.hardware import Hardware, op_time_s
 from core.liveness import Liveness, Span, analyze
+from core.plan import Plan
 from core.schedule import op_durations, recompute_ok
 
 __all__ = ["Bound", "RELAXATIONS", "DEFAULT_MAX_BLOCKS", "lower_bound", "plan_lower_bound", "host_ops_of",
-           "guided_assignment"]
+           "guided_assignment", "with_bound"]
 
 #: What the LP relaxes, for the UI and the docs.
 RELAXATIONS = (
@@ -434,3 +435,19 @@ def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
 def _ops_of(span: Span, n: int) -> set[int]:
     return {i for lo, hi in _covered(span, n) for i in range(lo, hi)}
 
+
+
+def with_bound(plan: Plan, graph: Graph, hw: Hardware, *, max_blocks: int = DEFAULT_MAX_BLOCKS) -> Plan:
+    """``plan`` with ``lower_bound_s`` and ``gap_to_bound`` set; ``graph`` has its ops in the plan's order.
+
+    The bound covers every plan in that order that runs no op on a host tier or the same ops there as
+    ``plan`` does (the smaller of the two LPs), so a plan is never compared with a bound it is outside of.
+    """
+    own = host_ops_of(plan.events, graph, hw.compute_tier)
+    b = plan_lower_bound(graph, hw, ({}, own) if own else ({},), max_blocks=max_blocks)
+    step = float(plan.metrics.get("step_time_s", 0.0))
+    bound_s = float(b.lower_bound_s)
+    if not math.isfinite(bound_s):
+        return plan
+    gap = step / bound_s - 1.0 if bound_s > 0 else 0.0
+    return replace(plan, lower_bound_s=bound_s, gap_to_bound=gap)

@@ -132,3 +132,19 @@ class TestGuidance:
             assert validate_plan(g, plan).ok
             steps.append(plan.metrics["step_time_s"])
         assert steps and min(steps) >= b.lower_bound_s
+
+
+class TestOnEveryPlan:
+    def test_make_plan_attaches_bound(self) -> None:
+        g = toy_training(4)
+        hw = hierarchy("9 GiB", "20 GB/s")
+        for info in list_policies():
+            try:
+                plan = make_plan(g, hw, policy=info.key)
+            except InfeasibleError:
+                continue
+            assert plan.lower_bound_s is not None and plan.gap_to_bound is not None
+            step = plan.metrics["step_time_s"]
+            assert plan.lower_bound_s <= step
+            assert plan.gap_to_bound == pytest.approx(step / plan.lower_bound_s - 1)
+        assert make_plan(g, hw, bound=False).lower_bound_s is None
