@@ -44,6 +44,7 @@ import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 from scipy.optimize import linprog
@@ -56,7 +57,7 @@ from core.plan import Plan
 from core.schedule import op_durations, recompute_ok
 
 __all__ = ["Bound", "RELAXATIONS", "DEFAULT_MAX_BLOCKS", "lower_bound", "plan_lower_bound", "host_ops_of",
-           "guided_assignment", "with_bound"]
+           "guided_assignment", "guided_plan", "with_bound"]
 
 #: What the LP relaxes, for the UI and the docs.
 RELAXATIONS = (
@@ -401,7 +402,7 @@ def plan_lower_bound(graph: Graph, hw: Hardware, host_placements: Sequence[Mappi
 
 
 def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
-                      thresholds: Sequence[float] = (0.5, 0.25, 0.1, 0.02)) -> list[dict[int, tuple[str, str]]]:
+                      thresholds: Sequence[float] = (0.5, 0.25)) -> list[dict[int, tuple[str, str]]]:
     """Decisions from the LP's fractions, rounded at each threshold (lower = more moved, easier to fit):
     a span is recomputed when its recompute share passes the threshold and dominates, offloaded to the
     fastest lower tier when its offload share does. The caller schedules each and keeps what fits best."""
@@ -437,17 +438,59 @@ def _ops_of(span: Span, n: int) -> set[int]:
 
 
 
-def with_bound(plan: Plan, graph: Graph, hw: Hardware, *, max_blocks: int = DEFAULT_MAX_BLOCKS) -> Plan:
+def with_bound(plan: Plan, graph: Graph, hw: Hardware, *, max_blocks: int = DEFAULT_MAX_BLOCKS,
+               known: Bound | None = None) -> Plan:
     """``plan`` with ``lower_bound_s`` and ``gap_to_bound`` set; ``graph`` has its ops in the plan's order.
 
     The bound covers every plan in that order that runs no op on a host tier or the same ops there as
     ``plan`` does (the smaller of the two LPs), so a plan is never compared with a bound it is outside of.
+    ``known``: the no-host-op bound of this graph, already solved.
     """
     own = host_ops_of(plan.events, graph, hw.compute_tier)
-    b = plan_lower_bound(graph, hw, ({}, own) if own else ({},), max_blocks=max_blocks)
+    if known is not None and not known.op_tiers:
+        b = known
+        if own:
+            other = lower_bound(graph, hw, op_tiers=own, max_blocks=max_blocks)
+            b = other if other.lower_bound_s < b.lower_bound_s else b
+    else:
+        b = plan_lower_bound(graph, hw, ({}, own) if own else ({},), max_blocks=max_blocks)
     step = float(plan.metrics.get("step_time_s", 0.0))
     bound_s = float(b.lower_bound_s)
     if not math.isfinite(bound_s):
         return plan
     gap = step / bound_s - 1.0 if bound_s > 0 else 0.0
     return replace(plan, lower_bound_s=bound_s, gap_to_bound=gap)
+
+
+def guided_plan(graph: Graph, hw: Hardware, bound: Bound, *, policy: str,
+                params: Mapping[str, Any] | None = None) -> Plan | None:
+    """The fastest valid plan among the rounded LP solutions (:func:`guided_assignment`), scheduled by
+    :func:`core.schedule.build_plan`; None when no rounding fits. Each decision says it came from the LP."""
+    from core.errors import InfeasibleError
+    from core.plan import Decision
+    from core.schedule import build_plan
+    from core.validate import validate_plan
+
+    live = bound.liveness
+    if live is None or bound.status != "optimal" or bound.op_tiers:
+        return None
+    best: Plan | None = None
+    for assignment in guided_assignment(graph, hw, bound):
+        decisions = []
+        for sid, (action, tier) in sorted(assignment.items()):
+            span = live.spans[sid]
+            share = bound.recompute.get(sid, 0.0) if action == "recompute" else bound.offload.get(sid, 0.0)
+            verb = "recomputed" if action == "recompute" else f"moved to {tier}"
+            decisions.append(Decision(span.tensor, span.start_op, span.end_op, action, tier, share,
+                                      {"bytes_freed": float(span.bytes), "lp_share": share},
+                                      f"{verb}: the LP bound's relaxation moves {share:.0%} of this span"))
+        try:
+            plan = build_plan(graph, hw, live, assignment, policy=policy, decisions=tuple(decisions),
+                              params=dict(params or {}))
+        except InfeasibleError:
+            continue
+        if best is not None and plan.metrics["step_time_s"] >= best.metrics["step_time_s"]:
+            continue
+        if validate_plan(graph, plan).ok:
+            best = plan
+    return best

@@ -45,22 +45,38 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     records the order it used (``order``, ``order_moves``). ``bound``: attach the LP lower bound for the
     plan's order (:func:`core.bound.with_bound`: ``lower_bound_s``, ``gap_to_bound``).
     """
-    from core.bound import with_bound
+    from core.bound import guided_plan, lower_bound, with_bound
     from core.order import refine_order
 
-    plan = _plan_in_order(graph, hardware, policy=policy, params=params, liveness=liveness)
-    in_order = graph
+    orders = [(graph, None)]
     if reorder and policy == "tierplan":
         refined = refine_order(graph)
         if refined.changed:
-            try:
-                other = _plan_in_order(refined.graph, hardware, policy=policy, params=params, liveness=None)
-            except InfeasibleError:
-                other = None
-            if other is not None and other.metrics["step_time_s"] < plan.metrics["step_time_s"] * (1 - 1e-9):
-                plan = replace(other, order=refined.order, order_moves=tuple(m.to_dict() for m in refined.moves))
-                in_order = refined.graph
-    return with_bound(plan, in_order, hardware) if bound else plan
+            orders.append((refined.graph, refined))
+    best: tuple[Plan, Graph, Any] | None = None
+    failure: InfeasibleError | None = None
+    for g, refined in orders:
+        found: list[Plan] = []
+        try:
+            found.append(_plan_in_order(g, hardware, policy=policy, params=params,
+                                        liveness=liveness if refined is None else None))
+        except InfeasibleError as exc:
+            failure = failure or exc
+        lp = lower_bound(g, hardware) if bound or policy == "tierplan" else None
+        if policy == "tierplan" and lp is not None:  # the LP's rounded solution, when it beats the greedy
+            guided = guided_plan(g, hardware, lp, policy=policy, params=found[0].policy_params if found else None)
+            if guided is not None:
+                found.append(guided)
+        for plan in found:
+            if refined is not None:
+                plan = replace(plan, order=refined.order, order_moves=tuple(m.to_dict() for m in refined.moves))
+            if best is None or plan.metrics["step_time_s"] < best[0].metrics["step_time_s"] * (1 - 1e-9):
+                best = (plan, g, lp)
+    if best is None:
+        assert failure is not None
+        raise failure
+    plan, in_order, lp = best
+    return with_bound(plan, in_order, hardware, known=lp) if bound else plan
 
 
 def _plan_in_order(graph: Graph, hardware: Hardware, *, policy: str, params: Mapping[str, Any] | None,

@@ -148,3 +148,16 @@ class TestOnEveryPlan:
             assert plan.lower_bound_s <= step
             assert plan.gap_to_bound == pytest.approx(step / plan.lower_bound_s - 1)
         assert make_plan(g, hw, bound=False).lower_bound_s is None
+
+
+def test_guided_plan_is_valid_and_explained() -> None:
+    from core.bound import guided_plan
+
+    g = toy_training(4)
+    hw = hierarchy("10 GiB", "50 GB/s")
+    b = lower_bound(g, hw, max_blocks=1000)
+    plan = guided_plan(g, hw, b, policy="tierplan")
+    assert plan is not None
+    assert validate_plan(g, plan).ok
+    assert plan.metrics["step_time_s"] >= b.lower_bound_s
+    assert plan.decisions and all("LP bound" in d.reason for d in plan.decisions)
