@@ -12,7 +12,7 @@ block also holds the time after the last op until the step ends. The step time i
 
 * **Compute.** ``τ_k`` ≥ the modelled time of the block's compute-tier ops; ``Σ τ`` ≥ all of it plus the
   recomputes; each host tier's ops fit in ``Σ τ`` too.
-* **Memory.** Just as op ``i`` starts, the compute tier holds every tensor live at ``i`` (the no-offload
+* **Memory.** While op ``i`` runs (ops that take no time are skipped), the compute tier holds every tensor live at ``i`` (the no-offload
   occupancy ``keep_bytes``) except the idle spans not kept there. Each span ``s`` has an offload fraction
   ``o_s`` and a recompute fraction ``r_s`` (``o_s + r_s ≤ 1``) that count as away **for the whole span**:
   ``keep_i − Σ_{s ∋ i} bytes_s (o_s + r_s) ≤ capacity``.
@@ -338,7 +338,9 @@ def lower_bound(graph: Graph, hw: Hardware, *, op_tiers: Mapping[int, str] | Non
         lp.row([(rv, 1.0), *([(relief_prev, -1.0)] if relief_prev is not None else []),
                 *((v, -c) for v, c in starts[i])], 0.0, 0.0)
         relief_prev = rv
-        if need[i] > 0 and i not in host:
+        # (an op that takes no time has no instant at which its outputs must coexist with the rest: frees at
+        # t come before allocations at t, so its row is left out)
+        if need[i] > 0 and i not in host and dur[i] > 0:
             lp.row([(rv, 1.0)], float(need[i]), math.inf)
 
     res = lp.solve()
@@ -349,7 +351,8 @@ def lower_bound(graph: Graph, hw: Hardware, *, op_tiers: Mapping[int, str] | Non
     if status != 0 or getattr(res, "fun", None) is None:
         return Bound(trivial, "fallback", solve_s, K, len(lp.ub), len(lp.lo), op_tiers, liveness=live)
     x = res.x
-    value = max(float(res.fun) * unit_t * (1 - _SHADE), 0.0)
+    # shaded by the solver's feasibility tolerance (1e-7 of the scaled units), relatively and absolutely
+    value = max(float(res.fun) * (1 - _SHADE) - 1e-7, 0.0) * unit_t
     return Bound(max(value, trivial * (1 - _SHADE)), "optimal", solve_s, K, len(lp.ub), len(lp.lo), op_tiers,
                  {sid: float(x[v]) for sid, v in off.items()}, {sid: float(x[v]) for sid, v in rec.items()}, live)
 
@@ -402,10 +405,12 @@ def plan_lower_bound(graph: Graph, hw: Hardware, host_placements: Sequence[Mappi
 
 
 def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
-                      thresholds: Sequence[float] = (0.5, 0.25)) -> list[dict[int, tuple[str, str]]]:
+                      thresholds: Sequence[float] = (0.5, 0.25),
+                      margins: Sequence[float] = (0.0, 0.05)) -> list[dict[int, tuple[str, str]]]:
     """Decisions from the LP's fractions, rounded at each threshold (lower = more moved, easier to fit):
     a span is recomputed when its recompute share passes the threshold and dominates, offloaded to the
-    fastest lower tier when its offload share does. The caller schedules each and keeps what fits best."""
+    fastest lower tier when its offload share does; then repaired (:func:`_repair`) so that it fits the
+    compute tier with each of ``margins`` to spare. The caller schedules each and keeps the fastest."""
     if bound.liveness is None or not hw.offload_tiers:
         return []
     live = bound.liveness
@@ -428,9 +433,42 @@ def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
                 for other in live.spans_of[x]:
                     if other in a and span.end_op in _ops_of(live.spans[other], live.n_ops):
                         a[sid] = ("offload", tier)
-        if a and (not out or a != out[-1]):
-            out.append(a)
+        for margin in margins:
+            fixed = _repair(graph, hw, bound, a, margin)
+            if fixed and fixed not in out:
+                out.append(fixed)
     return out
+
+
+def _repair(graph: Graph, hw: Hardware, bound: Bound, assignment: Mapping[int, tuple[str, str]],
+            margin: float) -> dict[int, tuple[str, str]]:
+    """Add offloads (largest LP share first, then largest span) until the no-offload occupancy minus what the
+    decisions move away fits ``(1 - margin)`` of the compute tier at every op (the scheduler also needs
+    room for copies in flight, hence the margin)."""
+    live = bound.liveness
+    assert live is not None
+    n = live.n_ops
+    a = dict(assignment)
+    occ = np.asarray(live.keep_bytes, dtype=np.float64).copy()
+    for sid in a:
+        for lo, hi in _covered(live.spans[sid], n):
+            occ[lo:hi] -= live.spans[sid].bytes
+    target = hw.capacity(hw.compute_tier) * (1.0 - margin)
+    if (occ <= target).all():
+        return a
+    tier = hw.offload_tiers[0]
+    order = sorted((s for s in live.spans if s.id not in a and s.bytes > 0 and s.kind != "unused"),
+                   key=lambda s: (-bound.offload.get(s.id, 0.0), -s.bytes))
+    for s in order:
+        ranges = [(lo, hi) for lo, hi in _covered(s, n) if hi > lo]
+        if not any((occ[lo:hi] > target).any() for lo, hi in ranges):
+            continue
+        a[s.id] = ("offload", tier)
+        for lo, hi in ranges:
+            occ[lo:hi] -= s.bytes
+        if (occ <= target).all():
+            break
+    return a
 
 
 def _ops_of(span: Span, n: int) -> set[int]:
