@@ -406,7 +406,8 @@ def plan_lower_bound(graph: Graph, hw: Hardware, host_placements: Sequence[Mappi
 
 def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
                       thresholds: Sequence[float] = (0.5, 0.25),
-                      margins: Sequence[float] = (0.0, 0.05)) -> list[dict[int, tuple[str, str]]]:
+                      margins: Sequence[float] = (0.0, 0.05),
+                      allow_recompute: bool = True) -> list[dict[int, tuple[str, str]]]:
     """Decisions from the LP's fractions, rounded at each threshold (lower = more moved, easier to fit):
     a span is recomputed when its recompute share passes the threshold and dominates, offloaded to the
     fastest lower tier when its offload share does; then repaired (:func:`_repair`) so that it fits the
@@ -420,7 +421,7 @@ def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
         a: dict[int, tuple[str, str]] = {}
         for sid, o in bound.offload.items():
             r = bound.recompute.get(sid, 0.0)
-            if r >= th and r >= o and recompute_ok(graph, live, sid):
+            if allow_recompute and r >= th and r >= o and recompute_ok(graph, live, sid):
                 a[sid] = ("recompute", hw.compute_tier)
             elif max(o, r) >= th:
                 a[sid] = ("offload", tier)
@@ -510,10 +511,12 @@ def guided_plan(graph: Graph, hw: Hardware, bound: Bound, *, policy: str,
     from core.validate import validate_plan
 
     live = bound.liveness
-    if live is None or bound.status != "optimal" or bound.op_tiers:
-        return None
+    settings = dict(params or {})
+    if live is None or bound.status != "optimal" or bound.op_tiers or float(settings.get("hbm_reserve", 0.0)) > 0:
+        return None  # (a reserve would need the rounding to fit less than the tier: left to the greedy)
     best: Plan | None = None
-    for assignment in guided_assignment(graph, hw, bound):
+    allow_recompute = bool(int(settings.get("recompute", 1)))
+    for assignment in guided_assignment(graph, hw, bound, allow_recompute=allow_recompute):
         decisions = []
         for sid, (action, tier) in sorted(assignment.items()):
             span = live.spans[sid]

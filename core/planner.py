@@ -37,13 +37,15 @@ __all__ = ["make_plan", "decide_tierplan", "check_fits_at_all"]
 
 
 def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", params: Mapping[str, Any] | None = None,
-              liveness: Liveness | None = None, reorder: bool = True, bound: bool = True) -> Plan:
+              liveness: Liveness | None = None, reorder: bool = True, bound: bool = True,
+              search_s: float = 0.5) -> Plan:
     """Plan one step of ``graph`` on ``hardware`` with ``policy``; raises InfeasibleError with the reason.
 
     ``reorder`` (Tierplan only; baselines run in the graph's order, as published): also plan in the refined
     execution order of :func:`core.order.refine_order` and keep whichever valid plan is faster; the plan
     records the order it used (``order``, ``order_moves``). ``bound``: attach the LP lower bound for the
-    plan's order (:func:`core.bound.with_bound`: ``lower_bound_s``, ``gap_to_bound``).
+    plan's order (:func:`core.bound.with_bound`: ``lower_bound_s``, ``gap_to_bound``). ``search_s``:
+    time budget of the local search on Tierplan's placement in each order (:mod:`core.search`; 0 = off).
     """
     from core.bound import guided_plan, lower_bound, with_bound
     from core.order import refine_order
@@ -59,7 +61,7 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
         found: list[Plan] = []
         try:
             found.append(_plan_in_order(g, hardware, policy=policy, params=params,
-                                        liveness=liveness if refined is None else None))
+                                        liveness=liveness if refined is None else None, search_s=search_s))
         except InfeasibleError as exc:
             failure = failure or exc
         lp = lower_bound(g, hardware) if bound or policy == "tierplan" else None
@@ -80,13 +82,26 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
 
 
 def _plan_in_order(graph: Graph, hardware: Hardware, *, policy: str, params: Mapping[str, Any] | None,
-                   liveness: Liveness | None) -> Plan:
+                   liveness: Liveness | None, search_s: float = 0.0) -> Plan:
     """One plan in ``graph``'s own op order."""
     info = get_policy(policy)
     resolved = resolve_params(info, params)
     live = liveness or analyze(graph)
     check_fits_at_all(graph, hardware, live)
     placement = info.decide(graph, hardware, live, resolved)
+    if policy == "tierplan" and search_s > 0 and placement.assignment and not float(resolved["hbm_reserve"]):
+        from core.search import local_search, revise_decisions
+
+        p_live = placement.liveness or live
+        found = local_search(graph, hardware, p_live, placement.assignment, params=resolved,
+                             op_tiers=placement.op_tiers, prefetch_from=placement.prefetch_from,
+                             schedule=placement.schedule, budget_s=search_s)
+        if found.improved:
+            return build_plan(graph, hardware, p_live, found.assignment, policy=policy,
+                              decisions=revise_decisions(placement.decisions, p_live, placement.assignment,
+                                                         found.assignment, hardware.compute_tier),
+                              params=resolved, op_tiers=placement.op_tiers, schedule=found.schedule,
+                              prefetch_from=found.prefetch_from)
     return build_plan(graph, hardware, placement.liveness or live, placement.assignment, policy=policy,
                       decisions=placement.decisions, params=resolved, op_tiers=placement.op_tiers,
                       schedule=placement.schedule, prefetch_from=placement.prefetch_from)
