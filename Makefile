@@ -24,6 +24,7 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	@command -v chromium >/dev/null 2>&1 || bash .ci/install-chromium
 	$(PY) -m ruff check .
+	$(PY) -m mypy core
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 lint: $(VENV)/.dev

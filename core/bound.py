@@ -54,7 +54,8 @@ from core.graph import Graph
 from core.hardware import Hardware, op_time_s
 from core.liveness import Liveness, Span, analyze
 from core.plan import Plan
-from core.schedule import op_durations, recompute_ok
+from core.schedule import op_durations
+from core.spans import recompute_ok
 
 __all__ = ["Bound", "RELAXATIONS", "DEFAULT_MAX_BLOCKS", "lower_bound", "plan_lower_bound", "host_ops_of",
            "guided_assignment", "guided_plan", "with_bound"]

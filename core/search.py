@@ -21,7 +21,8 @@ from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness
 from core.plan import ComputeEvent, Decision
-from core.schedule import Schedule, build_schedule, recompute_ok
+from core.schedule import Schedule, build_schedule
+from core.spans import recompute_ok
 
 __all__ = ["SearchResult", "local_search", "stalls_by_op", "revise_decisions"]
 

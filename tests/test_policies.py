@@ -16,13 +16,15 @@ from core.liveness import analyze
 from core.plan import Plan
 from core.planner import make_plan
 from core.policies import get_policy, list_policies, resolve_params
+from core.policies.book import SpanBook
 from core.policies.hyperoffload import span_distance
-from core.policies.mindspore_gsm import SpanBook, gsm_weight
+from core.policies.mindspore_gsm import gsm_weight
 from core.policies.vdnn import vdnn_candidates
 from core.validate import validate_plan
 from tests import builders
 from tests.builders import assert_valid
 from tests.strategies import graphs, hierarchies
+from tests.test_planner import recheck_infeasible
 
 GiB = 2**30
 BASELINES = ("mindspore-gsm", "hyperoffload-distance", "vdnn", "zero-offload", "capuchin")
@@ -87,6 +89,10 @@ def plan_or_infeasible(graph: Graph, hw: Hardware, policy: str, params: dict[str
         plan = make_plan(graph, hw, policy=policy, params=params)
     except InfeasibleError as exc:
         assert str(exc)
+        recheck_infeasible(graph, hw, exc, policy)
+        if exc.reason == "policy" and exc.op is not None:
+            assert exc.op in graph.op_index and exc.tier == hw.compute_tier
+            assert exc.have_bytes is not None and exc.have_bytes <= hw.capacity(hw.compute_tier)
         return None
     assert_valid(graph, plan)
     return plan

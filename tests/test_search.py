@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 from core.liveness import analyze
 from core.policies import get_policy, resolve_params
 from core.schedule import build_plan
@@ -44,7 +46,7 @@ def test_never_worse_and_respects_budget() -> None:
 
 
 def test_stalls_by_op_sorted() -> None:
-    g, hw, params, pl = _winner("7 GiB", "20 GB/s")
+    g, hw, _, pl = _winner("7 GiB", "20 GB/s")
     stalls = stalls_by_op(g, pl.schedule, hw.compute_tier)
-    assert stalls and all(a[0] >= b[0] for a, b in zip(stalls, stalls[1:]))
+    assert stalls and all(a[0] >= b[0] for a, b in pairwise(stalls))
     assert all(s > 0 for s, _ in stalls)
