@@ -124,7 +124,7 @@ class _LP:
         self.lo.append(lo)
         self.hi.append(hi)
 
-    def solve(self) -> object:
+    def solve(self) -> Any:
         n = len(self.ub)
         a = coo_array((self.v, (self.r, self.c)), shape=(len(self.lo), n)).tocsr()
         lo, hi = np.array(self.lo), np.array(self.hi)
@@ -148,6 +148,14 @@ class _LP:
             A_eq=a[eq] if eq.any() else None, b_eq=hi[eq] if eq.any() else None,
             bounds=np.column_stack([np.zeros(n), np.array(self.ub)]), method="highs",
         )
+
+
+def _host_time_s(graph: Graph, hw: Hardware, op_index: int, tier: str) -> float:
+    """Duration of an op run on ``tier``'s own compute, as the scheduler times it (inf: no compute)."""
+    compute = hw.tier_by_name[tier].compute
+    if compute is None:
+        return math.inf
+    return op_time_s(graph.ops[op_index], compute, hw.tier_by_name[hw.compute_tier].compute)
 
 
 def _blocks(n: int, max_blocks: int) -> np.ndarray:
@@ -207,8 +215,7 @@ def lower_bound(graph: Graph, hw: Hardware, *, op_tiers: Mapping[int, str] | Non
     C = hw.compute_tier
     cap = hw.capacity(C)
     dur = op_durations(graph, hw)
-    host_dur = {i: op_time_s(graph.ops[i], hw.tier_by_name[t].compute) if hw.tier_by_name[t].compute else math.inf
-                for i, t in op_tiers.items()}
+    host_dur = {i: _host_time_s(graph, hw, i, t) for i, t in op_tiers.items()}
     for i in host:
         dur[i] = 0.0
     if n == 0:
@@ -306,12 +313,12 @@ def lower_bound(graph: Graph, hw: Hardware, *, op_tiers: Mapping[int, str] | Non
     for bw, classes, forced in ((bw_in, copy_in, forced_in), (bw_out, copy_out, forced_out)):
         per_block: list[list[tuple[int, float]]] = [[] for _ in range(K)]
         for win in set(classes) | set(forced):
-            members = classes.get(win, [])
-            blocks = [k for lo, hi in win for k in range(lo, hi + 1)]
-            flows = [lp.var() for _ in blocks]
-            lp.row([*((f, 1.0) for f in flows), *((v, -c) for v, c in members)], forced.get(win, 0.0),
+            weighted = classes.get(win, [])
+            win_blocks = [k for lo, hi in win for k in range(lo, hi + 1)]
+            flows = [lp.var() for _ in win_blocks]
+            lp.row([*((f, 1.0) for f in flows), *((v, -c) for v, c in weighted)], forced.get(win, 0.0),
                    forced.get(win, 0.0))
-            for k, f in zip(blocks, flows):
+            for k, f in zip(win_blocks, flows):
                 per_block[k].append((f, 1.0))
         for k in range(K):
             if per_block[k]:

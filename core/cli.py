@@ -41,8 +41,15 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_INPUT, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def register_serve(sub: Any) -> None:
+    """``serve``: prefix KV cache across requests (see :mod:`core.serve.command`)."""
+    from core.serve.command import register
+
+    register(sub)
+
+
 #: Register functions, one per subcommand; append a command's register function here.
-COMMANDS: list[Callable[[Any], None]] = list(_BUILTIN)
+COMMANDS: list[Callable[[Any], None]] = [*_BUILTIN, register_serve]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from core.policies.vdnn import vdnn_candidates
 from core.validate import validate_plan
 from tests import builders
 from tests.builders import assert_valid
+from tests.infeasible import check_infeasible
 from tests.strategies import graphs, hierarchies
 from tests.test_planner import recheck_infeasible
 
@@ -93,6 +94,7 @@ def plan_or_infeasible(graph: Graph, hw: Hardware, policy: str, params: dict[str
         if exc.reason == "policy" and exc.op is not None:
             assert exc.op in graph.op_index and exc.tier == hw.compute_tier
             assert exc.have_bytes is not None and exc.have_bytes <= hw.capacity(hw.compute_tier)
+        check_infeasible(graph, hw, exc, policy, params)  # the reason must hold, not just be worded
         return None
     assert_valid(graph, plan)
     return plan
