@@ -237,6 +237,9 @@ def register_plan(sub: Any) -> None:
     p.add_argument("--policy", default="tierplan", help="tierplan (default), none, mindspore-gsm, ...")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="policy parameter (repeatable)")
     p.add_argument("-o", "--output", metavar="PLAN.json", help="where to write the plan")
+    p.add_argument("--no-reorder", action="store_true",
+                   help="keep the graph's execution order (by default Tierplan also tries running each optimizer "
+                   "update as soon as its gradient is ready, and keeps that order when it is faster)")
     p.set_defaults(run=run_plan)
 
 
@@ -246,7 +249,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
     graph = load_graph_arg(args.graph, args)
     hw = load_hardware_arg(args.hardware, args.set)
-    plan = make_plan(graph, hw, policy=args.policy, params=_params(args.param))
+    plan = make_plan(graph, hw, policy=args.policy, params=_params(args.param),
+                     reorder=not getattr(args, "no_reorder", False))
     if args.output:
         write_output(args.output, json.dumps(plan_to_dict(plan), separators=(",", ":")) + "\n")
     m = plan.metrics
@@ -269,10 +273,23 @@ def run_plan(args: argparse.Namespace) -> int:
         lines.append(f"  moved {link:<12} {format_bytes(nbytes)} in {format_time(m['transfer_time_s'][link])}")
     lines.append(f"  decisions     {len(moved)} spans offloaded, {len(recomputed)} recomputed, "
                  f"{len(plan.decisions) - len(moved) - len(recomputed)} kept")
+    lines += _quality_lines(plan)
     if args.output and args.output != "-":
         lines.append(f"  wrote {args.output} ({len(plan.events)} events)")
     print("\n".join(lines), file=sys.stderr if args.output == "-" else sys.stdout)
     return EXIT_OK
+
+
+def _quality_lines(plan: Any) -> list[str]:
+    """The proven lower bound, the gap to it and the execution order (issue 10)."""
+    out = []
+    if plan.lower_bound_s is not None and plan.gap_to_bound is not None:
+        out.append(f"  lower bound   {format_time(plan.lower_bound_s)} (LP relaxation, this op order): "
+                   f"this plan is {plan.gap_to_bound * 100:.1f} % above it")
+    if plan.order is not None:
+        out.append(f"  order         refined: {len(plan.order_moves)} optimizer updates moved into backward "
+                   "(--no-reorder keeps the graph's order)")
+    return out
 
 
 def register_validate(sub: Any) -> None:
