@@ -225,7 +225,7 @@ def speed_table(sizes: list[int], repeat: int, max_row_s: float) -> None:
 def sweep_table(points: int, ops: int, repeats: int) -> None:
     """The same capacity sweep on 1 and 2 workers of each executor, interleaved, ``repeats`` times."""
     from core.executor import map_points, shutdown
-    from core.sweep import sweep_capacity
+    from core.sweep import _case, sweep_capacity
 
     g = synthetic_training(ops)
     live = analyze(g)
@@ -244,13 +244,16 @@ def sweep_table(points: int, ops: int, repeats: int) -> None:
         list(map_points(_warm, list(range(2 * workers)), shared=None, executor=executor, workers=workers))
         startup[(executor, workers)] = time.perf_counter() - t0
     times: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    cpu: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    case = _case(g, hw, "tierplan", None, live)
     same = True
     for _ in range(repeats):
         for executor, workers in configs:
             t0 = time.perf_counter()
-            got = sweep_capacity(g, hw, capacities_bytes=caps, liveness=live, executor=executor, workers=workers)
+            got = dict(map_points(_timed_point, caps, shared=case, executor=executor, workers=workers))
             times[(executor, workers)].append(time.perf_counter() - t0)
-            same &= [repr(p) for p in got] == key
+            cpu[(executor, workers)].append(sum(c for _, c in got.values()))
+            same &= [repr(got[k][0]) for k in range(len(caps))] == key
     load1 = os.getloadavg()
     shutdown()
     print(f"{points}-point capacity sweep of a {len(g.ops):,}-op synthetic training graph (30-100 % of "
@@ -258,14 +261,24 @@ def sweep_table(points: int, ops: int, repeats: int) -> None:
           f"{load1[0]:.1f} after; serial in-process: {serial_s:.2f} s; results identical to serial on every run: "
           f"{'yes' if same else 'NO'}\n")
     print("| executor | workers | start-up (s) | " + " | ".join(f"run {k + 1} (s)" for k in range(repeats))
-          + " | speed-up over 1 worker, per run |")
-    print("|---|---:|---:|" + "---:|" * repeats + "---|")
+          + " | speed-up over 1 worker, per run | worker CPU / wall, per run (cores actually used) |")
+    print("|---|---:|---:|" + "---:|" * repeats + "---|---|")
     for executor, workers in configs:
         runs = times[(executor, workers)]
         base = times[(executor, 1)]
         ratio = ", ".join(f"{b / t:.2f}x" for b, t in zip(base, runs)) if workers > 1 else "1.00x"
+        used = ", ".join(f"{c / t:.2f}" for c, t in zip(cpu[(executor, workers)], runs))
         print(f"| {executor} | {workers} | {startup[(executor, workers)]:.2f} | "
-              + " | ".join(f"{t:.2f}" for t in runs) + f" | {ratio} |")
+              + " | ".join(f"{t:.2f}" for t in runs) + f" | {ratio} | {used} |")
+
+
+def _timed_point(case, capacity: int):
+    """A sweep point plus the CPU seconds its worker spent on it (to tell a busy machine from overhead)."""
+    from core.sweep import _capacity_point
+
+    t0 = time.process_time()
+    point = _capacity_point(case, capacity)
+    return point, time.process_time() - t0
 
 
 def _warm(_shared: None, point: int) -> int:
