@@ -83,7 +83,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def map_points(fn: Callable[[S, P], R], points: Sequence[P], *, shared: S = None, executor: str = "auto",
+def map_points(fn: Callable[[Any, P], R], points: Sequence[P], *, shared: Any = None, executor: str = "auto",
                scheduler: str | None = None, workers: int | None = None) -> Iterator[tuple[int, R]]:
     """``(index, fn(shared, points[index]))`` for every point, as each completes.
 
@@ -239,8 +239,8 @@ def _dask(fn: Callable[[S, P], R], points: list[P], shared: S, scheduler: str | 
             k = index[fut.key]
             done_keys.add(fut.key)
             if fut.status == "error":
-                exc = fut.exception()
-                raise PointError(k, points[k], _describe(exc)) from exc
+                error = fut.exception()
+                raise PointError(k, points[k], _describe(error)) from error
             if fut.status == "cancelled":
                 raise ExecutorError(f"the Dask cluster lost sweep point {k} ({points[k]!r})")
             yield k, fut.result()

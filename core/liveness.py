@@ -109,7 +109,11 @@ def graph_refs(graph: Graph) -> GraphRefs:
         return hit[1]
     refs = GraphRefs(graph)
     key = id(graph)
-    _REFS[key] = (weakref.ref(graph, lambda _ref, key=key: _REFS.pop(key, None)), refs)
+
+    def forget(_ref: weakref.ref[Graph]) -> None:
+        _REFS.pop(key, None)
+
+    _REFS[key] = (weakref.ref(graph, forget), refs)
     return refs
 
 
