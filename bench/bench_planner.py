@@ -42,6 +42,9 @@ from core.units import format_bytes
 from core.validate import validate_plan
 
 MiB = 2**20
+#: the clock phases are timed with: wall (perf_counter) or this process's CPU time (``--clock cpu``, the
+#: fairer comparison of two versions of the code on a machine that other jobs share)
+CLOCK = time.perf_counter
 
 
 def synthetic_training(n_ops: int) -> Graph:
@@ -99,9 +102,9 @@ def hierarchy(hbm_bytes: int) -> Hardware:
 def best_of(fn, repeat: int) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, CLOCK() - t0)
     return best, out
 
 
@@ -116,7 +119,7 @@ def _refined_split(graph: Graph, hw: Hardware, live) -> tuple[float, float, obje
     from core.policies import get_policy, resolve_params
     from core.schedule import build_plan, build_schedule
 
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     info = get_policy("tierplan")
     resolved = resolve_params(info, {})
     check_fits_at_all(graph, hw, live)
@@ -124,10 +127,10 @@ def _refined_split(graph: Graph, hw: Hardware, live) -> tuple[float, float, obje
     plan = build_plan(graph, hw, placement.liveness or live, placement.assignment, policy="tierplan",
                       decisions=placement.decisions, params=resolved, op_tiers=placement.op_tiers,
                       schedule=placement.schedule, prefetch_from=placement.prefetch_from)
-    t2 = time.perf_counter()
+    t2 = CLOCK()
     build_schedule(graph, hw, placement.liveness or live, placement.assignment, resolved, placement.op_tiers,
                    placement.prefetch_from)
-    return t2 - t0, time.perf_counter() - t2, plan
+    return t2 - t0, CLOCK() - t2, plan
 
 
 def _refined(graph: Graph, hw: Hardware, live, row: dict):
@@ -135,18 +138,18 @@ def _refined(graph: Graph, hw: Hardware, live, row: dict):
         total, sched, plan = _refined_split(graph, hw, live)
     except (ImportError, TypeError, AttributeError) as exc:  # the planner's internals moved: time it whole
         row["schedule_note"] = f"{type(exc).__name__}"
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         plan = make_plan(graph, hw, liveness=live)
-        return time.perf_counter() - t0, None, plan
+        return CLOCK() - t0, None, plan
     return total, sched, plan
 
 
 def measure_size(n: int, repeat: int, plan: bool) -> dict:
     """One row of the speed table, measured in this process (run it in a fresh one for an honest RSS)."""
     row: dict = {"n": n}
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     g = synthetic_training(n)
-    row["generate_s"] = time.perf_counter() - t0
+    row["generate_s"] = CLOCK() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "graph.json"
         path.write_text(json.dumps(graph_to_dict(g), separators=(",", ":")))
@@ -175,7 +178,8 @@ def measure_size(n: int, repeat: int, plan: bool) -> dict:
 
 
 def _row_in_subprocess(n: int, repeat: int, plan: bool) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(n), "--repeat", str(repeat)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(n), "--repeat", str(repeat),
+           "--clock", "cpu" if CLOCK is time.process_time else "wall"]
     if not plan:
         cmd.append("--no-plan")
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -348,9 +352,13 @@ def main() -> None:
     ap.add_argument("--sweep-repeats", type=int, default=2)
     ap.add_argument("--profile", type=int, metavar="N", help="profile make_plan on an N-op graph and stop")
     ap.add_argument("--profile-lines", type=int, default=15)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time phases by wall clock (default) or by this process's CPU time")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.one:
         print(json.dumps(measure_size(args.one, args.repeat, plan=not args.no_plan)))
         return
@@ -358,7 +366,9 @@ def main() -> None:
         profile_planner(args.profile, args.profile_lines)
         return
     if not args.skip_speed:
-        print("## Planning speed (synthetic training graphs, HBM at 50 % of the no-offload peak)\n", flush=True)
+        print("## Planning speed (synthetic training graphs, HBM at 50 % of the no-offload peak; "
+              f"{'CPU' if args.clock == 'cpu' else 'wall-clock'} seconds, load average {os.getloadavg()[0]:.1f})\n",
+              flush=True)
         speed_table(args.sizes, args.repeat, args.max_row_s)
     if args.sweep:
         print("\n## Sweep speed-up: 1 vs 2 workers\n", flush=True)
