@@ -403,6 +403,11 @@ def _curves(tiers: Sequence[str], tier: np.ndarray, time: np.ndarray, delta: np.
 
 def occupancy_curves(graph: Graph, plan: Plan) -> dict[str, Curve]:
     """Occupancy of every tier over the step, stacked by tensor kind (after offload: the plan as made)."""
+    with _collector_paused():
+        return _occupancy_curves(graph, plan)
+
+
+def _occupancy_curves(graph: Graph, plan: Plan) -> dict[str, Curve]:
     hardware = plan_hardware(plan)
     cols = _columns(graph, hardware, plan.events)
     tier, time, delta, tensor = _allocations(graph, hardware, cols, plan.initial)
