@@ -126,3 +126,27 @@ def test_unreachable_dask_scheduler_is_one_message(monkeypatch: pytest.MonkeyPat
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
     assert any(e.startswith("Capacity sweep: cannot reach the Dask scheduler at tcp://127.0.0.1:9") for e in errors), errors
+
+
+@pytest.mark.dask
+def test_dask_cluster_draws_the_same_curve_as_serial() -> None:
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    from core.executor import shutdown
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       silence_logs=logging.CRITICAL)
+    try:
+        serial = _whatif("serial")
+        serial.button(key="wi:run").click().run()
+        remote = _whatif("dask")
+        remote.text_input(key="wi:scheduler").input(cluster.scheduler_address).run()
+        remote.button(key="wi:run").click().run()
+        assert not remote.exception, [e.value for e in remote.exception]
+        assert not remote.error, [e.value for e in remote.error]
+        assert _curve(remote) == _curve(serial)
+        assert remote.success[0].value == serial.success[0].value
+    finally:
+        shutdown()
+        cluster.close()
