@@ -1,24 +1,205 @@
-"""``python -m core plan | validate | trace | sweep``: the planning half of the CLI (see :mod:`core.cli`)."""
+"""Every ``python -m core`` subcommand: its ``register_*`` function (parser) and ``run_*`` function, plus
+the helpers they share (reading inputs, writing outputs, loading graph and hardware arguments).
+
+:mod:`core.cli` imports this module and never the other way round: it builds the parser from
+:data:`COMMANDS` and maps errors to exit codes.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
-from core.cli import EXIT_INPUT, EXIT_OK, load_graph_arg, read_input, write_output
 from core.errors import InputError
+from core.graph import Graph, graph_to_dict
 from core.hardware import Hardware, apply_setting, hardware_from_dict
 from core.units import format_bandwidth, format_bytes, format_time
 
-__all__ = ["register_plan", "register_validate", "register_trace", "register_sweep", "load_hardware_arg"]
+__all__ = ["COMMANDS", "EXIT_OK", "EXIT_INPUT", "EXIT_INFEASIBLE", "EXIT_BUG", "read_input", "write_output",
+           "load_graph_arg", "load_hardware_arg", "register_generate", "register_import_onnx", "register_info",
+           "register_plan", "register_validate", "register_trace", "register_sweep"]
+
+#: 0 ok, 2 bad input (or an invalid plan file for ``validate``), 3 infeasible, 4 internal error (a plan
+#: the planner built failed its own replay: a bug, no plan file is written)
+EXIT_OK, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_BUG = 0, 2, 3, 4
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+
+
+def read_input(path: str) -> bytes:
+    """The bytes of ``path`` (``-`` for stdin), or InputError naming the file."""
+    if path == "-":
+        return sys.stdin.buffer.read()
+    try:
+        return Path(path).read_bytes()
+    except IsADirectoryError:
+        raise InputError("is a directory, not a file", source=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", source=path) from None
+
+
+def write_output(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` (``-`` for stdout), or InputError naming the file."""
+    if path == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(path).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot write file: {exc.strerror or exc}", source=path) from None
+
+
+def _graph_json(graph: Graph) -> str:
+    return json.dumps(graph_to_dict(graph), separators=(",", ":")) + "\n"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _add_workload_args(p: argparse.ArgumentParser, *, required: bool) -> None:
+    p.add_argument("--workload", choices=("train", "prefill", "decode"), required=required, default=None if required else "train",
+                   help="training step, inference prefill, or one decode step")
+    p.add_argument("--batch", type=_positive, default=None, help="sequences per step (default 1; ONNX: the model's)")
+    p.add_argument("--seq", type=_positive, default=2048, help="tokens per sequence; for decode the context length")
+    p.add_argument("--checkpointing", action="store_true", help="training: recompute each layer in the backward")
+
+
+def load_graph_arg(path: str, args: argparse.Namespace | None = None) -> Graph:
+    """A graph from a file of any supported format, or the key of a bundled sample.
+
+    HF configs use ``--workload/--batch/--seq/--checkpointing`` when ``args`` has them; ONNX uses
+    ``--batch`` and ``--train``.
+    """
+    from core.sources import Workload, load_model_bytes
+
+    if not Path(path).exists() and path != "-":
+        from core.sources.samples import list_samples, load_sample
+
+        if path in {s.key for s in list_samples()}:
+            return load_sample(path)
+    data = read_input(path)
+    workload = None
+    if args is not None and getattr(args, "workload", None):
+        workload = Workload(args.workload, args.batch or 1, args.seq, bool(getattr(args, "checkpointing", False)))
+    batch = getattr(args, "batch", None) if args is not None else None
+    return load_model_bytes(data, path, workload=workload, onnx_batch=batch,
+                            onnx_train=bool(getattr(args, "train", False)))
+
+
+def register_generate(sub: Any) -> None:
+    p = sub.add_parser("generate", help="graph of a Hugging Face config.json for a workload",
+                       description="Build the graph of one train / prefill / decode step from an HF config.json.")
+    p.add_argument("--hf-config", required=True, metavar="CONFIG.json", help="the model's config.json")
+    _add_workload_args(p, required=True)
+    p.add_argument("--name", help="graph name (default from the config)")
+    p.add_argument("-o", "--output", required=True, metavar="GRAPH.json", help="where to write the graph ('-' = stdout)")
+    p.set_defaults(run=run_generate)
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from core.graph import parse_json
+    from core.sources import Workload
+    from core.sources.hf_config import graph_from_hf_config
+
+    raw = parse_json(read_input(args.hf_config), args.hf_config)
+    workload = Workload(args.workload, args.batch or 1, args.seq, args.checkpointing)
+    graph = graph_from_hf_config(raw, workload, name=args.name, source=args.hf_config)
+    write_output(args.output, _graph_json(graph))
+    if args.output != "-":
+        _report(graph, args.output)
+    return EXIT_OK
+
+
+def register_import_onnx(sub: Any) -> None:
+    p = sub.add_parser("import-onnx", help="graph of an ONNX model",
+                       description="Import an ONNX model (weights need not be present); optionally as a training step.")
+    p.add_argument("model", metavar="MODEL.onnx")
+    p.add_argument("--batch", type=_positive, default=None, help="override the batch size")
+    p.add_argument("--train", action="store_true", help="add a loss, the backward pass and an Adam update")
+    p.add_argument("-o", "--output", required=True, metavar="GRAPH.json", help="where to write the graph ('-' = stdout)")
+    p.set_defaults(run=run_import_onnx)
+
+
+def run_import_onnx(args: argparse.Namespace) -> int:
+    from core.sources.onnx_import import import_onnx
+
+    graph = import_onnx(read_input(args.model), batch=args.batch, train=args.train, source=args.model)
+    write_output(args.output, _graph_json(graph))
+    if args.output != "-":
+        _report(graph, args.output)
+        for warning in graph.meta.get("warnings", []):
+            print(f"warning: {warning}", file=sys.stderr)
+    return EXIT_OK
+
+
+def register_import_torch(sub: Any) -> None:
+    p = sub.add_parser(
+        "import-torch", help="graph of a PyTorch module (needs torch), traced with fake tensors",
+        description="Trace a torch.nn.Module with fake tensors: every aten op of the forward and of the backward "
+                    "autograd runs, saved-for-backward tensors, FLOPs from FlopCounterMode. ENTRY is a Python file "
+                    "whose build() returns (module, example_inputs[, loss_fn]) -- its code is run, so use only "
+                    "files you trust -- or a torch.export .pt2 file (torch.export.load unpickles: trusted files only).")
+    p.add_argument("entry", metavar="ENTRY.py|PROGRAM.pt2")
+    p.add_argument("--inference", action="store_true", help="one forward pass under no_grad instead of a training step")
+    p.add_argument("--no-optimizer", action="store_true", help="training step without the Adam update")
+    p.add_argument("-o", "--output", required=True, metavar="GRAPH.json", help="where to write the graph ('-' = stdout)")
+    p.set_defaults(run=run_import_torch)
+
+
+def run_import_torch(args: argparse.Namespace) -> int:
+    from core.sources.torch_import import trace_entry_point, trace_exported_program
+
+    trace = trace_exported_program if args.entry.endswith(".pt2") else trace_entry_point
+    graph = trace(args.entry, train=not args.inference, optimizer=None if args.no_optimizer else "adam")
+    write_output(args.output, _graph_json(graph))
+    if args.output != "-":
+        _report(graph, args.output)
+    return EXIT_OK
+
+
+def register_info(sub: Any) -> None:
+    p = sub.add_parser("info", help="parameters, bytes by kind, op count and no-offload peak of a graph",
+                       description="Summarise a graph file (native, ONNX or HF config) or a bundled sample key.")
+    p.add_argument("graph", metavar="GRAPH", help="a graph / ONNX / config.json file, or a sample key such as 'tiny'")
+    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    _add_workload_args(p, required=False)
+    p.add_argument("--train", action="store_true", help="ONNX input: summarise the training step")
+    p.set_defaults(run=run_info)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from core.info import format_summary, graph_summary
+
+    summary = graph_summary(load_graph_arg(args.graph, args))
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=1))
+    else:
+        print(format_summary(summary))
+    return EXIT_OK
+
+
+def _report(graph: Graph, path: str) -> None:
+    from core.units import format_bytes
+
+    total = sum(t.bytes for t in graph.tensors)
+    print(f"wrote {path}: {len(graph.ops)} ops, {len(graph.tensors)} tensors, {format_bytes(total)}", file=sys.stderr)
+
 
 
 def load_hardware_arg(path: str, settings: list[str] | None = None) -> Hardware:
     """A hardware file or preset key, with ``--set KEY=VALUE`` overrides applied in order."""
-    from pathlib import Path
-
     from core.graph import parse_json
     from core.sources.presets import list_presets, load_preset
 
@@ -122,7 +303,8 @@ def register_trace(sub: Any) -> None:
     p = sub.add_parser("trace", help="Chrome / Perfetto trace of a plan",
                        description="Write a trace JSON that opens in ui.perfetto.dev or chrome://tracing.")
     p.add_argument("plan", metavar="PLAN.json")
-    p.add_argument("--graph", metavar="GRAPH", help="graph for op categories (optional)")
+    p.add_argument("--graph", required=True, metavar="GRAPH",
+                   help="the plan's graph (file or sample key): tensor sizes for the memory counters, op categories")
     p.add_argument("-o", "--output", required=True, metavar="TRACE.json")
     p.set_defaults(run=run_trace)
 
@@ -133,7 +315,7 @@ def run_trace(args: argparse.Namespace) -> int:
     from core.plan import plan_from_dict
 
     plan = plan_from_dict(parse_json(read_input(args.plan), args.plan), source=args.plan)
-    graph = load_graph_arg(args.graph, args) if args.graph else None
+    graph = load_graph_arg(args.graph, args)
     trace = plan_to_trace(graph, plan)
     write_output(args.output, json.dumps(trace, separators=(",", ":")) + "\n")
     if args.output != "-":
@@ -260,3 +442,10 @@ def _run_grid(graphs: dict[str, Any], hws: dict[str, Hardware], budgets: list[fl
                  if p.feasible else "infeasible | | ")
         print(f"| {graphs[c.model].name} | {hws[c.hardware].name} | {c.budget * 100:g} % | {c.policy} | {shown} |")
     return EXIT_OK
+
+
+#: Register functions, one per subcommand, in the order ``--help`` lists them.
+COMMANDS: list[Callable[[Any], None]] = [
+    register_generate, register_import_onnx, register_import_torch, register_info, register_plan, register_validate, register_trace,
+    register_sweep,
+]

@@ -83,7 +83,7 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-def map_points(fn: Callable[[Any, P], R], points: Sequence[P], *, shared: Any = None, executor: str = "auto",
+def map_points(fn: Callable[[S, P], R], points: Sequence[P], *, shared: Any = None, executor: str = "auto",
                scheduler: str | None = None, workers: int | None = None) -> Iterator[tuple[int, R]]:
     """``(index, fn(shared, points[index]))`` for every point, as each completes.
 

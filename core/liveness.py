@@ -110,10 +110,10 @@ def graph_refs(graph: Graph) -> GraphRefs:
     refs = GraphRefs(graph)
     key = id(graph)
 
-    def forget(_ref: weakref.ref[Graph]) -> None:
+    def _forget(_ref: weakref.ref[Graph], key: int = key) -> None:
         _REFS.pop(key, None)
 
-    _REFS[key] = (weakref.ref(graph, forget), refs)
+    _REFS[key] = (weakref.ref(graph, _forget), refs)
     return refs
 
 
