@@ -187,19 +187,59 @@ class _HeapPolicy(BlockPolicy):
         del self.key[block]
 
 
-class LFUPolicy(_HeapPolicy):
-    """Fewest touches first, ties by least recently touched."""
+class LFUPolicy(BlockPolicy):
+    """Fewest touches first, ties by least recently touched: O(1) with one LRU-ordered bucket per count."""
 
     name = "lfu"
 
     def __init__(self, capacity: int | None) -> None:
         super().__init__(capacity)
         self.freq: dict[int, int] = {}
+        self.buckets: dict[int, OrderedDict[int, None]] = {}
+        self.min_freq = 1
+
+    def __contains__(self, block: int) -> bool:
+        return block in self.freq
+
+    def __len__(self) -> int:
+        return len(self.freq)
 
     def _touch(self, block: int, pos: int, length: int, req: int) -> None:
-        f = self.freq.get(block, 0) + 1 if block in self.key else 1
-        self.freq[block] = f
-        self._set(block, float(f))
+        freq, buckets = self.freq, self.buckets
+        f = freq.get(block)
+        if f is None:
+            freq[block] = 1
+            buckets.setdefault(1, OrderedDict())[block] = None
+            self.min_freq = 1
+            return
+        bucket = buckets[f]
+        del bucket[block]
+        if not bucket:
+            del buckets[f]
+            if self.min_freq == f:
+                self.min_freq = f + 1
+        freq[block] = f + 1
+        buckets.setdefault(f + 1, OrderedDict())[block] = None
+
+    def _victim(self, req: int) -> int:
+        buckets = self.buckets
+        f = self.min_freq
+        while f not in buckets:
+            f += 1
+        bucket = buckets[f]
+        b, _ = bucket.popitem(last=False)
+        if not bucket:
+            del buckets[f]
+        self.min_freq = f
+        del self.freq[b]
+        return b
+
+    def _drop(self, block: int) -> None:
+        f = self.freq.pop(block)
+        bucket = self.buckets[f]
+        del bucket[block]
+        if not bucket:
+            del self.buckets[f]
 
 
 class CostAwarePolicy(_HeapPolicy):
