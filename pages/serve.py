@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import TierplanError
-from core.hardware import Hardware, apply_setting, hardware_to_dict
+from core.hardware import Hardware, apply_setting, hardware_to_dict, with_capacity
 from core.serve.capacity import run_capacity
 from core.serve.model import load_serve_model, model_choices
 from core.serve.policies import POLICIES, POLICY_HELP
@@ -176,10 +176,15 @@ def _knobs() -> tuple[str, Hardware, ServeConfig]:
     lower = [t for t in hw.offload_tiers]
     caps: list[tuple[str, int]] = []
     used: list[str] = []
-    cols = st.columns(max(1, len(lower)) + 1)
+    cols = st.columns(len(lower) + 2)
     hbm_cache = cols[0].toggle(f"Prefix cache in {hw.compute_tier}", value=True, key="sv:hbmcache",
                                help="What HBM has left after the weights and the prompts being prefilled")
-    for col, tier in zip(cols[1:], lower):
+    top = hw.compute_tier
+    hbm_gib = cols[1].number_input(f"{top} per device (GiB)", 1.0, 100_000.0, float(hw.capacity(top)) / GiB,
+                                   key=f"sv:cap:{top}", help="Holds the weights, the active prompts' KV and the cache")
+    if abs(hbm_gib * GiB - hw.capacity(top)) >= 1:
+        hw = with_capacity(hw, top, int(hbm_gib * GiB))
+    for col, tier in zip(cols[2:], lower):
         cap_gib = col.number_input(f"{tier} cache (GiB)", 0.0, float(hw.capacity(tier)) / GiB,
                                    float(hw.capacity(tier)) / GiB, key=f"sv:cap:{tier}",
                                    help=f"Share of {tier} ({format_bytes(hw.capacity(tier))}) used for cached blocks; 0 = off")

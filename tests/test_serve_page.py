@@ -73,7 +73,13 @@ class TestServePage:
         at.toggle(key="sv:hbmcache").set_value(True).run()
         at.selectbox(key="sv:policy").set_value("belady").run()
         _clean(at)
-        assert _metric(at, "Prefix hit rate") != "0.00 %"
+        big = _metric(at, "Prefix hit rate")
+        assert big != "0.00 %"
+        at.number_input(key="sv:cap:HBM").set_value(16.0).run()  # weights 12.6 GiB: a small cache is left
+        _clean(at)
+        assert float(_metric(at, "Prefix hit rate").rstrip(" %")) < float(big.rstrip(" %"))
+        at.number_input(key="sv:cap:HBM").set_value(8.0).run()
+        assert any("do not fit in HBM" in e.value for e in at.error)
 
     def test_policies_and_sizing_buttons(self):
         at = _synthetic(_serve(), 200)

@@ -389,7 +389,7 @@ class _Sim:
             cached = min(mid * bt, n_in)
             new = max(n_in - cached, 1)
             comp = (a * new + c0 + b * (new * (n_in - new) + new * (new + 1) / 2)) / rate
-            counts = {}
+            counts: dict[str, int] = {}
             for s in src[:mid]:
                 counts[s] = counts.get(s, 0) + 1
             if self._load_end(counts, t) - t <= comp:
