@@ -376,7 +376,9 @@ def main() -> None:
                     ":material/download: Export"])
     with tabs[0]:
         hbm_only = ServeConfig(**{**asdict(cfg), "cache_tiers": (), "tier_capacity_bytes": ()})
-        none = ServeConfig(**{**asdict(cfg), "hbm_cache": False, "cache_tiers": (), "tier_capacity_bytes": ()})
+        # without any cache only the instances matter: normalised so policy changes reuse the cached run
+        none = ServeConfig(policy="lru", hbm_cache=False, cache_tiers=(), prefill_instances=cfg.prefill_instances,
+                           decode_instances=cfg.decode_instances)
         series = {f"{cfg.policy}, {' + '.join(result.capacity_blocks)}": result.ttft_s}
         for label, c in ((f"{cfg.policy}, {hw.compute_tier} only", hbm_only), ("no prefix cache", none)):
             r = _simulate(digest, model_name, hw_json, _config_json(c), trace)
