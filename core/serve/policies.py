@@ -72,18 +72,23 @@ class BlockPolicy:
         raise NotImplementedError
 
     def access(self, blocks: Sequence[int], req: int, first_pos: int = -1, *, hit: int = -1,
-               partial_tail: bool = False) -> list[int]:
+               partial_tail: bool = False, prompt: bool = True) -> list[int]:
         """Touch ``blocks`` last to first (inserting the new ones), then evict down to capacity.
 
         ``req`` is the request index (offline policies look ahead from it); ``first_pos`` the flat position
         of ``blocks[0]`` in the trace when these are a request's own prompt blocks (``-1`` otherwise);
         ``hit`` the request's prefix hit when the caller knows it and ``partial_tail`` whether its last
-        block is partly filled (policies that learn from misses use them).
+        block is partly filled (policies that learn from misses use them). ``prompt=False`` marks blocks that
+        are not one prompt in order (victims moving down from the tier above, generated blocks): position
+        in the list then means nothing.
         """
         n = len(blocks)
         for k in range(n - 1, -1, -1):
             self.tick += 1
-            self._touch(blocks[k], k, n, req)
+            if prompt:
+                self._touch(blocks[k], k, n, req)
+            else:
+                self._touch(blocks[k], 0, 1, req)
         out: list[int] = []
         cap = self.capacity
         if cap is not None:
@@ -129,7 +134,7 @@ class LRUPolicy(BlockPolicy):
         return len(self.od)
 
     def access(self, blocks: Sequence[int], req: int, first_pos: int = -1, *, hit: int = -1,
-               partial_tail: bool = False) -> list[int]:
+               partial_tail: bool = False, prompt: bool = True) -> list[int]:
         od = self.od
         move = od.move_to_end
         for k in range(len(blocks) - 1, -1, -1):
@@ -349,7 +354,7 @@ class ARCPolicy(BlockPolicy):
         return len(self.t1) + len(self.t2)
 
     def access(self, blocks: Sequence[int], req: int, first_pos: int = -1, *, hit: int = -1,
-               partial_tail: bool = False) -> list[int]:
+               partial_tail: bool = False, prompt: bool = True) -> list[int]:
         self._out = []
         if self.capacity is None:
             for k in range(len(blocks) - 1, -1, -1):
@@ -497,9 +502,9 @@ class BeladyPolicy(_HeapPolicy):
         self.future = future
 
     def access(self, blocks: Sequence[int], req: int, first_pos: int = -1, *, hit: int = -1,
-               partial_tail: bool = False) -> list[int]:
+               partial_tail: bool = False, prompt: bool = True) -> list[int]:
         self.future.advance(req)
-        return super().access(blocks, req, first_pos)
+        return super().access(blocks, req, first_pos, prompt=prompt)
 
     def _touch(self, block: int, pos: int, length: int, req: int) -> None:
         self._set(block, -float(self.future.next_use(block, req)))
@@ -540,16 +545,16 @@ class TierplanPolicy(_HeapPolicy):
         self.ghost_main: OrderedDict[int, None] = OrderedDict()
 
     def access(self, blocks: Sequence[int], req: int, first_pos: int = -1, *, hit: int = -1,
-               partial_tail: bool = False) -> list[int]:
+               partial_tail: bool = False, prompt: bool = True) -> list[int]:
         cap = self.capacity
         if cap is None:
             for b in blocks:
                 self.key[b] = (0.0, 0)
             return []
         n = len(blocks)
-        if hit < 0:
+        if hit < 0 and prompt:
             hit = prefix_hit(blocks, self)
-        if hit < n:
+        if prompt and hit < n:
             miss = blocks[hit]
             if miss in self.ghost_tail:
                 self.shift = max(0.0, self.shift - self.shrink)
@@ -559,7 +564,7 @@ class TierplanPolicy(_HeapPolicy):
                 del self.ghost_main[miss]
         key, heap, tails = self.key, self.heap, self.tails
         push = heapq.heappush
-        weight = self.value_weight * min(1.0, self.shift / self.ramp) if self.ramp > 0 else 0.0
+        weight = self.value_weight * min(1.0, self.shift / self.ramp) if self.ramp > 0 and prompt else 0.0
         log2 = math.log2
         for k in range(n - 1, -1, -1):
             self.tick += 1
@@ -572,18 +577,25 @@ class TierplanPolicy(_HeapPolicy):
                 tails.discard(b)
             key[b] = (primary, self.tick)
             push(heap, (primary, self.tick, b))
+        out = self.evict_to(cap)
+        if len(self.heap) > 4 * len(key) + 1024:
+            self.heap = [(p, t, b) for b, (p, t) in key.items()]
+            heapq.heapify(self.heap)
+        return out
+
+    def evict_to(self, capacity: int) -> list[int]:
+        """Evict down to ``capacity``, remembering each victim in its ghost list."""
         out: list[int] = []
-        while len(key) > cap:
-            b = self._victim(req)
+        tails = self.tails
+        bound = max(1, self.capacity or 0)
+        while len(self.key) > capacity:
+            b = self._victim(-1)
             out.append(b)
             ghost = self.ghost_tail if b in tails else self.ghost_main
             tails.discard(b)
             ghost[b] = None
-            if len(ghost) > cap:
+            if len(ghost) > bound:
                 ghost.popitem(last=False)
-        if len(heap) > 4 * len(key) + 1024:
-            self.heap = [(p, t, b) for b, (p, t) in key.items()]
-            heapq.heapify(self.heap)
         return out
 
     def _drop(self, block: int) -> None:

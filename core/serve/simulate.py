@@ -267,12 +267,12 @@ class _Sim:
     # ------------------------------------------------------------------------------------------ tiers
 
     def _store(self, tier: _Tier, blocks: list[int], ready: float, req: int, *, hit: int = -1,
-               partial_tail: bool = False) -> None:
+               partial_tail: bool = False, prompt: bool = False) -> None:
         """Insert/touch ``blocks`` in ``tier`` (data readable at ``ready``); victims move down."""
         held = tier.policy
         new = [b for b in dict.fromkeys(blocks) if b not in held]
         # a policy may evict a block and take it back within one access (ARC): only the final state counts
-        victims = [v for v in dict.fromkeys(held.access(blocks, req, hit=hit, partial_tail=partial_tail))
+        victims = [v for v in dict.fromkeys(held.access(blocks, req, hit=hit, partial_tail=partial_tail, prompt=prompt))
                    if v not in held]
         ops = self.log.ops
         for v in victims:
@@ -496,7 +496,7 @@ class _Sim:
             if self.tiers:
                 top = self.tiers[0]
                 if top.name == self.hbm:
-                    self._store(top, blocks, e, i, hit=h, partial_tail=partial[i])
+                    self._store(top, blocks, e, i, hit=h, partial_tail=partial[i], prompt=True)
                     if cfg.write_through and len(self.tiers) > 1:
                         below = self.tiers[1]
                         fresh = [b for b in blocks if b not in below.policy]
@@ -505,7 +505,7 @@ class _Sim:
                             self._store(below, fresh, end, i)
                 else:
                     end = self._transfer(self.hbm, top.name, len(blocks) * self.block_bytes, e)
-                    self._store(top, blocks, end, i, hit=h, partial_tail=partial[i])
+                    self._store(top, blocks, end, i, hit=h, partial_tail=partial[i], prompt=True)
             decode.join(i, e, n_in[i], n_out[i])
             occ_t[i] = t
             for tier in self.tiers:
