@@ -59,6 +59,9 @@ class BlockPolicy:
 
     name = "base"
 
+    #: A dict (or set) holding exactly the cached blocks, for fast ``in`` in the simulators' hot loops.
+    index: Any
+
     def __init__(self, capacity: int | None) -> None:
         if capacity is not None and capacity < 0:
             raise InputError(f"must be >= 0, got {capacity}", field="capacity_blocks")
@@ -126,6 +129,7 @@ class LRUPolicy(BlockPolicy):
     def __init__(self, capacity: int | None) -> None:
         super().__init__(capacity)
         self.od: OrderedDict[int, None] = OrderedDict()
+        self.index = self.od
 
     def __contains__(self, block: int) -> bool:
         return block in self.od
@@ -165,6 +169,7 @@ class _HeapPolicy(BlockPolicy):
         super().__init__(capacity)
         self.key: dict[int, tuple[float, int]] = {}
         self.heap: list[tuple[float, int, int]] = []
+        self.index = self.key
 
     def __contains__(self, block: int) -> bool:
         return block in self.key
@@ -202,6 +207,7 @@ class LFUPolicy(BlockPolicy):
         self.freq: dict[int, int] = {}
         self.buckets: dict[int, OrderedDict[int, None]] = {}
         self.min_freq = 1
+        self.index = self.freq
 
     def __contains__(self, block: int) -> bool:
         return block in self.freq
@@ -284,6 +290,7 @@ class S3FIFOPolicy(BlockPolicy):
         self.main: OrderedDict[int, None] = OrderedDict()
         self.ghost: OrderedDict[int, None] = OrderedDict()
         self.freq: dict[int, int] = {}
+        self.index = self.freq
         self.small_cap = max(1, int((capacity or 0) * small_fraction))
 
     def __contains__(self, block: int) -> bool:
@@ -346,9 +353,10 @@ class ARCPolicy(BlockPolicy):
         self.b2: OrderedDict[int, None] = OrderedDict()
         self.p = 0.0
         self._out: list[int] = []
+        self.index: dict[int, None] = {}
 
     def __contains__(self, block: int) -> bool:
-        return block in self.t1 or block in self.t2
+        return block in self.index
 
     def __len__(self) -> int:
         return len(self.t1) + len(self.t2)
@@ -366,11 +374,19 @@ class ARCPolicy(BlockPolicy):
                     self.t2.move_to_end(b)
                 else:
                     self.t1[b] = None
+                    self.index[b] = None
             return []
         for k in range(len(blocks) - 1, -1, -1):
             self._touch(blocks[k], k, len(blocks), req)
         while len(self) > self.capacity:  # capacity 0
             self._out.append(self._victim(req))
+        index, t1, t2 = self.index, self.t1, self.t2
+        for v in self._out:
+            if v not in t1 and v not in t2:
+                index.pop(v, None)
+        for b in blocks:
+            if b in t1 or b in t2:
+                index[b] = None
         return self._out
 
     def _replace(self, in_b2: bool) -> None:
@@ -433,11 +449,13 @@ class ARCPolicy(BlockPolicy):
             b, _ = self.t1.popitem(last=False)
         else:
             b, _ = self.t2.popitem(last=False)
+        self.index.pop(b, None)
         return b
 
     def _drop(self, block: int) -> None:
         self.t1.pop(block, None)
         self.t2.pop(block, None)
+        self.index.pop(block, None)
 
 
 class FutureIndex:
