@@ -6,6 +6,7 @@ Thin: read widgets, call ``core.serve``, draw ``ui.serve_figures``. Results are 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import json
@@ -76,6 +77,18 @@ def _simulate(trace_digest: str, model_name: str, hw_json: str, cfg_json: str, _
 @st.cache_resource(max_entries=8, show_spinner=False)
 def _capacity_curve(trace_digest: str, capacities: tuple[int, ...], _trace: Trace) -> dict[str, list[float]]:
     return {p: [run_capacity(_trace, p, c).prefix_hit_rate for c in capacities] for p in POLICIES}
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _timeline_figures(trace_digest: str, model_name: str, hw_json: str, cfg_json: str,
+                      _result: ServeResult) -> dict[str, Any]:
+    """Occupancy, link traffic and queue figures, built once per simulation."""
+    r = _result
+    return {
+        "occupancy": sf.occupancy_figure(r.occupancy_t_s, r.occupancy, r.capacity_blocks, r.block_bytes),
+        "links": sf.link_traffic_figure(r.log.transfers, float(r.finish_s.max())),
+        "queue": sf.queue_figure(r.queue_t_s, r.queue_len),
+    }
 
 
 def _config_from_json(text: str) -> ServeConfig:
@@ -337,16 +350,25 @@ def _policies(trace: Trace, digest: str, model_name: str, hw: Hardware, cfg: Ser
     } for r in rows]), hide_index=True)
 
 
-def _exports(result: ServeResult, summary: dict[str, Any]) -> None:
+def _summary_json(summary: dict[str, Any], cfg: ServeConfig) -> str:
+    return json.dumps({**summary, "config": asdict(cfg)}, indent=1, default=list)
+
+
+def _csv(result: ServeResult) -> str:
     buf = io.StringIO()
     pd.DataFrame(result.per_request_rows()).to_csv(buf, index=False)
+    return buf.getvalue()
+
+
+def _exports(result: ServeResult, summary: dict[str, Any]) -> None:
+    """Download buttons; each file is built only when its button is clicked."""
     slug = f"{result.trace_name}-{result.model_name}-{result.config.policy}".replace(" ", "_").replace("/", "_")
     c1, c2 = st.columns(2)
-    c1.download_button("Summary (JSON)", json.dumps({**summary, "config": asdict(result.config)}, indent=1, default=list),
+    c1.download_button("Summary (JSON)", functools.partial(_summary_json, summary, result.config),
                        file_name=f"{slug}.serve.json", mime="application/json", icon=":material/data_object:",
                        key="sv:dl:json", on_click="ignore", width="stretch")
-    c2.download_button("Per-request results (CSV)", buf.getvalue(), file_name=f"{slug}.requests.csv", mime="text/csv",
-                       icon=":material/table:", key="sv:dl:csv", on_click="ignore", width="stretch")
+    c2.download_button("Per-request results (CSV)", functools.partial(_csv, result), file_name=f"{slug}.requests.csv",
+                       mime="text/csv", icon=":material/table:", key="sv:dl:csv", on_click="ignore", width="stretch")
 
 
 def main() -> None:
@@ -388,10 +410,8 @@ def main() -> None:
         st.caption(" · ".join(f"{label}: p50 {format_time(float(np.percentile(v, 50)))}, "
                               f"p99 {format_time(float(np.percentile(v, 99)))}" for label, v in series.items()))
     with tabs[1]:
-        view.chart(sf.occupancy_figure(result.occupancy_t_s, result.occupancy, result.capacity_blocks,
-                                       result.block_bytes), key="sv:fig:occupancy")
-        view.chart(sf.link_traffic_figure(result.log.transfers, float(result.finish_s.max())), key="sv:fig:links")
-        view.chart(sf.queue_figure(result.queue_t_s, result.queue_len), key="sv:fig:queue")
+        for name, fig in _timeline_figures(digest, model_name, hw_json, _config_json(cfg), result).items():
+            view.chart(fig, key=f"sv:fig:{name}")
         st.dataframe(pd.DataFrame([{"link": k, "bytes moved": format_bytes(v)} for k, v in summary["link_bytes"].items()]),
                      hide_index=True)
     with tabs[2]:
