@@ -177,3 +177,21 @@ class TestReplayCheck:
         broken.ops[first_load] = ("load", -1.0, *op[2:])
         assert any("before its copy arrived" in p for p in check_log(broken).problems)
         assert math.isfinite(r.summary()["ttft_s"]["p99"])
+
+
+class TestOutputs:
+    def test_summary_is_json_and_rows_are_per_request(self, small, llama, h100):
+        r = simulate(small, llama, h100, ServeConfig())
+        s = json.loads(json.dumps(r.summary()))
+        assert s["requests"] == small.n_requests == len(r.per_request_rows()["ttft_s"])
+        rows = r.per_request_rows()
+        assert np.array_equal(rows["hit_blocks"], sum(rows[f"hit_{t}"] for t in r.hit_by_tier))
+        assert np.all(rows["cached_blocks"] >= rows["hit_blocks"])
+        assert s["link_bytes"]["DDR->HBM"] == sum(n for link, _, _, n in r.log.transfers if link == "DDR->HBM")
+
+    def test_queue_grows_when_overloaded(self, llama, h100):
+        busy = synthetic_trace(SyntheticSpec(requests=300, seed=9, rate_per_s=200, think_time_s=0))
+        one = simulate(busy, llama, h100, ServeConfig(prefill_instances=1, hbm_cache=False, cache_tiers=()))
+        many = simulate(busy, llama, h100, ServeConfig(prefill_instances=32, hbm_cache=False, cache_tiers=()))
+        assert one.queue_len.max() > many.queue_len.max()
+        assert one.ttft_s.mean() > many.ttft_s.mean()
