@@ -315,9 +315,13 @@ def _sizing(trace: Trace, digest: str, model_name: str, hw: Hardware, cfg: Serve
                                     ceiling=ceiling), key="sv:fig:sizing-seq")
     with b:
         if tier_caps:
-            view.chart(sf.sizing_figure([c / GiB for c in tier_caps], timed, x_title=f"{tier} cache capacity (GiB)",
-                                        y_title="TTFT p50 (s)", title=f"TTFT p50 vs {tier} (timed)", percent=False),
-                       key="sv:fig:sizing-ttft")
+            view.chart(sf.sizing_figure([c / GiB for c in tier_caps], hits, x_title=f"{tier} cache capacity (GiB)",
+                                        y_title="prefix hit rate (%)", title=f"Hit rate vs {tier} (timed)",
+                                        ceiling=ceiling), key="sv:fig:sizing-hit")
+    if tier_caps:
+        view.chart(sf.sizing_figure([c / GiB for c in tier_caps], timed, x_title=f"{tier} cache capacity (GiB)",
+                                    y_title="TTFT p50 (s)", title=f"TTFT p50 vs {tier} (timed)", percent=False),
+                   key="sv:fig:sizing-ttft")
 
 
 @st.fragment

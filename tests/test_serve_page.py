@@ -91,7 +91,7 @@ class TestServePage:
         assert table.set_index("policy").loc["belady", "hit rate (%)"] >= table.set_index("policy").loc["lru", "hit rate (%)"]
         at.button(key="sv:sz:run").click().run()
         _clean(at)
-        assert len(list(at.get("plotly_chart"))) >= 8
+        assert len(list(at.get("plotly_chart"))) >= 9
 
     def test_bad_upload_names_line_and_field(self):
         at = _serve()
