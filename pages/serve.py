@@ -238,8 +238,8 @@ def _trace_summary(trace: Trace, digest: str) -> None:
         Kpi("distinct_blocks", "Distinct blocks", f"{summary.blocks_distinct:,}"),
         Kpi("reuse_ceiling", "Reuse ceiling", f"{100 * summary.reuse_ceiling:.2f} %",
             help="Prefix hit rate of an unlimited cache: a block hits when it and every block before it were seen"),
-        Kpi("mean_prompt", "Mean prompt", f"{summary.input_tokens_mean:,.0f} tokens"),
-        Kpi("mean_output", "Mean output", f"{summary.output_tokens_mean:,.0f} tokens"),
+        Kpi("mean_prompt", "Mean prompt (tokens)", f"{summary.input_tokens_mean:,.0f}"),
+        Kpi("mean_output", "Mean output (tokens)", f"{summary.output_tokens_mean:,.0f}"),
     ], per_row=6)
     if summary.note:
         st.warning(summary.note, icon=":material/info:")

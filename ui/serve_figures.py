@@ -40,6 +40,14 @@ def _tier_color(name: str, k: int) -> str:
     return TIER_COLORS.get(name, _OTHER[k % len(_OTHER)])
 
 
+def _layout(fig: go.Figure, *, title: str, height: int, uirevision: str) -> go.Figure:
+    """The shared layout, with the legend under the plot so it never covers the title."""
+    _base_layout(fig, title=title, height=height + 40, uirevision=uirevision)
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.22, "xanchor": "left", "x": 0},
+                      margin={"b": 10, "t": 50})
+    return fig
+
+
 def _bins(t_max: float, n: int = 60) -> np.ndarray:
     return np.linspace(0.0, max(t_max, 1e-9), n + 1)
 
@@ -48,7 +56,7 @@ def arrivals_figure(arrival_s: np.ndarray, input_tokens: np.ndarray, *, bins: in
     """Requests per second and prompt tokens per second over the trace (bars and a line)."""
     fig = go.Figure()
     if arrival_s.shape[0] == 0:
-        return _base_layout(fig, title="Arrivals", height=280, uirevision="serve-arrivals")
+        return _layout(fig, title="Arrivals", height=280, uirevision="serve-arrivals")
     edges = _bins(float(arrival_s.max()), bins)
     width = edges[1] - edges[0]
     count, _ = np.histogram(arrival_s, edges)
@@ -62,7 +70,7 @@ def arrivals_figure(arrival_s: np.ndarray, input_tokens: np.ndarray, *, bins: in
     fig.update_layout(xaxis_title="time since the first request (s)", yaxis_title="requests / s",
                       yaxis2={"title": "k prompt tokens / s", "overlaying": "y", "side": "right", "showgrid": False},
                       bargap=0.05)
-    return _base_layout(fig, title="Arrivals", height=300, uirevision="serve-arrivals")
+    return _layout(fig, title="Arrivals", height=300, uirevision="serve-arrivals")
 
 
 def sharing_figure(readers_per_block: np.ndarray, hit_by_position: np.ndarray | None = None) -> go.Figure:
@@ -76,8 +84,9 @@ def sharing_figure(readers_per_block: np.ndarray, hit_by_position: np.ndarray | 
         labels = [f"{lo}" if hi - lo == 1 else f"{lo}–{hi - 1}" for lo, hi in itertools.pairwise(edges)]
         fig.add_trace(go.Bar(x=labels, y=counts, marker={"color": "#54A24B"}, name="distinct blocks",
                              hovertemplate="read by %{x} requests: %{y:,} blocks<extra></extra>"))
-    fig.update_layout(xaxis_title="requests that read the block", yaxis_title="distinct blocks", yaxis_type="log")
-    return _base_layout(fig, title="Prefix sharing: readers per block", height=300, uirevision="serve-sharing")
+    fig.update_layout(xaxis_title="requests that read the block", yaxis_title="distinct blocks", yaxis_type="log",
+                      xaxis_type="category", showlegend=False)
+    return _layout(fig, title="Prefix sharing: readers per block", height=300, uirevision="serve-sharing")
 
 
 def sizing_figure(capacities: Sequence[float], values: Mapping[str, Sequence[float]], *, x_title: str,
@@ -98,7 +107,7 @@ def sizing_figure(capacities: Sequence[float], values: Mapping[str, Sequence[flo
     if marker_x is not None:
         fig.add_vline(x=marker_x, line={"color": "#52606D", "dash": "dot"}, annotation_text="current")
     fig.update_layout(xaxis_title=x_title, yaxis_title=y_title)
-    return _base_layout(fig, title=title, height=340, uirevision=f"serve-sizing-{title}")
+    return _layout(fig, title=title, height=340, uirevision=f"serve-sizing-{title}")
 
 
 def ttft_cdf_figure(series: Mapping[str, np.ndarray]) -> go.Figure:
@@ -118,7 +127,7 @@ def ttft_cdf_figure(series: Mapping[str, np.ndarray]) -> go.Figure:
         fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines", line={"width": 2, "color": palette[k % len(palette)]},
                                  hovertemplate=f"{label}<br>%{{y:.1f}} % of requests within %{{x:.4g}} {unit}<extra></extra>"))
     fig.update_layout(xaxis_title=f"time to first token ({unit})", yaxis_title="requests (%)", xaxis_type="log")
-    return _base_layout(fig, title="TTFT distribution", height=320, uirevision="serve-ttft")
+    return _layout(fig, title="TTFT distribution", height=320, uirevision="serve-ttft")
 
 
 def occupancy_figure(t_s: np.ndarray, blocks: Mapping[str, np.ndarray], capacity_blocks: Mapping[str, int],
@@ -134,7 +143,7 @@ def occupancy_figure(t_s: np.ndarray, blocks: Mapping[str, np.ndarray], capacity
                                                "<extra></extra>"))
     fig.update_layout(xaxis_title="time (s)", yaxis_title="cache occupancy (% of the tier's cache)",
                       yaxis_range=[0, 105])
-    return _base_layout(fig, title="Tier occupancy", height=300, uirevision="serve-occupancy")
+    return _layout(fig, title="Tier occupancy", height=300, uirevision="serve-occupancy")
 
 
 def link_traffic_figure(transfers: Sequence[tuple[str, float, float, int]], t_max: float, *, bins: int = 60) -> go.Figure:
@@ -164,7 +173,7 @@ def link_traffic_figure(transfers: Sequence[tuple[str, float, float, int]], t_ma
                                  line={"color": _tier_color(link.split("->")[1], k), "dash": "dot" if link.startswith("HBM") else "solid"},
                                  hovertemplate=f"{link}<br>t %{{x:.0f}} s<br>%{{y:.3g}} {unit}/s<extra></extra>"))
     fig.update_layout(xaxis_title="time (s)", yaxis_title=f"{unit}/s")
-    return _base_layout(fig, title="Link traffic (solid: loads toward HBM, dotted: spills)", height=300,
+    return _layout(fig, title="Link traffic (solid: loads toward HBM, dotted: spills)", height=300,
                         uirevision="serve-links")
 
 
@@ -173,7 +182,7 @@ def queue_figure(t_s: np.ndarray, queue_len: np.ndarray) -> go.Figure:
     fig.add_trace(go.Scatter(x=t_s, y=queue_len, mode="lines", line={"shape": "hv", "color": "#E45756"},
                              name="waiting", hovertemplate="t %{x:.1f} s<br>%{y} waiting<extra></extra>"))
     fig.update_layout(xaxis_title="time (s)", yaxis_title="requests waiting for prefill", showlegend=False)
-    return _base_layout(fig, title="Prefill queue", height=260, uirevision="serve-queue")
+    return _layout(fig, title="Prefill queue", height=260, uirevision="serve-queue")
 
 
 def policies_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
@@ -195,4 +204,4 @@ def policies_figure(rows: Sequence[Mapping[str, Any]]) -> go.Figure:
     fig.update_layout(barmode="stack", yaxis_title="prefix hit rate (%)",
                       yaxis2={"title": "TTFT p50 (ms)", "overlaying": "y", "side": "right", "showgrid": False,
                               "rangemode": "tozero"})
-    return _base_layout(fig, title="Policies side by side", height=340, uirevision="serve-policies")
+    return _layout(fig, title="Policies side by side", height=340, uirevision="serve-policies")
