@@ -186,6 +186,12 @@ def _knobs() -> tuple[str, Hardware, ServeConfig]:
                           format_func=lambda p: f"{p} — {POLICY_HELP[p]}")
     prefill = int(c3.number_input("Prefill instances", 1, 256, 4, key="sv:prefill"))
     decode = int(c4.number_input("Decode instances", 1, 256, 4, key="sv:decode"))
+    weights = load_serve_model(model_name).weight_bytes
+    need_tp = 1
+    while weights >= need_tp * hw.capacity(hw.compute_tier) * 0.9 and need_tp < 64:
+        need_tp *= 2
+    tp = int(c4.number_input("Devices per instance (TP)", 1, 64, need_tp, key=f"sv:tp:{model_name}",
+                             help="Ideal tensor parallelism: weights, HBM and FLOPs add up; collectives not costed"))
     lower = [t for t in hw.offload_tiers]
     caps: list[tuple[str, int]] = []
     used: list[str] = []
@@ -223,7 +229,8 @@ def _knobs() -> tuple[str, Hardware, ServeConfig]:
                                  help="Recompute hit blocks whose load (e.g. from SSD behind a busy link) would take longer")
     cfg = ServeConfig(policy=policy, hbm_cache=hbm_cache, cache_tiers=tuple(used), tier_capacity_bytes=tuple(caps),
                       prefill_instances=prefill, decode_instances=decode, overlap=overlap, inclusive=inclusive,
-                      write_through=write_through and inclusive, admit_after=admit, selective_load=selective)
+                      write_through=write_through and inclusive, admit_after=admit, selective_load=selective,
+                      tensor_parallel=tp)
     return model_name, hw, cfg
 
 

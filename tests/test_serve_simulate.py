@@ -115,7 +115,7 @@ class TestConfigErrors:
             simulate(small, llama, h100, ServeConfig(write_through=True))
 
     def test_weights_must_fit(self, small, h100):
-        with pytest.raises(InfeasibleError, match="do not fit in HBM"):
+        with pytest.raises(InfeasibleError, match=r"do not fit in HBM.*tensor_parallel"):
             simulate(small, load_serve_model("llama-3-70b"), with_capacity(h100, "HBM", 100 * 2**30), ServeConfig())
 
     def test_unknown_policy_and_tier(self, small, llama, h100):
@@ -195,3 +195,15 @@ class TestOutputs:
         many = simulate(busy, llama, h100, ServeConfig(prefill_instances=32, hbm_cache=False, cache_tiers=()))
         assert one.queue_len.max() > many.queue_len.max()
         assert one.ttft_s.mean() > many.ttft_s.mean()
+
+
+def test_tensor_parallel_instances_fit_big_models(small, h100):
+    mixtral = load_serve_model("mixtral-8x7b")
+    with pytest.raises(InfeasibleError):
+        simulate(small, mixtral, h100, ServeConfig())
+    r = simulate(small, mixtral, h100, ServeConfig(tensor_parallel=2))
+    assert check_log(r.log).ok
+    one = simulate(small, load_serve_model("llama-2-7b"), h100, ServeConfig(hbm_cache=False, cache_tiers=()))
+    two = simulate(small, load_serve_model("llama-2-7b"), h100, ServeConfig(hbm_cache=False, cache_tiers=(),
+                                                                            tensor_parallel=2))
+    assert two.ttft_s.mean() < one.ttft_s.mean()

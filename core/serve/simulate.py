@@ -2,8 +2,9 @@
 
 The picture (UCM / Mooncake / LMCache, simplified to what changes the answer):
 
-- **Prefill** runs on ``prefill_instances`` devices of the hardware preset, FIFO from one queue. Each
-  device holds the model's weights; what their HBM has left after the weights and the KV of the prompts being
+- **Prefill** runs on ``prefill_instances`` instances of ``tensor_parallel`` devices of the hardware
+  preset each (ideal tensor parallelism: HBM, FLOPs and HBM bandwidth add up, collectives not costed),
+  FIFO from one queue. Each instance holds the model's weights; what their HBM has left after the weights and the KV of the prompts being
   prefilled right now is one **HBM prefix cache** (pooled across the instances — an idealisation of
   cache-aware routing). The lower tiers (DDR, pool, SSD: every non-compute tier of the preset, capacities
   editable) hold more cached blocks; each tier has its own eviction policy instance.
@@ -34,7 +35,7 @@ import heapq
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -45,7 +46,7 @@ from core.serve.model import ServeModel
 from core.serve.policies import POLICIES, BlockPolicy, FutureIndex, make_policy
 from core.serve.trace import Trace
 
-__all__ = ["ServeConfig", "ServeLog", "ServeResult", "simulate", "percentiles"]
+__all__ = ["ServeConfig", "ServeLog", "ServeResult", "simulate", "instance_hardware", "percentiles"]
 
 #: Log op codes (first element of each :attr:`ServeLog.ops` tuple).
 STORE, EVICT, LOAD, CAP = "store", "evict", "load", "cap"
@@ -69,11 +70,12 @@ class ServeConfig:
     cache_generated: bool = True
     max_decode_batch: int = 256
     selective_load: bool = True
+    tensor_parallel: int = 1
 
     def checked(self) -> ServeConfig:
         if self.policy not in POLICIES:
             raise InputError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}", field="policy")
-        for name in ("prefill_instances", "decode_instances", "admit_after", "max_decode_batch"):
+        for name in ("prefill_instances", "decode_instances", "admit_after", "max_decode_batch", "tensor_parallel"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"must be a whole number >= 1, got {value!r}", field=name)
@@ -219,7 +221,8 @@ class _Sim:
         hbm_bytes = hw.capacity(hbm)
         if model.weight_bytes >= hbm_bytes:
             raise InfeasibleError(f"the weights of {model.name} ({model.weight_bytes / 2**30:.1f} GiB) do not fit in "
-                                  f"{hbm} ({hbm_bytes / 2**30:.1f} GiB) of {hw.name}; tensor parallelism is not modelled")
+                                  f"{hbm} ({hbm_bytes / 2**30:.1f} GiB) of {hw.name}; use more devices per instance "
+                                  "(tensor_parallel)")
         self.hbm_free_bytes = cfg.prefill_instances * (hbm_bytes - model.weight_bytes)
         overrides = dict(cfg.tier_capacity_bytes)
         for name in overrides:
@@ -620,7 +623,21 @@ class _Decode:
                 self.sim.cache_generated(i, self.clock)
 
 
+def instance_hardware(hardware: Hardware, tensor_parallel: int) -> Hardware:
+    """One instance of ``tensor_parallel`` devices: HBM, FLOPs and HBM bandwidth add up (ideal tensor
+    parallelism, collectives not costed); the links to the lower tiers stay one device's."""
+    if tensor_parallel == 1:
+        return hardware
+    c = hardware.compute
+    compute = replace(c, peak_flops=c.peak_flops * tensor_parallel,
+                      memory_bandwidth_Bps=c.memory_bandwidth_Bps * tensor_parallel)
+    tiers = tuple(replace(t, capacity_bytes=t.capacity_bytes * tensor_parallel) if t.name == hardware.compute_tier else t
+                  for t in hardware.tiers)
+    return replace(hardware, compute=compute, tiers=tiers, name=f"{hardware.name} ×{tensor_parallel} (TP)")
+
+
 def simulate(trace: Trace, model: ServeModel, hardware: Hardware, config: ServeConfig = ServeConfig()) -> ServeResult:
     """Run the timed tiered simulation; see the module docstring for what is modelled."""
-    return _Sim(trace, model, hardware, config.checked()).run()
+    config = config.checked()
+    return _Sim(trace, model, instance_hardware(hardware, config.tensor_parallel), config).run()
 
