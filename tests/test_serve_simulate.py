@@ -14,7 +14,7 @@ from core.hardware import with_capacity
 from core.serve.capacity import run_capacity
 from core.serve.check import check_log
 from core.serve.model import load_serve_model, model_choices
-from core.serve.simulate import ServeConfig, simulate
+from core.serve.simulate import NON_PROMPT_LRU, ServeConfig, simulate
 from core.serve.trace import SyntheticSpec, load_trace, parse_mooncake, sample_trace_path, synthetic_trace
 from core.sources import Workload
 from core.sources.hf_config import graph_from_hf_config
@@ -207,3 +207,18 @@ def test_tensor_parallel_instances_fit_big_models(small, h100):
     two = simulate(small, load_serve_model("llama-2-7b"), h100, ServeConfig(hbm_cache=False, cache_tiers=(),
                                                                             tensor_parallel=2))
     assert two.ttft_s.mean() < one.ttft_s.mean()
+
+
+@pytest.mark.parametrize("policy", sorted(NON_PROMPT_LRU))
+def test_non_prompt_accesses_are_lru_for(policy):
+    """Why the simulator may give lower tiers an lru: on non-prompt accesses these policies are lru."""
+    from core.serve.policies import make_policy
+
+    rng = np.random.default_rng(3)
+    ours, lru = make_policy(policy, 40), make_policy("lru", 40)
+    for req in range(400):
+        blocks = rng.integers(0, 120, rng.integers(1, 12)).tolist()
+        blocks = list(dict.fromkeys(blocks))
+        assert ours.access(blocks, req, prompt=False) == lru.access(blocks, req, prompt=False)
+        if req % 50 == 0:
+            assert ours.evict_to(30) == lru.evict_to(30)
