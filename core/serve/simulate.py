@@ -239,7 +239,7 @@ class _Sim:
             cap = self.hbm_free_bytes // self.block_bytes
             self.tiers.append(_Tier(hbm, make_policy(cfg.policy, int(cap), trace=trace, future=future)))
             self.capacity[hbm] = int(cap)
-        # Lower tiers only ever see blocks that are not one prompt in order (victims from above, generated
+        # Tiers below the first only ever see blocks that are not one prompt in order (victims from above, generated
         # blocks): there ``tierplan`` and ``cost`` order by touch time alone, i.e. exactly ``lru``, which is
         # 2-3x cheaper (tests/test_serve_simulate.py checks the equivalence on the policies).
         lower_policy = "lru" if cfg.policy in NON_PROMPT_LRU else cfg.policy
@@ -247,7 +247,8 @@ class _Sim:
             cap = int(overrides.get(name, hw.capacity(name)) // self.block_bytes)
             if cap <= 0:
                 continue
-            self.tiers.append(_Tier(name, make_policy(lower_policy, cap, trace=trace, future=future)))
+            policy = cfg.policy if not self.tiers else lower_policy  # the first tier sees the prompts
+            self.tiers.append(_Tier(name, make_policy(policy, cap, trace=trace, future=future)))
             self.capacity[name] = cap
         self.by_name = {t.name: t for t in self.tiers}
         self.link_free: dict[str, float] = {link.name: 0.0 for link in hw.links}
