@@ -167,7 +167,8 @@ class _HeapPolicy(BlockPolicy):
 
     def __init__(self, capacity: int | None) -> None:
         super().__init__(capacity)
-        self.key: dict[int, tuple[float, int]] = {}
+        #: block -> tick of its live heap entry (entries with another tick are stale)
+        self.key: dict[int, int] = {}
         self.heap: list[tuple[float, int, int]] = []
         self.index = self.key
 
@@ -178,18 +179,22 @@ class _HeapPolicy(BlockPolicy):
         return len(self.key)
 
     def _set(self, block: int, primary: float) -> None:
-        k = (primary, self.tick)
-        self.key[block] = k
+        self.key[block] = self.tick
         heapq.heappush(self.heap, (primary, self.tick, block))
         if len(self.heap) > 4 * len(self.key) + 1024:
-            self.heap = [(p, t, b) for b, (p, t) in self.key.items()]
-            heapq.heapify(self.heap)
+            self._compact()
+
+    def _compact(self) -> None:
+        key = self.key
+        self.heap = [e for e in self.heap if key.get(e[2]) == e[1]]
+        heapq.heapify(self.heap)
 
     def _victim(self, req: int) -> int:
         heap, key = self.heap, self.key
+        pop = heapq.heappop
         while True:
-            p, t, b = heapq.heappop(heap)
-            if key.get(b) == (p, t):
+            _, t, b = pop(heap)
+            if key.get(b) == t:
                 del key[b]
                 return b
 
@@ -567,7 +572,7 @@ class TierplanPolicy(_HeapPolicy):
         cap = self.capacity
         if cap is None:
             for b in blocks:
-                self.key[b] = (0.0, 0)
+                self.key[b] = 0
             return []
         n = len(blocks)
         if hit < 0 and prompt:
@@ -584,33 +589,43 @@ class TierplanPolicy(_HeapPolicy):
         push = heapq.heappush
         weight = self.value_weight * min(1.0, self.shift / self.ramp) if self.ramp > 0 and prompt else 0.0
         log2 = math.log2
+        tick = self.tick
         for k in range(n - 1, -1, -1):
-            self.tick += 1
+            tick += 1
             b = blocks[k]
             if partial_tail and k == n - 1 and b not in key:
-                primary = self.tick - self.shift
+                primary = tick - self.shift
                 tails.add(b)
             else:
-                primary = self.tick + weight * log2(n - k)
-                tails.discard(b)
-            key[b] = (primary, self.tick)
-            push(heap, (primary, self.tick, b))
-        out = self.evict_to(cap)
+                primary = tick + weight * log2(n - k) if weight else tick
+                if tails:
+                    tails.discard(b)
+            key[b] = tick
+            push(heap, (primary, tick, b))
+        self.tick = tick
+        out = self.evict_to(cap) if len(key) > cap else []
         if len(self.heap) > 4 * len(key) + 1024:
-            self.heap = [(p, t, b) for b, (p, t) in key.items()]
-            heapq.heapify(self.heap)
+            self._compact()
         return out
 
     def evict_to(self, capacity: int) -> list[int]:
         """Evict down to ``capacity``, remembering each victim in its ghost list."""
         out: list[int] = []
-        tails = self.tails
+        tails, key, heap = self.tails, self.key, self.heap
+        gt, gm = self.ghost_tail, self.ghost_main
         bound = max(1, self.capacity or 0)
-        while len(self.key) > capacity:
-            b = self._victim(-1)
+        pop = heapq.heappop
+        while len(key) > capacity:
+            _, t, b = pop(heap)
+            if key.get(b) != t:
+                continue
+            del key[b]
             out.append(b)
-            ghost = self.ghost_tail if b in tails else self.ghost_main
-            tails.discard(b)
+            if b in tails:
+                tails.discard(b)
+                ghost = gt
+            else:
+                ghost = gm
             ghost[b] = None
             if len(ghost) > bound:
                 ghost.popitem(last=False)
