@@ -222,3 +222,35 @@ def test_non_prompt_accesses_are_lru_for(policy):
         assert ours.access(blocks, req, prompt=False) == lru.access(blocks, req, prompt=False)
         if req % 50 == 0:
             assert ours.evict_to(30) == lru.evict_to(30)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from core.serve.policies import POLICIES  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), policy=st.sampled_from(POLICIES), ddr_gib=st.sampled_from([0, 3, 10, 60]),
+       ssd_gib=st.sampled_from([0, 5, 40]), hbm_cache=st.booleans(), inclusive=st.booleans(),
+       write_through=st.booleans(), admit=st.integers(1, 3), instances=st.integers(1, 6),
+       overlap=st.sampled_from(["layer", "sequential"]), selective=st.booleans(), rate=st.sampled_from([0.5, 5.0, 50.0]))
+def test_any_setting_passes_the_replay_check(llama, h100, seed, policy, ddr_gib, ssd_gib, hbm_cache, inclusive,
+                                             write_through, admit, instances, overlap, selective, rate):
+    trace = synthetic_trace(SyntheticSpec(requests=120, seed=seed, rate_per_s=rate, system_prompt_tokens=1500,
+                                          user_tokens_mean=700, output_tokens_mean=300))
+    cfg = ServeConfig(policy=policy, hbm_cache=hbm_cache, tier_capacity_bytes=(("DDR", ddr_gib * 2**30),
+                                                                              ("SSD", ssd_gib * 2**30)),
+                      inclusive=inclusive, write_through=write_through and inclusive, admit_after=admit,
+                      prefill_instances=instances, overlap=overlap, selective_load=selective)
+    hw = with_capacity(h100, "HBM", 24 * 2**30)
+    free = instances * (hw.capacity("HBM") - llama.weight_bytes)
+    if int(trace.input_tokens.max()) * llama.kv_bytes_per_token > free:  # a prompt that cannot run: said so
+        with pytest.raises(InfeasibleError, match=r"needs .* GiB of KV"):
+            simulate(trace, llama, hw, cfg)
+        return
+    r = simulate(trace, llama, hw, cfg)
+    report = check_log(r.log)
+    assert report.ok, report.problems
+    assert np.all(r.hit_blocks <= r.available_blocks)
+    assert np.all(r.ttft_s > 0) and np.all(r.finish_s >= r.prefill_end_s)
