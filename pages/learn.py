@@ -145,3 +145,7 @@ def _teaching_peak() -> int:
 
 
 main()
+
+from ui.serve_learn import prefix_caching_section  # noqa: E402  (serve's section, appended at the end)
+
+prefix_caching_section()
