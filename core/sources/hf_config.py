@@ -476,9 +476,9 @@ def graph_from_hf_config(config: Mapping[str, Any], workload: Any, *, name: str 
         raise InputError(f"batch × seq = {batch * seq} tokens is implausibly large (limit {MAX_TOKENS})", field="seq")
     train = kind == "train"
     micro = getattr(workload, "micro_batches", 1) or 1
-    if micro > 1 and (kind != "decode" or batch % micro):
-        raise InputError(f"micro_batches={micro} needs a decode workload whose batch ({batch}) it divides",
-                         field="micro_batches")
+    if micro > 1 and (kind == "train" or batch % micro):
+        raise InputError(f"micro_batches={micro} needs a prefill or decode workload whose batch ({batch}) it "
+                         "divides", field="micro_batches")
     params = count_params(spec)
     b = _Builder(source)
     extra_meta = _build(b, spec, kind, batch, seq, bool(getattr(workload, "checkpointing", False)) and train, micro)
