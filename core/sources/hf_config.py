@@ -2,7 +2,9 @@
 
 Supported: dense decoder-only models with grouped-query attention (Llama, Qwen, Mistral and any
 ``model_type`` with the standard fields), mixture-of-experts (Mixtral top-k, DeepSeek routed + shared
-experts with ``first_k_dense_replace``, Qwen-MoE) and multi-head latent attention (DeepSeek-V3, Kimi-K2).
+experts with ``first_k_dense_replace``, Qwen-MoE), multi-head latent attention (DeepSeek-V3, Kimi-K2) and
+FlexGen-era decoders (OPT, GPT-2, GPT-NeoX: LayerNorm, biases, learned positions, a two-matrix MLP).
+What each op saves for its backward follows PyTorch's autograd (docs/sources.md, "Activation accounting").
 
 Per layer the graph holds the main ops — input norm, QKV projection, attention, output projection (with
 the residual add), post-attention norm, MLP or router + experts (+ shared experts) — plus embedding, final
@@ -18,6 +20,7 @@ routing, the rest of a layer's experts being one stored-but-unread tensor.
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -172,7 +175,7 @@ class _Reader:
             raise self.error(f"{number} is implausibly large (limit {maximum})", key)
         return number
 
-    def opt_int(self, key: str, *, minimum: int = 1) -> int | None:
+    def opt_int(self, key: str, *, minimum: builtins.int = 1) -> builtins.int | None:
         if self.config.get(key) is None:
             return None
         return self.int(key, minimum=minimum)
@@ -489,19 +492,22 @@ def graph_from_hf_config(config: Mapping[str, Any], workload: Any, *, name: str 
         if op.flops > 1e24:
             raise InputError(f"op '{op.id}' would need {op.flops:.3g} FLOPs; check batch and seq", source=source)
     act_bytes = 2
-    meta = {
+    workload_meta: dict[str, Any] = {"kind": kind, "batch": batch, "seq": seq,
+                                     "checkpointing": bool(getattr(workload, "checkpointing", False))}
+    warnings: list[str] = []
+    meta: dict[str, Any] = {
         "source": source,
         "model_type": spec.model_type,
         "params_total": params.total,
         "params_active": params.active,
         "param_breakdown": params.to_dict(),
-        "workload": {"kind": kind, "batch": batch, "seq": seq, "checkpointing": bool(getattr(workload, "checkpointing", False))},
+        "workload": workload_meta,
         "kv_bytes_per_token": kv_bytes_per_token(spec, act_bytes),
         "weight_dtype_bytes": 2 if train else spec.weight_bytes,
-        "warnings": [],
+        "warnings": warnings,
     }
     if micro > 1:
-        meta["workload"]["micro_batches"] = micro
+        workload_meta["micro_batches"] = micro
     if spec.moe and not train:
         tokens = batch // micro * (1 if kind == "decode" else seq)
         meta["active_experts_per_layer"] = expected_active_experts(spec.moe.num_experts, spec.moe.top_k, tokens)
@@ -510,9 +516,10 @@ def graph_from_hf_config(config: Mapping[str, Any], workload: Any, *, name: str 
             "decode attention ops are host_ok: attention over the KV cache may run on a host tier's CPUs next "
             "to a host-resident cache (FlexGen); whether a plan does so is the planner's choice")
     meta.update(extra_meta)
-    if "moe_decode" in meta:
-        meta["workload"]["steps"] = meta["moe_decode"]["window_steps"]
-        meta["warnings"].append(meta["moe_decode"]["assumption"])
+    moe_decode = extra_meta.get("moe_decode")
+    if moe_decode is not None:
+        workload_meta["steps"] = moe_decode["window_steps"]
+        warnings.append(moe_decode["assumption"])
     label = name or f"{spec.model_type} {kind} b{batch} s{seq}"
     return Graph(label, tuple(b.tensors.values()), tuple(ops), meta)
 
