@@ -25,7 +25,7 @@ def main() -> None:
         st.info("Pick a model and hardware in the sidebar.")
         return
     hw = inputs.hardware
-    st.markdown(f"**{inputs.model_label}** on **{hw.name}** · {hw.compute_tier} capacity "
+    st.markdown(f"**{inputs.model_label}** on **{inputs.hardware_label}** · {hw.compute_tier} capacity "
                 f"{format_bytes(hw.capacity(hw.compute_tier))}")
     policies = list_policies()
     bar = st.progress(0.0, text="Planning with every policy…")

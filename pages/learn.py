@@ -57,7 +57,8 @@ def _live(section: str, *, show_memory: bool, show_schedule: bool, defaults: tup
     if show_memory:
         before = state.before_curves(inputs)
         view.chart(figures.memory_figure(d.curves["HBM"], tier="HBM", capacity_bytes=inputs.hardware.capacity("HBM"),
-                                         before=before.get("HBM"), time_unit=unit, uirevision=f"learn-{section}-mem"),
+                                         before=before.get("HBM"), time_unit=unit, uirevision=f"learn-{section}-mem",
+                                         align=(d.knots, state.before_knots(inputs))),
                    key=f"learn:{section}:memory")
     if show_schedule:
         view.chart(figures.schedule_figure(d.streams, time_unit=unit, uirevision=f"learn-{section}-sched"),

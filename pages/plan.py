@@ -9,6 +9,7 @@ import json
 import streamlit as st
 
 from core.plan import plan_to_dict
+from core.units import format_bytes
 from ui import figures, kpis, report, state, tables, view
 
 
@@ -54,25 +55,32 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
                    "the zoom survives changes to the inputs.")
 
 
+@st.fragment
 @state.safe("Memory curves")
 def _memory(inputs: state.Inputs, plan) -> None:
     d = state.derived(inputs, plan)
     before = state.before_curves(inputs)
     unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))
     hw = inputs.hardware
-    show_before = st.toggle("Show the no-offload total (everything in the compute tier)", value=True, key="mem:before")
+    c1, c2 = st.columns([3, 2])
+    show_before = c1.toggle("Show the no-offload total (everything in the compute tier)", value=True, key="mem:before")
+    by_ops = c2.segmented_control("x axis", ["ops (aligned)", "time"], default="ops (aligned)", key="mem:axis",
+                                  help="Ops: the plan and the no-offload run line up op by op (the plan takes "
+                                       "longer than compute only, so on a time axis they drift apart).",
+                                  ) != "time"
     for tier in hw.tiers:
         curve = d.curves.get(tier.name)
         if curve is None:
             continue
         empty = not any(len(v) and float(max(v)) > 0 for v in curve.bytes_by_kind.values())
         if empty and tier.name != hw.compute_tier:
-            st.caption(f"{tier.name}: unused by this plan ({figures.byte_scale(tier.capacity_bytes)[1]} capacity "
-                       "left free).")
+            st.caption(f"{tier.name}: unused by this plan ({format_bytes(tier.capacity_bytes)} capacity left free).")
             continue
+        with_before = show_before and tier.name == hw.compute_tier
         fig = figures.memory_figure(
             curve, tier=tier.name, capacity_bytes=tier.capacity_bytes, time_unit=unit,
-            before=before.get(tier.name) if show_before and tier.name == hw.compute_tier else None,
+            before=before.get(tier.name) if with_before else None,
+            align=(d.knots, state.before_knots(inputs) if with_before else None) if by_ops else None,
             title=f"{tier.name}", uirevision=f"memory-{tier.name}",
         )
         view.chart(fig, key=f"memory-{tier.name}")
@@ -96,10 +104,11 @@ def _exports(inputs: state.Inputs, plan) -> None:
     if importlib.util.find_spec("core.export.csv") is not None:
         from core.export.csv import decisions_csv
 
-        buttons.append(("Decisions (CSV)", functools.partial(decisions_csv, plan), f"{slug}.decisions.csv", "text/csv",
+        buttons.append(("Decisions (CSV)", functools.partial(decisions_csv, plan, inputs.graph), f"{slug}.decisions.csv", "text/csv",
                         ":material/table:", "Every decision with its cost-model terms, for a spreadsheet"))
     buttons.append(("HTML report", functools.partial(report.build_report, inputs.graph, inputs.hardware, plan,
-                                                     model_label=inputs.model_label),
+                                                     model_label=inputs.model_label,
+                                                     hardware_label=inputs.hardware_label),
                     f"{slug}.report.html", "text/html", ":material/description:",
                     "One self-contained file with the KPIs and charts, for sharing"))
     for col, (label, data, name, mime, icon, help_text) in zip(st.columns(len(buttons)), buttons):
@@ -121,7 +130,7 @@ def main() -> None:
     if plan is None:
         return
     hw = shown.hardware
-    st.markdown(f"**{shown.model_label}** on **{hw.name}** · policy **{plan.policy}**")
+    st.markdown(f"**{shown.model_label}** on **{shown.hardware_label}** · policy **{plan.policy}**")
     view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier), per_row=4)
     links = {link.name: link.bandwidth_Bps for link in hw.links}
     with st.expander("Bytes moved per link", expanded=False):

@@ -5,11 +5,14 @@ Most tests open the app on the tiny teaching sample (``?model=tiny``) so each re
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
+
+from core.units import parse_time
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
@@ -86,7 +89,11 @@ class TestPlanPage:
         with_host = _metric(at, "Step time")
         at.toggle(key="in:p:tierplan:host_compute").set_value(False).run()
         _clean(at)
-        assert _metric(at, "Step time") != with_host  # CPU Adam off: state travels to HBM and back
+        # The portfolio with host compute includes every plan without it, so switching it off can never
+        # make the step faster. (On the teaching preset the 1 TFLOP/s host runs the fixed-time Adam ~100x
+        # slower than the device since issue #9's host scaling, so the fastest plan keeps it on the device.)
+        assert parse_time(_metric(at, "Step time").replace(" ", "")) >= parse_time(with_host.replace(" ", ""))
+        assert any("host_compute" in item for item in _qp(at, "p")), at.query_params
 
     def test_slower_link_increases_stall(self):
         at = _app(model="tiny")
@@ -263,3 +270,91 @@ class TestOtherPages:
         at.slider(key="learn:why:hbm").set_value(14.0).run()
         _clean(at)
         assert [m.value for m in at.metric[:5]] != before
+
+
+class TestPlanStore:
+    def test_plans_are_shared_not_copied_and_made_once(self):
+        import threading
+
+        from ui.state import PlanOutcome, PlanStore
+
+        store = PlanStore(max_entries=2)
+        calls = []
+        gate = threading.Event()
+
+        def make() -> PlanOutcome:
+            calls.append(1)
+            gate.wait(5)
+            return PlanOutcome(None, "made")
+
+        first = store.submit("k", "g", make)
+        second = store.submit("k", "g", make)  # in flight: the same computation
+        gate.set()
+        assert first.result() is second.result()
+        assert store.get("k") is first.result()  # the same object on every hit, no copy
+        assert len(calls) == 1 and "g" in store.seconds
+        for key in ("a", "b"):
+            store.submit(key, "g", functools.partial(PlanOutcome, None, key)).result()
+        assert store.get("k") is None and len(store) == 2  # least recently used dropped
+
+    def test_app_reruns_return_the_same_plan_object(self):
+        at = _app(model="tiny")
+        first = at.session_state["inputs"]
+        from ui import state
+
+        hit1 = state.plan_store().get(state.plan_key(first.graph_key, first.hw_json, first.policy, first.params_json))
+        at.run()
+        hit2 = state.plan_store().get(state.plan_key(first.graph_key, first.hw_json, first.policy, first.params_json))
+        assert hit1 is not None and hit1 is hit2
+
+
+def _spec(chart) -> dict:
+    return json.loads(chart.proto.spec)
+
+
+class TestMemoryTab:
+    def test_before_curve_is_op_aligned_and_inside_the_axis(self):
+        """Llama-2-7B training: the no-offload peak (105 GiB) is above the 80 GiB HBM; the axis used to stop
+        at 100 GiB and the dotted curve ran on a 380 ms axis beside an 833 ms plan."""
+        at = _app()
+        _clean(at)
+        inputs = at.session_state["inputs"]
+        from core.metrics import no_offload_peak_bytes
+
+        peak_gib = no_offload_peak_bytes(inputs.graph) / 2**30
+        specs = [_spec(c) for c in _charts(at)]
+        hbm = next(s for s in specs if (s["layout"].get("title") or {}).get("text") == "HBM")
+        traces = hbm["data"]
+        before = next(t for t in traces if str(t.get("name", "")).startswith("before offload"))
+        stack = [t for t in traces if t.get("stackgroup")]
+
+        def values(arr):
+            if isinstance(arr, dict):  # plotly's base64 typed array
+                import base64
+
+                import numpy as np
+
+                return np.frombuffer(base64.b64decode(arr["bdata"]), dtype=np.dtype(arr["dtype"])).tolist()
+            return list(arr)
+
+        assert hbm["layout"]["yaxis"]["range"][1] > peak_gib
+        n_ops = len(inputs.graph.ops)
+        assert max(values(before["x"])) == pytest.approx(n_ops, abs=1.0)
+        assert max(values(stack[0]["x"])) == pytest.approx(n_ops, abs=1.0)
+        assert hbm["layout"]["xaxis"]["title"]["text"].startswith("ops run")
+
+    def test_unused_tier_message_keeps_its_number(self):
+        at = _app()
+        captions = [c.value for c in at.caption if "unused by this plan" in c.value]
+        assert captions and all(any(ch.isdigit() for ch in c.split("(")[1]) for c in captions), captions
+
+
+class TestHeader:
+    def test_header_says_what_was_edited(self):
+        at = _app()
+        assert any("NVIDIA H100" in m.value and "edited" not in m.value for m in at.markdown if " on **" in m.value)
+        at.number_input(key="in:cap:HBM").set_value(48.0).run()
+        at.button(key=next(b.key for b in at.button if b.label == "Add tier")).click().run()
+        _clean(at)
+        header = next(m.value for m in at.markdown if " on **" in m.value)
+        assert "(edited: HBM 48 GiB, + POOL)" in header

@@ -102,15 +102,15 @@ class TestTrace:
 class TestCsv:
     def test_decisions(self) -> None:
         rows = list(csv.reader(io.StringIO(decisions_csv(PLAN, GRAPH))))
-        assert rows[0] == ["tensor", "kind", "bytes", "start_op", "end_op", "action", "tier", "score",
-                           "term_bytes", "bytes_freed", "idle_s", "transfer_s", "reason"]
-        assert rows[1] == ["w", "weight", "256", "-1", "0", "offload", "DDR", "1.5", "", "256.0", "", "0.001",
-                           "idle between steps"]
-        assert rows[2][:3] == ["y", "activation", "512"] and rows[2][8] == "3.0"
+        assert rows[0] == ["tensor", "kind", "bytes", "start_op", "end_op", "start_op_index", "end_op_index",
+                           "action", "tier", "score", "term_bytes", "bytes_freed", "idle_s", "transfer_s", "reason"]
+        assert rows[1] == ["w", "weight", "256", "step start", "f", "-1", "0", "offload", "DDR", "1.5", "", "256.0",
+                           "", "0.001", "idle between steps"]
+        assert rows[2][:5] == ["y", "activation", "512", "f", "g"] and rows[2][10] == "3.0"
 
     def test_decisions_without_graph(self) -> None:
         rows = list(csv.reader(io.StringIO(decisions_csv(PLAN))))
-        assert rows[1][1:3] == ["", ""] and rows[2][1:3] == ["", "3.0"]
+        assert rows[1][1:5] == ["", "", "step start", "op #0"] and rows[2][1:3] == ["", "3.0"]
 
     def test_events(self) -> None:
         rows = list(csv.DictReader(io.StringIO(events_csv(PLAN))))

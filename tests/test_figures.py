@@ -67,7 +67,8 @@ class TestSchedule:
     def test_highlight_adds_outlined_bars_on_the_right_row(self):
         fig = figures.schedule_figure(_streams(4, 2), highlight=[("HBM->DDR", 0.0, 1.5e-4), ("missing", 0, 1)])
         sel = [t for t in fig.data if t.name == "selected"]
-        assert len(sel) == 1 and list(sel[0].y) == [1]
+        row = dict(zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals))["HBM->DDR"]
+        assert len(sel) == 1 and list(sel[0].y) == [row]
         assert fig.layout.xaxis.title.text == "time (µs)"
         assert sel[0].x[0] == pytest.approx(150.0)
 
@@ -76,6 +77,46 @@ class TestSchedule:
         fig = figures.schedule_figure(streams)
         shown = [t.name for t in fig.data if t.showlegend is not False]
         assert sorted(shown) == ["activation", "attention", "matmul"]
+
+    @pytest.mark.parametrize("n_ops", [20, 60_000])
+    def test_rows_on_a_plain_axis_compute_on_top(self, n_ops):
+        """Streamlit's plotly.js draws every WebGL trace of a reversed axis on the last row (big schedules
+        were blank in the page): the axis is never reversed, compute has the highest y."""
+        fig = figures.schedule_figure(_streams(n_ops, 5))
+        assert fig.layout.yaxis.autorange in (None, False)
+        lo, hi = fig.layout.yaxis.range
+        assert lo < hi
+        rows = dict(zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals))
+        assert rows["compute"] > rows["HBM->DDR"]
+        for trace in fig.data:
+            ys = {float(y) for y in np.asarray(trace.y, dtype=float) if not np.isnan(y)}
+            assert ys <= set(rows.values()) and lo < min(ys) and max(ys) < hi
+
+    def test_legend_separates_op_categories_from_tensor_kinds(self):
+        streams = _streams(4, 2)
+        fig = figures.schedule_figure(streams)
+        ops = {t.name for t in fig.data if t.legend in (None, "legend")}
+        kinds = {t.name for t in fig.data if t.legend == "legend2"}
+        assert ops == {"attention", "matmul"} and kinds == {"activation"}
+        assert fig.layout.legend.title.text and fig.layout.legend2.title.text
+        colours = [t.marker.color for t in fig.data]
+        assert len(set(colours)) == len(colours)
+
+    def test_palette_kinds_and_categories_clearly_distinct(self):
+        from ui import palette
+
+        colours = [*palette.KIND_COLORS.values(), *palette.CATEGORY_COLORS.values()]
+        assert len(set(colours)) == len(colours)
+        assert palette.min_distance(colours) > 40
+
+    def test_policy_colour_fixed_by_key_or_title(self):
+        from core.policies import list_policies
+        from ui import palette
+
+        policies = list_policies()
+        by_key = [palette.policy_color(p.key) for p in policies]
+        assert len(set(by_key)) == len(by_key)
+        assert [palette.policy_color(p.title) for p in policies] == by_key
 
 
 class TestMemory:
@@ -98,13 +139,39 @@ class TestMemory:
         names = [tr.name for tr in fig.data]
         assert names[:2] == ["weight", "activation"]  # zero kinds dropped, stable kind order
         assert "gradient" not in names
-        assert all(tr.line.shape == "hv" for tr in fig.data[:3])
+        assert all(tr.line.shape == "hv" for tr in fig.data if tr.stackgroup or str(tr.name).startswith("before"))
         assert fig.data[0].stackgroup == fig.data[1].stackgroup == "after"
         cap = next(tr for tr in fig.data if tr.name.startswith("HBM capacity"))
         assert list(cap.y) == [8.0, 8.0]
         bef = next(tr for tr in fig.data if tr.name.startswith("before"))
         assert max(bef.y) == pytest.approx(11.0)  # GiB, total of the before curve
         assert fig.layout.yaxis.title.text == "HBM (GiB)"
+
+    def test_before_and_after_share_an_op_aligned_axis_and_both_peaks_show(self):
+        """The no-offload run takes compute-only time (3 ms here), the plan 6 ms: on the op axis both end at
+        op 3, and the y axis reaches above the higher peak (it stopped at 100 GiB under a 105 GiB peak)."""
+        after = Curve(np.array([0.0, 2e-3, 4e-3, 6e-3]), {"weight": np.array([2, 5, 3, 0]) * 2**30})
+        before = Curve(np.array([0.0, 1e-3, 2e-3, 3e-3]), {"weight": np.array([2, 9, 10.5, 0]) * 2**30})
+        align = (figures.op_knots([0.0, 2e-3, 4e-3], 6e-3), figures.op_knots([0.0, 1e-3, 2e-3], 3e-3))
+        fig = figures.memory_figure(after, tier="HBM", capacity_bytes=6 * 2**30, before=before, align=align)
+        stack = next(tr for tr in fig.data if tr.name == "weight")
+        bef = next(tr for tr in fig.data if str(tr.name).startswith("before"))
+        assert list(stack.x) == [0.0, 1.0, 2.0, 3.0] and list(bef.x) == [0.0, 1.0, 2.0, 3.0]
+        assert fig.layout.xaxis.title.text.startswith("ops run")
+        assert fig.layout.yaxis.range[1] > 10.5
+        texts = " ".join(str(t) for tr in fig.data for t in (tr.text or ()))
+        assert "peak 5 GiB" in texts and "no-offload peak 10.5 GiB" in texts
+
+    def test_dwarfing_no_offload_peak_gets_its_own_panel(self):
+        t = np.array([0.0, 1.0, 2.0])
+        after = Curve(t, {"weight": np.array([50, 90, 10]) * 2**30})
+        before = Curve(t, {"weight": np.array([200, 1200, 0]) * 2**30})
+        fig = figures.memory_figure(after, tier="HBM", capacity_bytes=96 * 2**30, before=before)
+        bef = next(tr for tr in fig.data if str(tr.name).startswith("before"))
+        stack = next(tr for tr in fig.data if tr.name == "weight")
+        assert bef.yaxis != stack.yaxis  # two panels, same x
+        main_axis = fig.layout["yaxis" + stack.yaxis[1:]]
+        assert 90 < main_axis.range[1] < 200  # 96 GiB of HBM is not a sliver of a 1.2 TiB axis
 
     def test_memory_figure_downsamples_consistently(self):
         n = 50_000

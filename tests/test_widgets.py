@@ -6,6 +6,7 @@ import pytest
 
 from core.hardware import hardware_from_dict, hardware_to_dict
 from core.sources.presets import load_preset
+from ui import widgets
 from ui.widgets import capacity_unit, edited_hardware_dict
 
 
@@ -31,3 +32,16 @@ def test_edits_apply_in_widget_units():
     link = hw.link_by_pair[("DDR", "HBM")]
     assert link.bandwidth_Bps == pytest.approx(32e9) and link.latency_s == pytest.approx(5e-6)
     assert base["tiers"][0]["capacity_bytes"] == 8 * 2**30  # the base is not modified
+
+
+def test_edit_summary_names_what_changed():
+    base = {"name": "box", "compute_tier": "HBM",
+            "tiers": [{"name": "HBM", "capacity_bytes": 80 * 2**30}, {"name": "SSD", "capacity_bytes": 2**42}],
+            "links": [{"src": "HBM", "dst": "SSD", "bandwidth_Bps": 5e9, "latency_s": 1e-5}]}
+    assert widgets.edit_summary(base, base) == ""
+    assert widgets.hardware_label("box", base, base) == "box"
+    current = {"tiers": [{"name": "HBM", "capacity_bytes": 48 * 2**30}, {"name": "POOL", "capacity_bytes": 2**40}],
+               "links": []}
+    assert widgets.edit_summary(base, current) == "HBM 48 GiB, + POOL, − SSD"
+    slower = {**base, "links": [{"src": "HBM", "dst": "SSD", "bandwidth_Bps": 2.5e9, "latency_s": 1e-5}]}
+    assert widgets.hardware_label("box", base, slower) == "box (edited: HBM->SSD 2.5 GB/s)"

@@ -19,6 +19,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from core.units import format_bandwidth, format_bytes, format_time
+from ui.palette import CATEGORY_COLORS, KIND_COLORS, POLICY_COLORS, color_for, policy_color
 
 __all__ = [
     "KIND_COLORS",
@@ -29,6 +30,7 @@ __all__ = [
     "time_scale",
     "byte_scale",
     "peak_indices",
+    "op_knots",
     "schedule_figure",
     "memory_figure",
     "compare_bars_figure",
@@ -40,34 +42,7 @@ __all__ = [
     "collapse_graph",
 ]
 
-#: One colour per tensor kind (memory curves, transfers on link streams, tables).
-KIND_COLORS: dict[str, str] = {
-    "weight": "#4C78A8",
-    "activation": "#F58518",
-    "gradient": "#E45756",
-    "optimizer_state": "#72B7B2",
-    "kv_cache": "#54A24B",
-    "input": "#B279A2",
-    "workspace": "#9D755D",
-}
-#: One colour per op category (compute streams). Muted so transfers (kind colours) stand out.
-CATEGORY_COLORS: dict[str, str] = {
-    "embedding": "#8E6C8A",
-    "norm": "#A0CBE8",
-    "attention": "#2F6690",
-    "matmul": "#3A7D44",
-    "mlp": "#81B29A",
-    "moe": "#F2CC8F",
-    "conv": "#6D597A",
-    "pool": "#B56576",
-    "elementwise": "#BAB0AC",
-    "loss": "#E07A5F",
-    "optimizer": "#5E548E",
-    "other": "#8D99AE",
-    "recompute": "#D62728",
-    "transfer": "#FF9DA6",
-}
-_POLICY_PALETTE = ("#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2", "#7F7F7F")
+_POLICY_PALETTE = tuple(POLICY_COLORS.values())
 HIGHLIGHT_COLOR = "#D62728"
 CAPACITY_COLOR = "#C0392B"
 BEFORE_COLOR = "#7F7F7F"
@@ -99,15 +74,6 @@ class StreamLike(Protocol):
 class CurveLike(Protocol):
     times_s: Any
     bytes_by_kind: Mapping[str, Any]
-
-
-def color_for(category: str) -> str:
-    """The colour of an op category or a tensor kind (kinds win: transfers are coloured by what moves)."""
-    return KIND_COLORS.get(category) or CATEGORY_COLORS.get(category) or CATEGORY_COLORS["other"]
-
-
-def policy_color(index: int) -> str:
-    return _POLICY_PALETTE[index % len(_POLICY_PALETTE)]
 
 
 def _pretty(name: str) -> str:
@@ -156,40 +122,49 @@ def schedule_figure(
     title: str | None = None,
     uirevision: str = "schedule",
 ) -> go.Figure:
-    """A Gantt chart: one row per stream (compute, then each link), events coloured by category.
+    """A Gantt chart: one row per stream (compute on top, then each link), events coloured by category.
 
     Traces are per (stream, category), never per event: up to ``bar_limit`` events they are ``go.Bar`` with
     ``base`` on a numeric time axis; beyond, ``go.Scattergl`` line segments (x = start, end, gap), which
     stay responsive at 10⁵ events. ``highlight`` lists (stream name, start s, end s) to outline, e.g. the
     transfers of a tensor selected in the decisions table.
+
+    Rows sit at y = n-1 … 0 on an ordinary (not reversed) axis: Streamlit's plotly.js draws every WebGL
+    trace of a reversed axis on the last row only, which left big schedules blank in the page. The y axis
+    is fixed (zoom is along time only). Two legends: op categories of the compute rows, and the tensor
+    kinds that move on the links, each with its own colours.
     """
     fig = go.Figure()
     total = sum(len(s.starts_s) for s in streams)
     t_max = max((float(np.max(s.ends_s)) for s in streams if len(s.ends_s)), default=0.0)
     factor, unit = time_unit or time_scale(t_max)
     use_bars = total <= bar_limit
-    row_of = {s.name: k for k, s in enumerate(streams)}
-    height = max(220, 90 + 46 * len(streams))
-    line_px = max(6, min(28, int((height - 90) / max(1, len(streams)) * 0.62)))
-    legend_done: set[str] = set()
-    for row, stream in enumerate(streams):
+    n_rows = len(streams)
+    y_of = {s.name: n_rows - 1 - k for k, s in enumerate(streams)}
+    height = max(240, 130 + 46 * n_rows)
+    line_px = max(6, min(28, int((height - 130) / max(1, n_rows) * 0.62)))
+    legend_done: set[tuple[str, str]] = set()
+    for stream in streams:
+        row = y_of[stream.name]
         starts = np.asarray(stream.starts_s, dtype=float) * factor
         ends = np.asarray(stream.ends_s, dtype=float) * factor
         if not len(starts):
             continue
         cats = np.asarray(stream.categories, dtype=object)
         labels = np.asarray(stream.labels, dtype=object)
+        group = "ops" if stream.kind == "compute" else "tensors"
         for cat in dict.fromkeys(cats.tolist()):
             mask = cats == cat
-            color = color_for(str(cat))
-            show = cat not in legend_done
-            legend_done.add(cat)
-            common = {"name": _pretty(str(cat)), "legendgroup": str(cat), "showlegend": show}
+            color = CATEGORY_COLORS.get(str(cat), CATEGORY_COLORS["other"]) if group == "ops" else color_for(str(cat))
+            show = (group, cat) not in legend_done
+            legend_done.add((group, cat))
+            common: dict[str, Any] = {"name": _pretty(str(cat)), "legendgroup": f"{group}:{cat}", "showlegend": show,
+                                      "legend": "legend" if group == "ops" else "legend2"}
             if use_bars:
                 dur = ends[mask] - starts[mask]
                 fig.add_trace(go.Bar(
-                    x=dur, base=starts[mask], y=np.full(int(mask.sum()), row), orientation="h", width=0.72,
-                    marker={"color": color, "line": {"width": 0}},
+                    x=dur, base=starts[mask], y=np.full(int(mask.sum()), row, dtype=np.int32), orientation="h",
+                    width=0.72, marker={"color": color, "line": {"width": 0}},
                     customdata=np.column_stack([labels[mask], starts[mask], dur]),
                     hovertemplate=(
                         f"<b>%{{customdata[0]}}</b><br>{stream.name}<br>start %{{customdata[1]:.4g}} {unit}"
@@ -211,21 +186,29 @@ def schedule_figure(
                     **common,
                 ))
     if highlight:
-        rows = [(row_of[name], s * factor, e * factor) for name, s, e in highlight if name in row_of]
+        rows = [(y_of[name], s * factor, e * factor) for name, s, e in highlight if name in y_of]
         if rows:
             fig.add_trace(go.Bar(
                 x=[e - s for _, s, e in rows], base=[s for _, s, _ in rows], y=[r for r, _, _ in rows],
-                orientation="h", width=0.95, name="selected", legendgroup="selected",
+                orientation="h", width=0.95, name="selected", legendgroup="selected", legend="legend2",
                 marker={"color": "rgba(214,39,40,0.25)", "line": {"color": HIGHLIGHT_COLOR, "width": 2.5}},
                 hovertemplate=f"selected tensor<br>%{{base:.4g}} {unit} + %{{x:.4g}} {unit}<extra></extra>",
             ))
     fig.update_layout(barmode="overlay", bargap=0.1)
     fig.update_yaxes(
-        tickvals=list(range(len(streams))), ticktext=[s.name for s in streams],
-        autorange="reversed", showgrid=False, zeroline=False,
+        tickvals=[y_of[s.name] for s in streams], ticktext=[s.name for s in streams],
+        range=[-0.5, n_rows - 0.5], autorange=False, fixedrange=True, showgrid=False, zeroline=False,
     )
     fig.update_xaxes(title_text=f"time ({unit})", rangemode="tozero", showgrid=True)
-    return _base_layout(fig, title=title, height=height, uirevision=uirevision)
+    _base_layout(fig, title=title, height=height, uirevision=uirevision)
+    legend_font = {"size": 12}
+    fig.update_layout(
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "xanchor": "left", "x": 0, "font": legend_font,
+                "title": {"text": "ops:"}, "groupclick": "togglegroup"},
+        legend2={"orientation": "h", "yanchor": "top", "y": -0.28 if n_rows < 4 else -0.18, "xanchor": "left", "x": 0,
+                 "font": legend_font, "title": {"text": "tensors moved:"}, "groupclick": "togglegroup"},
+    )
+    return fig
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -257,30 +240,61 @@ def _curve_total(curve: CurveLike) -> np.ndarray:
     return np.sum(arrays, axis=0)
 
 
+def op_knots(starts_s: Sequence[float], end_s: float) -> np.ndarray:
+    """Knots of the op-aligned axis: the sorted start times of the ops of one step, then its end.
+
+    ``np.interp(t, knots, arange(len(knots)))`` turns a time into "ops started so far" (fractional inside
+    an op), so a plan and the no-offload run, which take different times for the same ops, line up op by
+    op on one axis."""
+    knots = np.sort(np.asarray(starts_s, dtype=float))
+    return np.concatenate((knots, [max(float(end_s), float(knots[-1]) if len(knots) else 0.0)]))
+
+
+def _to_ops(times: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    if len(knots) < 2:
+        return times
+    return np.interp(times, knots, np.arange(len(knots), dtype=float))
+
+
 def memory_figure(
     curve: CurveLike,
     *,
     tier: str,
     capacity_bytes: int | None = None,
     before: CurveLike | None = None,
+    align: tuple[np.ndarray, np.ndarray | None] | None = None,
     max_points: int = 2000,
     time_unit: tuple[float, str] | None = None,
     title: str | None = None,
     uirevision: str = "memory",
 ) -> go.Figure:
     """Occupancy of one tier over the step, stacked by tensor kind, with its capacity and the no-offload
-    ("before") total for comparison. Step lines (``hv``); downsampled keeping per-bucket peaks."""
-    fig = go.Figure()
+    ("before") total for comparison. Step lines (``hv``); downsampled keeping per-bucket peaks.
+
+    ``align`` = (knots of the plan, knots of the no-offload run) from :func:`op_knots` puts both curves on
+    one op-aligned x axis (the no-offload run takes compute-only time, the plan longer, so on a time axis
+    they did not line up). The y axis always reaches above both peaks, which are marked; when the no-offload
+    peak dwarfs the plan (a 1.2 TiB model on 96 GiB of HBM) it gets its own panel above, on the same x."""
     times = np.asarray(curve.times_s, dtype=float)
     total = _curve_total(curve)
     before_times = np.asarray(before.times_s, dtype=float) if before is not None else np.zeros(0)
     before_total = _curve_total(before) if before is not None else np.zeros(0)
     t_max = max(float(times.max(initial=0.0)), float(before_times.max(initial=0.0)))
     factor, unit = time_unit or time_scale(t_max)
-    peak = max(float(total.max(initial=0.0)), float(before_total.max(initial=0.0)), float(capacity_bytes or 0))
+    peak_after = float(total.max(initial=0.0))
+    peak_before = float(before_total.max(initial=0.0))
+    top = max(peak_after, float(capacity_bytes or 0))
+    split = before is not None and peak_before > 3.0 * max(top, 1.0)
+    peak = max(top, 0.0 if split else peak_before)
     divisor, bunit = byte_scale(peak)
+    by_ops = align is not None and (before is None or align[1] is not None)
     idx = peak_indices(total, max_points)
-    x = times[idx] * factor
+    x = _to_ops(times[idx], align[0]) if by_ops else times[idx] * factor
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.3, 0.7], vertical_spacing=0.08) if split \
+        else go.Figure()
+    main = {"row": 2, "col": 1} if split else {}
+    hover_t = (f"op %{{x:.1f}} · %{{customdata:.4g}} {unit}" if by_ops else f"%{{x:.4g}} {unit}")
+    custom = times[idx] * factor if by_ops else None
     order = [k for k in KIND_COLORS if k in curve.bytes_by_kind] + [k for k in curve.bytes_by_kind if k not in KIND_COLORS]
     for kind in order:
         values = np.asarray(curve.bytes_by_kind[kind], dtype=float)
@@ -288,25 +302,51 @@ def memory_figure(
             continue
         fig.add_trace(go.Scatter(
             x=x, y=values[idx] / divisor, name=_pretty(kind), mode="lines", stackgroup="after",
-            line={"shape": "hv", "width": 0.5, "color": color_for(kind)}, legendgroup=kind,
-            hovertemplate=f"{_pretty(kind)}: %{{y:.4g}} {bunit}<br>%{{x:.4g}} {unit}<extra></extra>",
-        ))
-    if before is not None and len(before_total):
-        bidx = peak_indices(before_total, max_points)
+            line={"shape": "hv", "width": 0.5, "color": color_for(kind)}, legendgroup=kind, customdata=custom,
+            hovertemplate=f"{_pretty(kind)}: %{{y:.4g}} {bunit}<br>{hover_t}<extra></extra>",
+        ), **main)
+    x_end = float(x.max(initial=0.0))
+    if peak_after > 0:
+        k = int(np.argmax(total[idx]))
         fig.add_trace(go.Scatter(
-            x=before_times[bidx] * factor, y=before_total[bidx] / divisor, name="before offload (all in HBM)",
+            x=[x[k]], y=[total[idx][k] / divisor], mode="markers+text", name=f"peak {format_bytes(peak_after)}",
+            marker={"color": "#222", "size": 8, "symbol": "diamond"}, text=[f"peak {format_bytes(peak_after)}"],
+            textposition="top center", showlegend=False, hoverinfo="skip", cliponaxis=False,
+        ), **main)
+    if before is not None and len(before_total):
+        bdiv = byte_scale(peak_before)[0] if split else divisor
+        bunit_b = byte_scale(peak_before)[1] if split else bunit
+        bidx = peak_indices(before_total, max_points)
+        bx = _to_ops(before_times[bidx], align[1]) if by_ops and align[1] is not None else before_times[bidx] * factor
+        x_end = max(x_end, float(bx.max(initial=0.0)))
+        brow = {"row": 1, "col": 1} if split else {}
+        fig.add_trace(go.Scatter(
+            x=bx, y=before_total[bidx] / bdiv, name=f"before offload (all in {tier})",
             mode="lines", line={"shape": "hv", "dash": "dot", "color": BEFORE_COLOR, "width": 2},
-            hovertemplate=f"before offload: %{{y:.4g}} {bunit}<extra></extra>",
-        ))
+            customdata=before_times[bidx] * factor if by_ops else None,
+            hovertemplate=f"before offload: %{{y:.4g}} {bunit_b}<br>{hover_t}<extra></extra>",
+        ), **brow)
+        kb = int(np.argmax(before_total[bidx]))
+        fig.add_trace(go.Scatter(
+            x=[bx[kb]], y=[before_total[bidx][kb] / bdiv], mode="markers+text", name="no-offload peak",
+            marker={"color": BEFORE_COLOR, "size": 8, "symbol": "diamond"}, showlegend=False, hoverinfo="skip",
+            text=[f"no-offload peak {format_bytes(peak_before)}"], textposition="top center", cliponaxis=False,
+        ), **brow)
+        if split:
+            fig.update_yaxes(title_text=f"before ({bunit_b})", rangemode="tozero", row=1, col=1,
+                             range=[0, peak_before / bdiv * 1.25])
     if capacity_bytes:
-        x_end = max(t_max * factor, float(x.max(initial=0.0)))
+        x_end = max(x_end, t_max * factor if not by_ops else x_end)
         fig.add_trace(go.Scatter(
             x=[0, x_end], y=[capacity_bytes / divisor] * 2, mode="lines", name=f"{tier} capacity {format_bytes(capacity_bytes)}",
             line={"color": CAPACITY_COLOR, "dash": "dash", "width": 2}, hoverinfo="skip",
-        ))
-    fig.update_xaxes(title_text=f"time ({unit})", rangemode="tozero")
-    fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero")
-    return _base_layout(fig, title=title, height=340, uirevision=uirevision)
+        ), **main)
+    aligned = "; both curves aligned op by op" if before is not None else ""
+    xtitle = (f"ops run (of {len(align[0]) - 1:,}{aligned})" if by_ops and align is not None else f"time ({unit})")
+    fig.update_xaxes(title_text=xtitle, rangemode="tozero", **main)
+    fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero", range=[0, peak / divisor * 1.18 if peak else 1],
+                     **main)
+    return _base_layout(fig, title=title, height=420 if split else 360, uirevision=uirevision)
 
 
 # ---------------------------------------------------------------------------------------------- compare
@@ -321,20 +361,24 @@ def compare_bars_figure(rows: Sequence[Mapping[str, Any]], *, capacity_bytes: in
     peaks = [float(r["peak_bytes"]) if r.get("feasible") else 0.0 for r in rows]
     tf, tunit = time_scale(max(times, default=0.0))
     divisor, bunit = byte_scale(max([*peaks, float(capacity_bytes or 0)], default=0.0))
-    colors = [policy_color(k) for k in range(len(rows))]
+    colors = [policy_color(name) for name in names]
     text_t = [format_time(t) if r.get("feasible") else "infeasible" for t, r in zip(times, rows)]
     text_p = [format_bytes(p) if r.get("feasible") else "infeasible" for p, r in zip(peaks, rows)]
-    fig.add_trace(go.Bar(x=names, y=[t * tf for t in times], marker_color=colors, text=text_t, textposition="outside",
-                         showlegend=False, hovertemplate=f"%{{x}}: %{{y:.4g}} {tunit}<extra></extra>"), 1, 1)
-    fig.add_trace(go.Bar(x=names, y=[p / divisor for p in peaks], marker_color=colors, text=text_p, textposition="outside",
-                         showlegend=False, hovertemplate=f"%{{x}}: %{{y:.4g}} {bunit}<extra></extra>"), 1, 2)
+    # Labels inside the bars (at their top) and the reference lines' labels at the right, above the line:
+    # an "80 GiB" label outside a bar used to sit on top of the "capacity" annotation.
+    bar = {"textposition": "inside", "insidetextanchor": "end", "textangle": 0, "cliponaxis": False,
+           "showlegend": False}
+    fig.add_trace(go.Bar(x=names, y=[t * tf for t in times], marker_color=colors, text=text_t,
+                         hovertemplate=f"%{{x}}: %{{y:.4g}} {tunit}<extra></extra>", **bar), 1, 1)
+    fig.add_trace(go.Bar(x=names, y=[p / divisor for p in peaks], marker_color=colors, text=text_p,
+                         hovertemplate=f"%{{x}}: %{{y:.4g}} {bunit}<extra></extra>", **bar), 1, 2)
     compute_only = [float(r["compute_only_time_s"]) for r in rows if r.get("compute_only_time_s")]
     if compute_only:
         fig.add_hline(y=compute_only[0] * tf, line_dash="dot", line_color=BEFORE_COLOR, row=1, col=1,
-                      annotation_text="compute only", annotation_position="top left")
+                      annotation_text="compute only", annotation_position="top right")
     if capacity_bytes:
         fig.add_hline(y=capacity_bytes / divisor, line_dash="dash", line_color=CAPACITY_COLOR, row=1, col=2,
-                      annotation_text="capacity", annotation_position="top left")
+                      annotation_text="capacity", annotation_position="top right")
     fig.update_yaxes(title_text=f"time ({tunit})", row=1, col=1, rangemode="tozero")
     fig.update_yaxes(title_text=bunit, row=1, col=2, rangemode="tozero")
     fig.update_yaxes(range=[0, max(times, default=1) * tf * 1.2 or 1], row=1, col=1)
@@ -352,11 +396,11 @@ def compare_memory_figure(
     peak = max([float(v.max(initial=0.0)) for _, v in totals.values()] + [float(capacity_bytes or 0)])
     factor, unit = time_scale(t_max)
     divisor, bunit = byte_scale(peak)
-    for k, (name, (times, total)) in enumerate(totals.items()):
+    for name, (times, total) in totals.items():
         idx = peak_indices(total, max_points)
         fig.add_trace(go.Scatter(
             x=times[idx] * factor, y=total[idx] / divisor, name=name, mode="lines",
-            line={"shape": "hv", "color": policy_color(k), "width": 2},
+            line={"shape": "hv", "color": policy_color(name), "width": 2},
             hovertemplate=f"{name}: %{{y:.4g}} {bunit} at %{{x:.4g}} {unit}<extra></extra>",
         ))
     if capacity_bytes:
@@ -390,7 +434,7 @@ def sweep_figure(
     factor, unit = time_scale(max(times, default=compute_only_time_s or 0.0))
     fig.add_trace(go.Scatter(
         x=[p.capacity_bytes / divisor for p in ok], y=[p.step_time_s * factor for p in ok], mode="lines+markers",
-        name="step time", line={"color": policy_color(0), "width": 2.5},
+        name="step time", line={"color": POLICY_COLORS["tierplan"], "width": 2.5},
         customdata=[f"{p.slowdown * 100:.1f} %" for p in ok],
         hovertemplate=f"%{{x:.4g}} {bunit}: %{{y:.4g}} {unit} (slowdown %{{customdata}})<extra></extra>",
     ))

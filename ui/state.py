@@ -1,8 +1,12 @@
 """Shared dashboard state: the resolved inputs, cached plans and derived data, last good inputs, URL sharing.
 
 Pages call :func:`current_inputs` and :func:`plan_outcome`; planning itself is ``core.planner.make_plan``
-behind ``st.cache_data`` keyed by a digest of the inputs (graph key + hardware JSON + policy + params), so a
-rerun with unchanged inputs costs a cache lookup, and moving a slider back to a previous value is instant.
+behind a process-wide store (``st.cache_resource``) keyed by a digest of the inputs (graph key + hardware
+JSON + policy + params). Plans are immutable and shared, never copied per hit (``st.cache_data`` pickled
+and unpickled the whole plan on every rerun), so a rerun with unchanged inputs costs a dictionary lookup
+and moving a slider back to a previous value is instant. A plan that is not in the store is made on a
+worker thread while the page shows a status line with the elapsed time against the last planning time
+of the same model; two sessions asking for the same plan wait for one computation.
 """
 
 from __future__ import annotations
@@ -11,13 +15,17 @@ import functools
 import hashlib
 import json
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import streamlit as st
 
-from core.errors import TierplanError
+from core.errors import PlanBugError, TierplanError
 from core.graph import Graph
 from core.hardware import Hardware, hardware_from_dict
 from core.plan import Plan
@@ -31,8 +39,12 @@ __all__ = [
     "set_current_inputs",
     "plan_outcome",
     "plan_for",
+    "plan_key",
+    "plan_store",
+    "PlanStore",
     "derived",
     "before_curves",
+    "before_knots",
     "guarded",
     "safe",
     "friendly_error",
@@ -57,6 +69,12 @@ class Inputs:
     hw_json: str
     policy: str
     params_json: str
+    #: The hardware's name as shown, with what was edited ("H100 (edited: HBM 48 GiB, + POOL)").
+    hw_label: str = ""
+
+    @property
+    def hardware_label(self) -> str:
+        return self.hw_label or self.hardware.name
 
     @property
     def params(self) -> dict[str, Any]:
@@ -96,21 +114,130 @@ def current_inputs() -> Inputs | None:
     return st.session_state.get("inputs")
 
 
-@st.cache_data(max_entries=48, show_spinner=False)
-def _plan_cached(graph_key: str, hw_json: str, policy: str, params_json: str, _graph: Graph) -> PlanOutcome:
+def _make(graph: Graph, hw_json: str, policy: str, params_json: str) -> PlanOutcome:
     from core.planner import make_plan
 
     try:
         hw = hardware_from_dict(json.loads(hw_json), source="hardware settings")
-        return PlanOutcome(make_plan(_graph, hw, policy=policy, params=json.loads(params_json)))
-    except TierplanError as exc:
+        return PlanOutcome(make_plan(graph, hw, policy=policy, params=json.loads(params_json)))
+    except (TierplanError, PlanBugError) as exc:  # PlanBugError: the planner's self-check, shown, never plotted
         return PlanOutcome(None, str(exc))
 
 
-def plan_for(inputs: Inputs, *, policy: str | None = None, params_json: str | None = None) -> PlanOutcome:
-    """The (cached) plan for ``inputs``, optionally with another policy (Compare page)."""
-    return _plan_cached(inputs.graph_key, inputs.hw_json, policy or inputs.policy,
-                        params_json if params_json is not None else inputs.params_json, inputs.graph)
+class PlanStore:
+    """Bounded LRU of plan outcomes shared by every session, with in-flight planning deduplicated.
+
+    Values are immutable (frozen ``Plan`` or an error message), so handing the same object to every
+    session is safe. ``seconds`` remembers how long the last plan of each graph took (the status line's
+    estimate)."""
+
+    def __init__(self, max_entries: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._done: OrderedDict[str, PlanOutcome] = OrderedDict()
+        self._running: dict[str, Future[PlanOutcome]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tierplan-plan")
+        self.max_entries = max_entries
+        self.seconds: dict[str, float] = {}
+
+    def get(self, key: str) -> PlanOutcome | None:
+        with self._lock:
+            hit = self._done.get(key)
+            if hit is not None:
+                self._done.move_to_end(key)
+            return hit
+
+    def submit(self, key: str, graph_key: str, fn: Callable[[], PlanOutcome]) -> Future[PlanOutcome]:
+        with self._lock:
+            if key in self._done:
+                fut: Future[PlanOutcome] = Future()
+                fut.set_result(self._done[key])
+                return fut
+            running = self._running.get(key)
+            if running is not None:
+                return running
+
+            def work() -> PlanOutcome:
+                t0 = time.perf_counter()
+                try:
+                    out = fn()
+                except Exception as exc:  # a bug in a policy: keep it out of the store, show a friendly line
+                    log.exception("planning failed", exc_info=exc)
+                    with self._lock:
+                        self._running.pop(key, None)
+                    raise
+                with self._lock:
+                    self.seconds[graph_key] = time.perf_counter() - t0
+                    self._done[key] = out
+                    self._done.move_to_end(key)
+                    while len(self._done) > self.max_entries:
+                        self._done.popitem(last=False)
+                    self._running.pop(key, None)
+                return out
+
+            fut = self._pool.submit(work)
+            self._running[key] = fut
+            return fut
+
+    def __len__(self) -> int:
+        return len(self._done)
+
+
+@st.cache_resource(show_spinner=False)
+def plan_store() -> PlanStore:
+    """The one store of the server process (``st.cache_resource``: shared, never copied)."""
+    return PlanStore()
+
+
+def plan_key(graph_key: str, hw_json: str, policy: str, params_json: str) -> str:
+    """Digest of everything a plan depends on."""
+    text = "\n".join((graph_key, hw_json, policy, params_json))
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def plan_for(inputs: Inputs, *, policy: str | None = None, params_json: str | None = None,
+             status: bool = True, label: str | None = None) -> PlanOutcome:
+    """The plan for ``inputs`` (optionally with another policy, for the Compare page), from the shared store
+    or made now; while it is being made the page shows a status line with the elapsed time (``status``)."""
+    policy = policy or inputs.policy
+    params_json = params_json if params_json is not None else inputs.params_json
+    store = plan_store()
+    key = plan_key(inputs.graph_key, inputs.hw_json, policy, params_json)
+    hit = store.get(key)
+    if hit is not None:
+        return hit
+    graph = inputs.graph
+    fut = store.submit(key, inputs.graph_key, lambda: _make(graph, inputs.hw_json, policy, params_json))
+    if not status:
+        return fut.result()
+    return _wait_with_status(fut, store.seconds.get(inputs.graph_key),
+                             label or f"Planning {inputs.model_label} ({len(graph.ops):,} ops) with {policy}")
+
+
+def _wait_with_status(fut: Future[PlanOutcome], estimate_s: float | None, label: str) -> PlanOutcome:
+    """Wait for ``fut``; after a short moment show what is being planned, the elapsed time and, when this
+    model was planned before, a progress bar against that time (an estimate, said so)."""
+    t0 = time.perf_counter()
+    try:
+        return fut.result(timeout=0.25)
+    except TimeoutError:
+        pass
+    slot = st.empty()
+    try:
+        while True:
+            elapsed = time.perf_counter() - t0
+            with slot.container():
+                if estimate_s:
+                    st.progress(min(0.97, elapsed / max(estimate_s, 1e-3)),
+                                text=f":material/hourglass_top: {label}… {elapsed:.1f} s "
+                                     f"(the last plan of this model took {estimate_s:.1f} s)")
+                else:
+                    st.progress(0.0, text=f":material/hourglass_top: {label}… {elapsed:.1f} s")
+            try:
+                return fut.result(timeout=0.3)
+            except TimeoutError:
+                continue
+    finally:
+        slot.empty()
 
 
 def plan_outcome(inputs: Inputs) -> tuple[Inputs, PlanOutcome, str | None]:
@@ -136,13 +263,19 @@ class Derived:
 
     streams: list[Any]
     curves: dict[str, Any]
+    #: Knots of the op-aligned axis for this plan (sorted op start times, then the step's end).
+    knots: Any = None
 
 
-@st.cache_data(max_entries=24, show_spinner=False)
+@st.cache_resource(max_entries=24, show_spinner=False)
 def _derived_cached(digest: str, _graph: Graph, _plan: Plan) -> Derived:
     from core.metrics import occupancy_curves, stream_timelines
+    from core.plan import ComputeEvent
+    from ui.figures import op_knots
 
-    return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)))
+    starts = [e.start for e in _plan.events if isinstance(e, ComputeEvent) and not e.recompute]
+    knots = op_knots(starts, float(_plan.metrics.get("step_time_s", max(starts, default=0.0))))
+    return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)), knots)
 
 
 def derived(inputs: Inputs, plan: Plan) -> Derived:
@@ -150,7 +283,7 @@ def derived(inputs: Inputs, plan: Plan) -> Derived:
     return _derived_cached(hashlib.sha256(key.encode()).hexdigest(), inputs.graph, plan)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
+@st.cache_resource(max_entries=16, show_spinner=False)
 def _before_cached(graph_key: str, hw_json: str, _graph: Graph, _hw: Hardware) -> dict[str, Any]:
     from core.metrics import no_offload_curves
 
@@ -160,6 +293,23 @@ def _before_cached(graph_key: str, hw_json: str, _graph: Graph, _hw: Hardware) -
 def before_curves(inputs: Inputs) -> dict[str, Any]:
     """Occupancy if everything stayed in the compute tier (the "before offload" picture)."""
     return _before_cached(inputs.graph_key, inputs.hw_json, inputs.graph, inputs.hardware)
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _before_knots_cached(graph_key: str, hw_json: str, _graph: Graph, _hw: Hardware) -> Any:
+    import numpy as np
+
+    from core.hardware import op_time_s
+    from ui.figures import op_knots
+
+    times = np.array([op_time_s(op, _hw.compute) for op in _graph.ops], dtype=float)
+    starts = np.concatenate(([0.0], np.cumsum(times)))
+    return op_knots(starts[:-1], float(starts[-1]))
+
+
+def before_knots(inputs: Inputs) -> Any:
+    """Knots of the op-aligned axis for the no-offload run (ops back to back in list order)."""
+    return _before_knots_cached(inputs.graph_key, inputs.hw_json, inputs.graph, inputs.hardware)
 
 
 def friendly_error(exc: BaseException) -> str:

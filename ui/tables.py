@@ -30,7 +30,7 @@ class Table:
 def _op_name(graph: Graph, index: int) -> str:
     if 0 <= index < len(graph.ops):
         return graph.ops[index].id
-    return "step start" if index < 0 else f"op #{index}"
+    return "step start" if index < 0 else "step end"
 
 
 def _span(graph: Graph, start_op: int, end_op: int) -> str:

@@ -24,7 +24,8 @@ from core.hardware import Hardware, hardware_from_dict, hardware_to_dict, load_h
 from core.units import format_bandwidth, format_bytes, parse_bandwidth, parse_bytes, parse_time
 from ui.state import Inputs, hardware_json, set_current_inputs
 
-__all__ = ["sidebar_inputs", "capacity_unit", "apply_query_params", "write_query_params", "edited_hardware_dict"]
+__all__ = ["sidebar_inputs", "capacity_unit", "apply_query_params", "write_query_params", "edited_hardware_dict",
+           "edit_summary", "hardware_label"]
 
 _UNITS = (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10))
 _SOURCE_SAMPLE, _SOURCE_UPLOAD = "Sample model", "Upload a model"
@@ -280,6 +281,37 @@ def edited_hardware_dict(base: Mapping[str, Any], values: Mapping[str, Any]) -> 
     return raw
 
 
+def edit_summary(base: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """What differs from the preset, in a few words: "HBM 48 GiB, + POOL, − SSD, HBM->DDR 32 GB/s".
+    Empty when nothing was edited. Pure (unit-tested)."""
+    parts: list[str] = []
+    base_tiers = {t["name"]: int(t["capacity_bytes"]) for t in base.get("tiers", [])}
+    cur_tiers = {t["name"]: int(t["capacity_bytes"]) for t in current.get("tiers", [])}
+    for name, cap in cur_tiers.items():
+        if name in base_tiers and base_tiers[name] != cap:
+            parts.append(f"{name} {format_bytes(cap)}")
+    parts += [f"+ {name}" for name in cur_tiers if name not in base_tiers]
+    parts += [f"− {name}" for name in base_tiers if name not in cur_tiers]
+    base_links = {f"{lk['src']}->{lk['dst']}": lk for lk in base.get("links", [])}
+    for lk in current.get("links", []):
+        name = f"{lk['src']}->{lk['dst']}"
+        old = base_links.get(name)
+        if old is None:
+            continue
+        if not math.isclose(float(old["bandwidth_Bps"]), float(lk["bandwidth_Bps"]), rel_tol=1e-9):
+            parts.append(f"{name} {format_bandwidth(lk['bandwidth_Bps'])}")
+        if not math.isclose(float(old.get("latency_s", 0.0)), float(lk.get("latency_s", 0.0)), rel_tol=1e-9,
+                            abs_tol=1e-15):
+            parts.append(f"{name} {float(lk.get('latency_s', 0.0)) * 1e6:.3g} µs")
+    return ", ".join(parts)
+
+
+def hardware_label(name: str, base: Mapping[str, Any], current: Mapping[str, Any]) -> str:
+    """The hardware's name for headers and the report, saying it was edited when it was."""
+    summary = edit_summary(base, current)
+    return f"{name} (edited: {summary})" if summary else name
+
+
 def _tier_editor(raw: Mapping[str, Any]) -> None:
     compute_tier = raw.get("compute_tier", raw["tiers"][0]["name"])
     for tier in raw["tiers"]:
@@ -288,11 +320,11 @@ def _tier_editor(raw: Mapping[str, Any]) -> None:
         key = f"in:cap:{name}"
         _init(key, round(int(tier["capacity_bytes"]) / size, 3))
         label = f"{name} capacity ({unit})" + (" — compute tier" if name == compute_tier else "")
-        cols = st.columns([5, 1], vertical_alignment="bottom")
+        cols = st.columns([6, 1], vertical_alignment="bottom", gap="small")
         cols[0].number_input(label, min_value=0.0, step=_step(float(st.session_state[key])), format="%.2f", key=key)
         if name != compute_tier:
-            cols[1].button(":material/delete:", key=f"rm:{name}", help=f"Remove {name} and its links", on_click=_remove_tier,
-                           args=(name,))
+            cols[1].button("", icon=":material/delete:", key=f"rm:{name}", help=f"Remove {name} and its links",
+                           on_click=_remove_tier, args=(name,), type="tertiary")
     st.markdown("**Links** (bandwidth GB/s · latency µs)")
     for link in raw["links"]:
         name = f"{link['src']}->{link['dst']}"
@@ -337,18 +369,21 @@ def _add_tier(existing: list[str]) -> None:
     }]
 
 
+#: What the "Add a tier" form proposes: a pooled supernode memory reached over the fabric.
+ADD_TIER_DEFAULTS = {"name": "POOL", "cap": "1 TiB", "bw": "200 GB/s", "lat": "2 us"}
+
+
 def _add_tier_form(existing: list[str]) -> None:
+    """The fields take their defaults from ``value=``, not from session state set beforehand: a closed
+    popover's widgets are not reported back by the browser, so state set that way was lost at the next
+    rerun (after any other edit the form came up empty and *Add tier* said "give the new tier a name")."""
     with st.popover("Add a tier", icon=":material/add:", width="stretch"):
         st.caption("E.g. a pooled supernode memory reachable from HBM over the fabric.")
-        _init("add:name", "POOL")
-        _init("add:cap", "1 TiB")
-        _init("add:bw", "200 GB/s")
-        _init("add:lat", "2 us")
-        st.text_input("Name", key="add:name")
-        st.text_input("Capacity", key="add:cap", help="With a unit: 512 GiB, 2 TiB")
+        st.text_input("Name", value=ADD_TIER_DEFAULTS["name"], key="add:name")
+        st.text_input("Capacity", value=ADD_TIER_DEFAULTS["cap"], key="add:cap", help="With a unit: 512 GiB, 2 TiB")
         st.selectbox("Connected to", existing, key="add:via")
-        st.text_input("Bandwidth (each direction)", key="add:bw", help="E.g. 200 GB/s")
-        st.text_input("Latency", key="add:lat", help="E.g. 2 us")
+        st.text_input("Bandwidth (each direction)", value=ADD_TIER_DEFAULTS["bw"], key="add:bw", help="E.g. 200 GB/s")
+        st.text_input("Latency", value=ADD_TIER_DEFAULTS["lat"], key="add:lat", help="E.g. 2 us")
         st.button("Add tier", on_click=_add_tier, args=(existing,), type="primary")
     if st.session_state.get("add:error"):
         st.error(st.session_state["add:error"])
@@ -541,7 +576,12 @@ def sidebar_inputs() -> tuple[Inputs | None, list[str]]:
         last = st.session_state.get("inputs")
         return last, problems
     hw, hw_dict = hw_result
-    inputs = Inputs(graph, graph_key, label, hw, hardware_json(hw_dict), policy, json.dumps(params, sort_keys=True))
+    try:
+        hw_label = hardware_label(hw.name, st.session_state.get("hw:base") or hw_dict, hw_dict)
+    except (KeyError, TypeError, ValueError):
+        hw_label = hw.name
+    inputs = Inputs(graph, graph_key, label, hw, hardware_json(hw_dict), policy, json.dumps(params, sort_keys=True),
+                    hw_label)
     set_current_inputs(inputs)
     with contextlib.suppress(KeyError, StopIteration, ValueError):
         write_query_params(inputs, st.session_state["hw:base"])

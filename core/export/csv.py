@@ -11,7 +11,8 @@ from core.plan import ComputeEvent, FreeEvent, Plan, TransferEvent
 
 __all__ = ["DECISION_COLUMNS", "EVENT_COLUMNS", "decisions_csv", "events_csv"]
 
-DECISION_COLUMNS = ("tensor", "kind", "bytes", "start_op", "end_op", "action", "tier", "score")
+DECISION_COLUMNS = ("tensor", "kind", "bytes", "start_op", "end_op", "start_op_index", "end_op_index", "action",
+                    "tier", "score")
 EVENT_COLUMNS = ("index", "type", "op", "tensor", "tier", "src", "dst", "start_s", "end_s", "duration_s")
 
 
@@ -23,12 +24,22 @@ def _write(header: list[str], rows: list[list[Any]]) -> str:
     return out.getvalue()
 
 
+def _op_name(graph: Graph | None, index: int) -> str:
+    if index < 0:
+        return "step start"
+    if graph is not None:
+        return graph.ops[index].id if index < len(graph.ops) else "step end"
+    return f"op #{index}"
+
+
 def decisions_csv(plan: Plan, graph: Graph | None = None) -> str:
-    """One row per decision: tensor, kind, bytes, span, action, tier, score, each cost term, reason.
+    """One row per decision: tensor, kind, bytes, span (op names, then op indices), action, tier, score,
+    each cost term, reason.
 
     ``kind`` and ``bytes`` come from ``graph`` when given, else from the decision's ``kind``/``bytes`` terms
-    (left empty when neither says). Term columns are the union of all decisions' terms, sorted by name; a
-    term named like a fixed column gets a ``term_`` prefix.
+    (left empty when neither says); ``start_op``/``end_op`` are op ids from ``graph`` ("step start" for a
+    tensor that exists when the step begins). Term columns are the union of all decisions' terms, sorted
+    by name; a term named like a fixed column gets a ``term_`` prefix.
     """
     tensors = graph.tensor_by_id if graph is not None else {}
     terms = sorted({name for d in plan.decisions for name in d.terms})
@@ -38,7 +49,8 @@ def decisions_csv(plan: Plan, graph: Graph | None = None) -> str:
         t = tensors.get(d.tensor)
         kind = t.kind if t is not None else d.terms.get("kind", "")
         size = t.bytes if t is not None else d.terms.get("bytes", "")
-        rows.append([d.tensor, kind, size, d.start_op, d.end_op, d.action, d.tier, d.score,
+        rows.append([d.tensor, kind, size, _op_name(graph, d.start_op), _op_name(graph, d.end_op), d.start_op,
+                     d.end_op, d.action, d.tier, d.score,
                      *(d.terms.get(n, "") for n in terms), d.reason])
     return _write([*DECISION_COLUMNS, *term_cols, "reason"], rows)
 

@@ -38,6 +38,8 @@ __all__ = [
     "kv_bytes_per_token",
     "graph_from_hf_config",
     "expected_active_experts",
+    "prefill_flops",
+    "decode_flops",
 ]
 
 #: Model types that are not decoder-only transformers of the kinds above: refuse them by name.
@@ -426,6 +428,53 @@ def expected_active_experts(num_experts: int, top_k: int, tokens: int) -> int:
         return 0
     expected = num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
     return max(top_k, min(num_experts, math.ceil(expected - 1e-9)))
+
+
+def _linear_flops(s: ModelSpec, tokens: int, head_tokens: int) -> float:
+    """Every op but attention for ``tokens`` tokens of one sequence, as :func:`_build` counts them."""
+    h = s.hidden
+    per_layer = 0.0
+    for i in range(s.layers):
+        f = 2 * 5.0 * tokens * h + 2.0 * tokens * _qkv_params(s)
+        f += 2.0 * tokens * s.heads * s.v_head_dim * h + tokens * h
+        if s.is_moe_layer(i):
+            assert s.moe is not None
+            f += 2.0 * tokens * h * s.moe.num_experts
+            if s.moe.shared_intermediate:
+                f += 2.0 * tokens * _shared_params(s)
+            routed = tokens * s.moe.top_k
+            f += 2.0 * routed * _expert_params(s) + 4.0 * routed * s.moe.expert_intermediate
+        else:
+            matrices, act = (3, 4.0) if s.gated_mlp else (2, 1.0)
+            f += 2.0 * tokens * matrices * h * s.intermediate + act * tokens * s.intermediate
+        per_layer += f
+    width = s.embed_proj_dim or h
+    embed = (tokens * h if s.learned_positions else 0.0) + (2.0 * tokens * width * h if s.embed_proj_dim else 0.0)
+    head = 2.0 * head_tokens * width * (s.vocab + (h if s.embed_proj_dim else 0))
+    return embed + per_layer + 5.0 * head_tokens * h + head
+
+
+def prefill_flops(config: Mapping[str, Any] | ModelSpec, new_tokens: int, cached_tokens: int = 0) -> float:
+    """FLOPs to prefill ``new_tokens`` of one sequence whose first ``cached_tokens`` have cached KV (a prefix
+    hit): the per-token ops on the new tokens, attention of each new token over the cached prefix and,
+    causally, the new tokens before it, and the LM head on the last token. With ``cached_tokens=0`` this is
+    the total of the prefill graph's ops for batch 1."""
+    s = config if isinstance(config, ModelSpec) else model_spec(config)
+    if new_tokens <= 0:
+        return 0.0
+    pairs = new_tokens * cached_tokens + new_tokens * (new_tokens + 1) / 2
+    return _linear_flops(s, new_tokens, 1) + s.layers * 2.0 * s.heads * pairs * (s.qk_head_dim + s.v_head_dim)
+
+
+def decode_flops(config: Mapping[str, Any] | ModelSpec, context_tokens: int) -> float:
+    """FLOPs of one decode step of one sequence attending over ``context_tokens`` cached tokens (MLA in its
+    absorbed form), as the decode graph counts them for batch 1."""
+    s = config if isinstance(config, ModelSpec) else model_spec(config)
+    if s.mla:
+        attn = 2.0 * s.heads * context_tokens * (2 * s.mla.kv_lora_rank + s.mla.qk_rope_head_dim)
+    else:
+        attn = 2.0 * s.heads * context_tokens * (s.qk_head_dim + s.v_head_dim)
+    return _linear_flops(s, 1, 1) + s.layers * attn
 
 
 # ---------------------------------------------------------------------------------------------- building

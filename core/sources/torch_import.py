@@ -391,3 +391,4 @@ def _fake_copy(module: Any, mode: Any) -> Any:
             if b is not None:
                 sub._buffers[n] = mode.from_tensor(b)
     return module
+

@@ -58,6 +58,22 @@ def _wait_healthy(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
     raise RuntimeError(f"streamlit did not become healthy within {STARTUP_TIMEOUT_S:.0f} s; log:\n{log.read_text()[-4000:]}")
 
 
+def _tracked_images() -> dict[str, str]:
+    import hashlib
+
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted((ROOT / "docs" / "img").glob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def docs_untouched() -> Iterator[None]:
+    """Tests must not rewrite tracked files: docs/img/ is only refreshed by `make screenshots`."""
+    before = _tracked_images()
+    yield
+    if os.environ.get("TIERPLAN_UPDATE_SCREENSHOTS") != "1":
+        assert _tracked_images() == before, "a browser test rewrote docs/img/ (use `make screenshots` for that)"
+
+
 @pytest.fixture(scope="session")
 def app_url() -> Iterator[str]:
     """Start the dashboard headless on a free port; stop it (its own process group) afterwards."""
@@ -165,3 +181,4 @@ class AppDriver:
 @pytest.fixture()
 def app(page: object, app_url: str) -> AppDriver:
     return AppDriver(page, app_url)
+
