@@ -74,6 +74,8 @@ def _add_workload_args(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--batch", type=_positive, default=None, help="sequences per step (default 1; ONNX: the model's)")
     p.add_argument("--seq", type=_positive, default=2048, help="tokens per sequence; for decode the context length")
     p.add_argument("--checkpointing", action="store_true", help="training: recompute each layer in the backward")
+    p.add_argument("--micro-batches", type=_positive, default=1, metavar="N",
+                   help="prefill/decode: run the batch as N micro-batches per layer (FlexGen's GPU batches)")
 
 
 def load_graph_arg(path: str, args: argparse.Namespace | None = None) -> Graph:
@@ -92,7 +94,8 @@ def load_graph_arg(path: str, args: argparse.Namespace | None = None) -> Graph:
     data = read_input(path)
     workload = None
     if args is not None and getattr(args, "workload", None):
-        workload = Workload(args.workload, args.batch or 1, args.seq, bool(getattr(args, "checkpointing", False)))
+        workload = Workload(args.workload, args.batch or 1, args.seq, bool(getattr(args, "checkpointing", False)),
+                            getattr(args, "micro_batches", 1))
     batch = getattr(args, "batch", None) if args is not None else None
     return load_model_bytes(data, path, workload=workload, onnx_batch=batch,
                             onnx_train=bool(getattr(args, "train", False)))
@@ -114,7 +117,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from core.sources.hf_config import graph_from_hf_config
 
     raw = parse_json(read_input(args.hf_config), args.hf_config)
-    workload = Workload(args.workload, args.batch or 1, args.seq, args.checkpointing)
+    workload = Workload(args.workload, args.batch or 1, args.seq, args.checkpointing, args.micro_batches)
     graph = graph_from_hf_config(raw, workload, name=args.name, source=args.hf_config)
     write_output(args.output, _graph_json(graph))
     if args.output != "-":
