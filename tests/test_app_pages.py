@@ -261,7 +261,7 @@ class TestOtherPages:
         _clean(at)
         assert not at.error, [e.value for e in at.error]
         before = [m.value for m in at.metric[:5]]
-        at.slider(key="learn:why:hbm").set_value(14.0).run()
+        at.select_slider(key="learn:why:hbm").set_value(14.0).run()
         _clean(at)
         assert [m.value for m in at.metric[:5]] != before
 
