@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.info import graph_summary
 from core.units import format_bytes
-from ui import figures, state, tables, view
+from ui import figures, kpis, state, tables, view
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -39,10 +39,11 @@ def main() -> None:
     s = _summary(inputs.graph_key, graph)
     st.markdown(f"**{inputs.model_label}**")
     c = st.columns(5)
-    c[0].metric("Parameters", f"{s.params_total / 1e9:.3g} B" if s.params_total else "—", border=True,
-                help="Total parameters of the model")
-    active = f"{s.params_active / 1e9:.3g} B active" if s.params_active and s.params_active != s.params_total else None
-    c[1].metric("Active per token", f"{(s.params_active or s.params_total) / 1e9:.3g} B" if s.params_total else "—",
+    c[0].metric("Parameters", kpis.format_count(s.params_total) if s.params_total else "—", border=True,
+                help="Total parameters of the model (k = thousand, M = million, B = billion)")
+    active = (f"{kpis.format_count(s.params_active)} active" if s.params_active and s.params_active != s.params_total
+              else None)
+    c[1].metric("Active per token", kpis.format_count(s.params_active or s.params_total) if s.params_total else "—",
                 active, delta_color="off", delta_arrow="off", border=True)
     c[2].metric("Ops", f"{s.op_count:,}", border=True)
     c[3].metric("Tensors", f"{s.tensor_count:,}", border=True)

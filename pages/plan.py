@@ -28,7 +28,10 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
                "choice. Select rows (or pick tensors above the chart) to outline their transfers on the schedule.")
     c1, c2, c3 = st.columns([2, 2, 2])
     query = c1.text_input("Find tensor", key="dec:query", placeholder="e.g. layers.3")
-    actions = c2.multiselect("Action", sorted(frame["action"].unique()), key="dec:action")
+    options = sorted(frame["action"].unique())
+    moving = [a for a in options if a != "keep"]
+    actions = c2.multiselect("Action", options, default=moving, key="dec:action",
+                             help="Opens on what the plan changes (offload, recompute); add 'keep' to see every span.")
     kinds = c3.multiselect("Kind", sorted(frame["kind"].unique()), key="dec:kind")
     shown = frame
     if query:

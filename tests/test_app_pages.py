@@ -352,3 +352,28 @@ class TestHeader:
         _clean(at)
         header = next(m.value for m in at.markdown if " on **" in m.value)
         assert "(edited: HBM 48 GiB, + POOL)" in header
+
+
+class TestSmallFixes:
+    def test_decisions_table_opens_on_what_the_plan_changes(self):
+        at = _app(model="tiny")
+        _clean(at)
+        assert "keep" not in at.multiselect(key="dec:action").value
+        assert set(at.multiselect(key="dec:action").value) == {"offload", "recompute"} & set(
+            at.multiselect(key="dec:action").options)
+        frame = next(d.value for d in at.dataframe if "action" in getattr(d.value, "columns", []))
+        assert len(frame) and "keep" not in set(frame["action"])
+        assert "size (GiB)" in frame.columns
+
+    def test_model_page_counts_parameters_in_human_units(self):
+        at = _app(model="resnet50-train")
+        at.switch_page("pages/model.py").run()
+        _clean(at)
+        value = _metric(at, "Parameters")
+        assert value.endswith(" M") and not value.startswith("0.0"), value
+
+    def test_transfers_hidden_is_a_dash_when_nothing_moves(self):
+        at = _app(model="tiny", set=["HBM.capacity=32GiB"])
+        _clean(at)
+        assert _metric(at, "Bytes moved") == "0 B"
+        assert _metric(at, "Transfers hidden") == "—"

@@ -255,3 +255,19 @@ class TestGraphStructure:
         fig = figures.bytes_by_kind_figure({"weight": 2**31, "activation": 2**30, "gradient": 0})
         assert list(fig.data[0].y) == ["activation", "weight"]
         assert list(fig.data[0].text) == ["1 GiB", "2 GiB"]
+
+
+def test_heatmap_never_prints_negative_zero():
+    fig = figures.heatmap_figure([2**30, 2**31], [1e9], [[-1e-5], [0.5]])
+    assert "-0.0" not in list(np.asarray(fig.data[0].text).ravel())
+    assert list(np.asarray(fig.data[0].text).ravel()) == ["0.0", "50.0"]
+
+
+def test_collapsed_layers_coloured_by_the_work_they_do():
+    g = Graph("g", (Tensor("x", 8, "input", False), Tensor("a", 8, "activation", False),
+                   Tensor("b", 8, "activation", False), Tensor("c", 8, "activation", False)),
+              (Op("n1", ("x",), ("a",), flops=1e3, category="norm", layer="L0"),
+               Op("n2", ("a",), ("b",), flops=1e3, category="norm", layer="L0"),
+               Op("mm", ("b",), ("c",), flops=1e12, category="matmul", layer="L0")))
+    collapsed = figures.collapse_graph(g, collapse=True)
+    assert collapsed.nodes["L0"]["category"] == "matmul"

@@ -43,3 +43,17 @@ def test_compare_row_feasible_and_not():
     assert ok["feasible"] and ok["moved_bytes"] == 4 * 2**30 and ok["peak_bytes"] == 6 * 2**30
     bad = compare_row("None", None, "HBM", "does not fit")
     assert not bad["feasible"] and bad["message"] == "does not fit" and bad["step_time_s"] is None
+
+
+def test_no_negative_zero_and_counts_in_human_units():
+    from ui.kpis import format_count, signed_pct
+
+    k = {x.key: x for x in plan_kpis({**METRICS, "slowdown": -0.0001}, "HBM")}
+    assert k["step_time"].delta.startswith("0.0 %")
+    assert signed_pct(-0.00004) == "0.0 %" and signed_pct(0.125) == "+12.5 %" and signed_pct(-0.03) == "−3.0 %"
+    assert format_count(25_557_032) == "25.6 M" and format_count(6.74e9) == "6.74 B" and format_count(512) == "512"
+
+
+def test_transfers_hidden_is_a_dash_when_nothing_moves():
+    k = {x.key: x for x in plan_kpis({**METRICS, "transfer_bytes": {}, "overlap_ratio": 1.0}, "HBM")}
+    assert k["overlap"].value == "—"

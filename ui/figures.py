@@ -471,7 +471,7 @@ def heatmap_figure(
 ) -> go.Figure:
     """Slowdown (%) over capacity (x) × link bandwidth (y); ``slowdown[i][j]`` for capacity i and bandwidth j
     (as :class:`core.sweep.Heatmap`), ``nan`` where no plan exists (drawn blank and marked ✕)."""
-    z = np.asarray(slowdown, dtype=float).T * 100.0
+    z = np.round(np.asarray(slowdown, dtype=float).T * 100.0, 1) + 0.0  # + 0.0: no "-0.0" cells
     divisor, bunit = byte_scale(float(max(capacities_bytes, default=0)))
     xs = [f"{c / divisor:.3g}" for c in capacities_bytes]
     ys = [format_bandwidth(b) for b in bandwidths_Bps]
@@ -510,12 +510,13 @@ def _group_key(op: Any) -> str:
 def collapse_graph(graph: Any, *, collapse: bool) -> nx.DiGraph:
     """The data-flow graph between ops (or, collapsed, between layer × phase groups).
 
-    Nodes carry ``ops`` (count), ``first`` (first op index), ``category`` (the most common one) and
+    Nodes carry ``ops`` (count), ``first`` (first op index), ``category`` (the one doing most of the work:
+    FLOPs, else modelled time, else the op count) and
     ``bytes`` (bytes of the outputs); an edge means a tensor flows from one to the other.
     """
     g = nx.DiGraph()
     node_of: list[str] = []
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, float]] = {}
     tensor_bytes = {t.id: t.bytes for t in graph.tensors}
     for i, op in enumerate(graph.ops):
         key = _group_key(op) if collapse else op.id
@@ -525,7 +526,9 @@ def collapse_graph(graph: Any, *, collapse: bool) -> nx.DiGraph:
         g.nodes[key]["ops"] += 1
         g.nodes[key]["bytes"] += sum(tensor_bytes.get(t, 0) for t in op.outputs)
         counts.setdefault(key, {})
-        counts[key][op.category] = counts[key].get(op.category, 0) + 1
+        # weight by work (FLOPs, else time, else 1): a layer is "attention" or "mlp", not its two cheap norms
+        work = float(getattr(op, "flops", 0) or 0) or float(getattr(op, "time_s", 0) or 0) * 1e12 or 1.0
+        counts[key][op.category] = counts[key].get(op.category, 0) + work
     for key, cats in counts.items():
         g.nodes[key]["category"] = max(cats, key=lambda c: cats[c])
     producer = graph.producer

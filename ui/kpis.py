@@ -12,7 +12,7 @@ from typing import Any
 
 from core.units import format_bandwidth, format_bytes, format_time
 
-__all__ = ["Kpi", "plan_kpis", "link_rows", "compare_row"]
+__all__ = ["Kpi", "plan_kpis", "link_rows", "compare_row", "format_count", "signed_pct"]
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,24 @@ class Kpi:
 
 
 def _pct(x: float) -> str:
-    return f"{x * 100:.1f} %"
+    value = round(x * 100, 1) + 0.0  # + 0.0 turns -0.0 into 0.0: never print "−0.0 %"
+    return f"{value:.1f} %"
+
+
+def signed_pct(x: float) -> str:
+    """A change in percent with its sign, "+12.5 %" / "−3.0 %", and "0.0 %" (no sign) when it rounds to 0."""
+    value = round(x * 100, 1) + 0.0
+    if value == 0:
+        return "0.0 %"
+    return f"{'+' if value > 0 else '−'}{abs(value):.1f} %"
+
+
+def format_count(n: float) -> str:
+    """A count for people: 25.6 M, 6.74 B, 1.2 k (3 significant digits)."""
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{n:.3g}"
 
 
 def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
@@ -48,7 +65,7 @@ def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
     fill = f"{peak / capacity * 100:.0f} % of {format_bytes(capacity)}" if capacity else None
     return [
         Kpi("step_time", "Step time", format_time(step),
-            f"{'+' if slowdown >= 0 else ''}{_pct(slowdown)} vs {format_time(compute_only)}",
+            f"{signed_pct(slowdown)} vs {format_time(compute_only)}",
             "inverse" if slowdown > 0.001 else "off",
             f"Modelled time of one step with this plan, against {format_time(compute_only)} of compute only (every "
             "op back to back, never waiting for data)."),
@@ -58,8 +75,9 @@ def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
         Kpi("no_offload", "Without offload", format_bytes(no_offload),
             f"{format_bytes(max(0, no_offload - peak))} saved" if no_offload >= peak else None, "normal",
             f"Peak {compute_tier} occupancy if every tensor stayed in {compute_tier} for the whole step."),
-        Kpi("overlap", "Transfers hidden", _pct(overlap), None, "off",
-            "Share of transfer time that runs while compute is busy (1 = every copy hidden behind compute)."),
+        Kpi("overlap", "Transfers hidden", _pct(overlap) if moved else "—", None if moved else "nothing moves", "off",
+            "Share of transfer time that runs while compute is busy (100 % = every copy hidden behind compute); "
+            "— when the plan moves nothing."),
         Kpi("stall", "Stall", format_time(stall), _pct(stall / step) + " of the step" if step else None,
             "inverse" if stall > 0 else "off", "Time compute waits for a transfer to finish."),
         Kpi("moved", "Bytes moved", format_bytes(moved), f"over {n_links} link{'s' if n_links != 1 else ''}", "off",

@@ -52,14 +52,17 @@ _WIDE_TEXT = ("note", "reason", "span")
 
 def table(t: Table, *, key: str | None = None, height: int | str = "auto", **kwargs: Any) -> Any:
     formatted = [col for col in t.formats if col in t.frame.columns]
-    wide = {col: st.column_config.TextColumn(col, width="large") for col in _WIDE_TEXT if col in t.frame.columns}
+    wide = {col: st.column_config.TextColumn(col, width="large", help=t.help.get(col)) for col in _WIDE_TEXT
+            if col in t.frame.columns}
+    wide |= {col: st.column_config.TextColumn(col, help=text) for col, text in t.help.items()
+             if col in t.frame.columns and col not in t.formats and col not in wide}
     if len(t.frame) <= 200 and formatted and t.frame[formatted].isna().to_numpy().any():
         # small tables with gaps (an infeasible policy): show "—" instead of the grid's "None"
         shown = t.frame.copy()
         for col in formatted:
             shown[col] = ["—" if pd.isna(v) else t.formats[col] % v for v in t.frame[col]]
         return st.dataframe(shown, hide_index=True, key=key, height=height, column_config=wide, **kwargs)
-    config = {col: st.column_config.NumberColumn(col, format=fmt) for col, fmt in t.formats.items()
+    config = {col: st.column_config.NumberColumn(col, format=fmt, help=t.help.get(col)) for col, fmt in t.formats.items()
               if col in t.frame.columns} | wide
     return st.dataframe(t.frame, hide_index=True, column_config=config, key=key, height=height, **kwargs)
 
