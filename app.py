@@ -45,4 +45,11 @@ else:
         st.info("The Learn page uses its own tiny teaching model and the sliders on the page.",
                 icon=":material/school:")
 
+with st.sidebar:
+    st.subheader("Display", divider="gray")
+    if view.FORMAT_KEY not in st.session_state:
+        st.session_state[view.FORMAT_KEY] = "png"
+    st.segmented_control("Chart downloads (camera button)", ["png", "svg"], key=view.FORMAT_KEY,
+                         help="Every chart's camera button saves the chart with its title, as PNG or SVG.")
+
 page.run()

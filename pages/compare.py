@@ -45,13 +45,15 @@ def main() -> None:
     view.table(tables.compare_table(rows), key="cmp:table")
     for title, message in failures:
         st.warning(f"**{title}** found no plan: {message}", icon=":material/block:")
-    view.chart(figures.compare_bars_figure(rows, capacity_bytes=hw.capacity(hw.compute_tier)), key="cmp:bars")
+    view.chart(figures.compare_bars_figure(rows, capacity_bytes=hw.capacity(hw.compute_tier)), key="cmp:bars",
+               title=f"Policies compared — {inputs.model_label} on {inputs.hardware_label}")
     st.markdown(f"##### {hw.compute_tier} occupancy over the step")
     st.caption("Total bytes in the compute tier for each policy; a lower line leaves more headroom, a shorter "
                "one finishes the step sooner.")
     if curves:
         view.chart(figures.compare_memory_figure(curves, tier=hw.compute_tier,
-                                                 capacity_bytes=hw.capacity(hw.compute_tier)), key="cmp:memory")
+                                                 capacity_bytes=hw.capacity(hw.compute_tier)), key="cmp:memory",
+                   title=f"{hw.compute_tier} occupancy per policy — {inputs.model_label}")
     with st.expander("About the policies"):
         for info in policies:
             st.markdown(f"**{info.title}** — {info.description} *({info.source})*")

@@ -39,10 +39,10 @@ def _show(inputs: state.Inputs, *, memory: bool, schedule: bool, section: str) -
         view.chart(figures.memory_figure(d.curves["HBM"], tier="HBM", capacity_bytes=inputs.hardware.capacity("HBM"),
                                          before=before.get("HBM"), time_unit=unit, uirevision=f"learn-{section}-mem",
                                          align=(d.knots, state.before_knots(inputs))),
-                   key=f"learn:{section}:memory")
+                   key=f"learn:{section}:memory", title=f"HBM occupancy — {inputs.hardware.capacity('HBM') / 2**30:g} GiB")
     if schedule:
         view.chart(figures.schedule_figure(d.streams, time_unit=unit, uirevision=f"learn-{section}-sched"),
-                   key=f"learn:{section}:schedule")
+                   key=f"learn:{section}:schedule", title="Schedule — teaching example")
     return plan
 
 

@@ -23,7 +23,7 @@ def _structure(inputs: state.Inputs) -> None:
     collapse = st.toggle("Collapse to layers", value=large, key="model:collapse",
                          help="Group ops by layer and phase (forward / backward / optimizer): one node per group.")
     fig, collapsed = figures.graph_structure_figure(graph, collapse=collapse)
-    view.chart(fig, key="model:graph")
+    view.chart(fig, key="model:graph", title=f"Structure — {inputs.model_label}")
     st.caption(("One node per layer × phase, sized by its number of ops" if collapsed else "One node per op")
                + "; left to right in dependency order, colours by op category. Hover for details.")
 
@@ -53,7 +53,8 @@ def main() -> None:
     left, right = st.columns([3, 2])
     with left:
         st.markdown("##### Bytes by tensor kind")
-        view.chart(figures.bytes_by_kind_figure(s.bytes_by_kind), key="model:kinds")
+        view.chart(figures.bytes_by_kind_figure(s.bytes_by_kind), key="model:kinds",
+                   title=f"Bytes by tensor kind — {inputs.model_label}")
     with right:
         st.markdown("##### Largest tensors")
         st.dataframe([{"tensor": t, "kind": k, "size": format_bytes(b)} for t, k, b in s.largest_tensors],

@@ -51,7 +51,7 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
         selected |= set(picked)
         highlight = tables.transfers_of(plan, sorted(selected))
         fig = figures.schedule_figure(d.streams, highlight=highlight, time_unit=unit)
-        view.chart(fig, key="schedule")
+        view.chart(fig, key="schedule", title=f"Schedule — {inputs.model_label} on {inputs.hardware_label}")
         n = sum(len(s.starts_s) for s in d.streams)
         mode = "bars" if n <= figures.BAR_LIMIT else "WebGL segments"
         st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag to zoom, double-click to reset; "
@@ -134,7 +134,8 @@ def main() -> None:
         return
     hw = shown.hardware
     st.markdown(f"**{shown.model_label}** on **{shown.hardware_label}** · policy **{plan.policy}**")
-    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier), per_row=4)
+    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier, gap_to_bound=getattr(plan, "gap_to_bound", None),
+                                  lower_bound_s=getattr(plan, "lower_bound_s", None)), per_row=4)
     links = {link.name: link.bandwidth_Bps for link in hw.links}
     with st.expander("Bytes moved per link", expanded=False):
         st.dataframe(kpis.link_rows(plan.metrics, links), hide_index=True)

@@ -377,3 +377,16 @@ class TestSmallFixes:
         _clean(at)
         assert _metric(at, "Bytes moved") == "0 B"
         assert _metric(at, "Transfers hidden") == "—"
+
+
+class TestCharts:
+    def test_download_named_after_the_title_in_the_chosen_format(self):
+        at = _app(model="tiny")
+        schedule = _charts(at)[0]
+        config = json.loads(schedule.proto.config)
+        assert config["toImageButtonOptions"]["format"] == "png"
+        assert config["toImageButtonOptions"]["filename"].startswith("schedule")
+        assert _spec(schedule)["layout"]["title"]["text"].startswith("Schedule — ")
+        at.session_state["in:fig_format"] = "svg"
+        at.run()
+        assert json.loads(_charts(at)[0].proto.config)["toImageButtonOptions"]["format"] == "svg"

@@ -57,3 +57,9 @@ def test_no_negative_zero_and_counts_in_human_units():
 def test_transfers_hidden_is_a_dash_when_nothing_moves():
     k = {x.key: x for x in plan_kpis({**METRICS, "transfer_bytes": {}, "overlap_ratio": 1.0}, "HBM")}
     assert k["overlap"].value == "—"
+
+
+def test_gap_to_bound_tile_only_when_the_plan_has_one():
+    assert "gap" not in {k.key for k in plan_kpis(METRICS, "HBM")}
+    k = {x.key: x for x in plan_kpis(METRICS, "HBM", gap_to_bound=0.042, lower_bound_s=0.24)}
+    assert k["gap"].value == "within 4.2 %" and k["gap"].delta == "bound 240 ms"

@@ -48,9 +48,11 @@ def format_count(n: float) -> str:
     return f"{n:.3g}"
 
 
-def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
+def plan_kpis(metrics: Mapping[str, Any], compute_tier: str, *, gap_to_bound: float | None = None,
+              lower_bound_s: float | None = None) -> list[Kpi]:
     """Step time (vs compute only), peak memory of the compute tier (vs capacity and no offload), overlap,
-    stall, bytes moved and recompute time."""
+    stall, bytes moved and recompute time; plus "within x % of the best possible" when the plan carries a
+    gap to a lower bound (``Plan.gap_to_bound``)."""
     step = float(metrics.get("step_time_s", 0.0))
     compute_only = float(metrics.get("compute_only_time_s", 0.0))
     slowdown = float(metrics.get("slowdown", 0.0))
@@ -85,6 +87,11 @@ def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
         Kpi("recompute", "Recompute", format_time(recompute),
             _pct(recompute / step) + " of the step" if step and recompute else None, "off",
             "Time spent re-running ops to regenerate dropped activations instead of storing them."),
+        *([Kpi("gap", "Best possible", f"within {_pct(max(0.0, float(gap_to_bound)))}",
+               f"bound {format_time(float(lower_bound_s))}" if lower_bound_s is not None else None, "off",
+               "How far this step time can be from the best any plan could do: a lower bound on the step time "
+               "for these inputs (no plan beats it), and the step's distance above it.")]
+          if gap_to_bound is not None else []),
     ]
 
 

@@ -67,8 +67,26 @@ def table(t: Table, *, key: str | None = None, height: int | str = "auto", **kwa
     return st.dataframe(t.frame, hide_index=True, column_config=config, key=key, height=height, **kwargs)
 
 
-def chart(fig: go.Figure, *, key: str) -> None:
-    st.plotly_chart(fig, key=key, config=PLOTLY_CONFIG, theme=None)
+#: Session key of the chosen download format of the charts' camera button ("png" or "svg").
+FORMAT_KEY = "in:fig_format"
+
+
+def chart_config(title: str, fmt: str = "png") -> dict[str, Any]:
+    """Plotly config: the camera button saves ``fmt`` (PNG at 2× or SVG) named after the chart's title."""
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in title).strip("-").lower() or "chart"
+    return {**PLOTLY_CONFIG, "toImageButtonOptions": {"format": fmt if fmt in ("png", "svg") else "png",
+                                                       "filename": slug[:80], "scale": 2}}
+
+
+def chart(fig: go.Figure, *, key: str, title: str | None = None) -> None:
+    """Draw a figure. ``title`` (or the figure's own) is written into the figure so a downloaded PNG/SVG
+    says what it shows; the camera button's format follows the sidebar's choice."""
+    own = fig.layout.title.text if fig.layout.title and fig.layout.title.text else None
+    if title and not own:
+        fig.update_layout(title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}},
+                          margin={"t": max(60, int(fig.layout.margin.t or 0) + 30)})
+    fmt = str(st.session_state.get(FORMAT_KEY, "png"))
+    st.plotly_chart(fig, key=key, config=chart_config(title or own or key, fmt), theme=None)
 
 
 def plan_error(error: str | None, shown_other: bool) -> None:
