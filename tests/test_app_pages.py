@@ -390,3 +390,30 @@ class TestCharts:
         at.session_state["in:fig_format"] = "svg"
         at.run()
         assert json.loads(_charts(at)[0].proto.config)["toImageButtonOptions"]["format"] == "svg"
+
+
+class TestSliders:
+    def test_dragging_a_slider_sets_the_field_and_replans(self):
+        at = _app(model="tiny")
+        before = _metric(at, "Bytes moved")
+        at.slider(key="sl:in:cap:HBM").set_value(13.0).run()
+        _clean(at)
+        assert at.number_input(key="in:cap:HBM").value == 13.0
+        assert _metric(at, "Bytes moved") != before
+        at.number_input(key="in:cap:HBM").set_value(10.0).run()
+        assert at.slider(key="sl:in:cap:HBM").value == 10.0  # the slider follows the field
+
+    def test_one_click_share_of_the_no_offload_peak(self):
+        from core.metrics import no_offload_peak_bytes
+
+        at = _app()
+        peak = no_offload_peak_bytes(at.session_state["inputs"].graph)
+        at.number_input(key="in:peak_pct").set_value(60.0).run()
+        at.button(key="set:peak_pct").click().run()
+        _clean(at)
+        assert at.number_input(key="in:cap:HBM").value == pytest.approx(round(peak * 0.6 / 2**30, 3))
+        tile = next(m for m in at.metric if m.label == "Peak HBM")
+        from core.units import format_bytes
+
+        assert tile.delta.endswith(f"of {format_bytes(at.session_state['inputs'].hardware.capacity('HBM'))}")
+        assert at.session_state["inputs"].hardware.capacity("HBM") == pytest.approx(0.6 * peak, rel=1e-3)
