@@ -90,6 +90,36 @@ def _memory(inputs: state.Inputs, plan) -> None:
 
 
 @st.fragment
+@state.safe("Tensor timeline")
+def _tensor_timeline(inputs: state.Inputs, plan) -> None:
+    """Pick a tensor: where it lives over the step (a row per tier), its copies, its uses, and the decisions
+    behind them."""
+    from ui import residency
+
+    graph = inputs.graph
+    moved = residency.moved_tensors(plan)
+    others = [t.id for t in graph.tensors if t.id not in set(moved)]
+    choices = moved + others
+    if not choices:
+        st.info("This graph has no tensors.")
+        return
+    by_id = graph.tensor_by_id
+    tensor = st.selectbox("Tensor", choices, key="res:tensor",
+                          format_func=lambda t: f"{t} · {by_id[t].kind.replace('_', ' ')} · {format_bytes(by_id[t].bytes)}"
+                          + (" · moves" if t in set(moved) else ""),
+                          help="Tensors the plan moves or recomputes come first.")
+    res = residency.residency(graph, plan, tensor)
+    unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))
+    fig = figures.residency_figure(res, tiers=[t.name for t in inputs.hardware.tiers], kind=by_id[tensor].kind,
+                                   time_unit=unit)
+    view.chart(fig, key="residency", title=f"Where {tensor} lives — {inputs.model_label}")
+    rows = [{"span": tables.span_label(graph, d.start_op, d.end_op), "action": d.action, "tier": d.tier,
+             "why": d.reason} for d in plan.decisions if d.tensor == tensor]
+    st.markdown("**Why** (the planner's decision for each idle span of this tensor)")
+    st.dataframe(rows, hide_index=True, column_config={"why": st.column_config.TextColumn("why", width="large")})
+
+
+@st.fragment
 @state.safe("Exports")
 def _exports(inputs: state.Inputs, plan) -> None:
     """Download buttons; each file is built only when its button is clicked."""
@@ -139,14 +169,17 @@ def main() -> None:
     links = {link.name: link.bandwidth_Bps for link in hw.links}
     with st.expander("Bytes moved per link", expanded=False):
         st.dataframe(kpis.link_rows(plan.metrics, links), hide_index=True)
-    tab_sched, tab_mem, tab_export = st.tabs([":material/view_timeline: Schedule & decisions",
-                                              ":material/stacked_line_chart: Memory", ":material/download: Export"])
+    tab_sched, tab_mem, tab_res, tab_export = st.tabs([
+        ":material/view_timeline: Schedule & decisions", ":material/stacked_line_chart: Memory",
+        ":material/timeline: Tensor timeline", ":material/download: Export"])
     with tab_sched:
         _schedule_and_decisions(shown, plan)
     with tab_mem:
         st.caption("Occupancy of each tier over the step, stacked by tensor kind; the dashed line is the "
                    "capacity, the dotted one what the compute tier would hold if nothing moved.")
         _memory(shown, plan)
+    with tab_res:
+        _tensor_timeline(shown, plan)
     with tab_export:
         _exports(shown, plan)
 

@@ -417,3 +417,20 @@ class TestSliders:
 
         assert tile.delta.endswith(f"of {format_bytes(at.session_state['inputs'].hardware.capacity('HBM'))}")
         assert at.session_state["inputs"].hardware.capacity("HBM") == pytest.approx(0.6 * peak, rel=1e-3)
+
+
+class TestTensorTimeline:
+    def test_pick_a_tensor_and_see_where_it_lives_and_why(self):
+        at = _app(model="tiny")
+        _clean(at)
+        box = at.selectbox(key="res:tensor")
+        plan = __import__("ui.state", fromlist=["x"]).plan_store().get(
+            __import__("ui.state", fromlist=["x"]).plan_key(*(getattr(at.session_state["inputs"], k) for k in
+                                                              ("graph_key", "hw_json", "policy", "params_json"))))
+        moving = {d.tensor for d in plan.plan.decisions if d.action != "keep"}
+        assert box.value in moving  # opens on a tensor that moves
+        spec = next(_spec(c) for c in _charts(at) if "Where" in str(_spec(c)["layout"].get("title", {}).get("text", "")))
+        names = {t.get("name") for t in spec["data"]}
+        assert {"lives here", "copy arriving", "read or updated by an op"} <= names
+        why = [d.value for d in at.dataframe if "why" in getattr(d.value, "columns", [])]
+        assert why and len(why[0]) == sum(1 for d in plan.plan.decisions if d.tensor == box.value)

@@ -271,3 +271,26 @@ def test_collapsed_layers_coloured_by_the_work_they_do():
                Op("mm", ("b",), ("c",), flops=1e12, category="matmul", layer="L0")))
     collapsed = figures.collapse_graph(g, collapse=True)
     assert collapsed.nodes["L0"]["category"] == "matmul"
+
+
+def test_residency_of_one_tensor_from_the_events():
+    from core.plan import ComputeEvent, Decision, FreeEvent, Plan, TransferEvent
+    from ui import residency
+
+    g = Graph("g", (Tensor("w", 8, "weight", True), Tensor("y", 8, "activation", False)),
+              (Op("f", ("w",), ("y",), time_s=1.0), Op("g", ("y", "w"), (), time_s=1.0)))
+    events = (ComputeEvent("f", 0.0, 1.0, "HBM"), TransferEvent("w", "HBM", "DDR", 1.0, 1.5), FreeEvent("w", "HBM", 1.5),
+              TransferEvent("w", "DDR", "HBM", 2.0, 2.5), ComputeEvent("g", 3.0, 4.0, "HBM"), FreeEvent("y", "HBM", 4.0))
+    plan = Plan("g", "hand", {}, {"w": ("HBM",)}, events, (Decision("w", 0, 1, "offload", "DDR", reason="idle"),),
+                {"step_time_s": 4.0})
+    res = residency.residency(g, plan, "w")
+    assert [(iv.tier, iv.start_s, iv.end_s, iv.how) for iv in res.intervals] == [
+        ("HBM", 0.0, 1.5, "at step start"), ("DDR", 1.0, 4.0, "copied from HBM"), ("HBM", 2.0, 4.0, "copied from DDR")]
+    assert res.uses == (("f", "HBM", 0.0), ("g", "HBM", 3.0)) and len(res.copies) == 2
+    assert residency.moved_tensors(plan) == ["w"]
+    y = residency.residency(g, plan, "y")
+    assert [(iv.tier, iv.start_s, iv.end_s, iv.how) for iv in y.intervals] == [("HBM", 0.0, 4.0, "made by f")]
+    fig = figures.residency_figure(res, tiers=["HBM", "DDR"], kind="weight")
+    lives = next(t for t in fig.data if t.name == "lives here")
+    rows = dict(zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals))
+    assert list(lives.y) == [rows["HBM"], rows["DDR"], rows["HBM"]] and rows["HBM"] > rows["DDR"]

@@ -33,6 +33,7 @@ __all__ = [
     "op_knots",
     "schedule_figure",
     "memory_figure",
+    "residency_figure",
     "compare_bars_figure",
     "compare_memory_figure",
     "sweep_figure",
@@ -347,6 +348,49 @@ def memory_figure(
     fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero", range=[0, peak / divisor * 1.18 if peak else 1],
                      **main)
     return _base_layout(fig, title=title, height=420 if split else 360, uirevision=uirevision)
+
+
+def residency_figure(res: Any, *, tiers: Sequence[str], kind: str = "activation",
+                     time_unit: tuple[float, str] | None = None, uirevision: str = "residency") -> go.Figure:
+    """One tensor over the step (a :class:`ui.residency.Residency`): a bar per tier while it has a copy
+    there (hover: how it got there), the copies between tiers as outlined bars, and a mark at each op that
+    reads or updates it. Rows top to bottom in ``tiers`` order, on a plain axis like the schedule."""
+    factor, unit = time_unit or time_scale(float(res.step_s))
+    n = len(tiers)
+    y_of = {t: n - 1 - k for k, t in enumerate(tiers)}
+    fig = go.Figure()
+    ivs = [iv for iv in res.intervals if iv.tier in y_of]
+    if ivs:
+        fig.add_trace(go.Bar(
+            x=[(iv.end_s - iv.start_s) * factor for iv in ivs], base=[iv.start_s * factor for iv in ivs],
+            y=[y_of[iv.tier] for iv in ivs], orientation="h", width=0.55, name="lives here",
+            marker={"color": color_for(kind), "line": {"width": 0}},
+            customdata=[[iv.tier, iv.how, iv.start_s * factor, iv.end_s * factor] for iv in ivs],
+            hovertemplate=(f"in %{{customdata[0]}} from %{{customdata[2]:.4g}} to %{{customdata[3]:.4g}} {unit}"
+                           "<br>%{customdata[1]}<extra></extra>"),
+        ))
+    copies = [c for c in res.copies if c[1] in y_of]
+    if copies:
+        fig.add_trace(go.Bar(
+            x=[(e - s) * factor for _, _, s, e in copies], base=[s * factor for _, _, s, _ in copies],
+            y=[y_of[d] for _, d, _, _ in copies], orientation="h", width=0.85, name="copy arriving",
+            marker={"color": "rgba(0,0,0,0)", "line": {"color": HIGHLIGHT_COLOR, "width": 2}},
+            customdata=[[s_, d, s * factor, e * factor] for s_, d, s, e in copies],
+            hovertemplate=(f"copy %{{customdata[0]}} → %{{customdata[1]}}<br>%{{customdata[2]:.4g}}–"
+                           f"%{{customdata[3]:.4g}} {unit}<extra></extra>"),
+        ))
+    uses = [u for u in res.uses if u[1] in y_of]
+    if uses:
+        fig.add_trace(go.Scatter(
+            x=[t * factor for _, _, t in uses], y=[y_of[tier] + 0.42 for _, tier, _ in uses], mode="markers",
+            name="read or updated by an op", marker={"symbol": "triangle-down", "size": 11, "color": "#222"},
+            text=[op for op, _, _ in uses], hovertemplate=f"%{{text}} uses it at %{{x:.4g}} {unit}<extra></extra>",
+        ))
+    fig.update_layout(barmode="overlay")
+    fig.update_yaxes(tickvals=[y_of[t] for t in tiers], ticktext=list(tiers), range=[-0.6, n - 0.4],
+                     autorange=False, fixedrange=True, showgrid=False, zeroline=False)
+    fig.update_xaxes(title_text=f"time ({unit})", range=[0, float(res.step_s) * factor * 1.01 or 1])
+    return _base_layout(fig, title=None, height=max(200, 110 + 50 * n), uirevision=uirevision)
 
 
 # ---------------------------------------------------------------------------------------------- compare

@@ -16,7 +16,7 @@ from core.graph import Graph
 from core.hardware import Compute, op_time_s
 from core.plan import Plan, TransferEvent
 
-__all__ = ["Table", "decisions_table", "ops_table", "tensors_table", "compare_table", "transfers_of"]
+__all__ = ["Table", "span_label", "decisions_table", "ops_table", "tensors_table", "compare_table", "transfers_of"]
 
 _MIB = 2**20
 
@@ -73,6 +73,11 @@ def _span(graph: Graph, start_op: int, end_op: int) -> str:
     if start_op >= 0 and end_op < start_op:
         return f"{a} → next step: {b}"
     return f"{a} → {b}"
+
+
+def span_label(graph: Graph, start_op: int, end_op: int) -> str:
+    """An idle span in op names: "fwd1 → bwd1", "step start → fwd1", "bwd1 → next step: fwd1"."""
+    return _span(graph, start_op, end_op)
 
 
 def _term_column(key: str, byte_unit: tuple[float, str] = (_MIB, "MiB")) -> tuple[str, float, str]:
