@@ -434,3 +434,26 @@ class TestTensorTimeline:
         assert {"lives here", "copy arriving", "read or updated by an op"} <= names
         why = [d.value for d in at.dataframe if "why" in getattr(d.value, "columns", [])]
         assert why and len(why[0]) == sum(1 for d in plan.plan.decisions if d.tensor == box.value)
+
+
+class TestAB:
+    def test_two_settings_side_by_side_with_deltas_and_both_curves(self):
+        from core.hardware import with_capacity
+        from core.planner import make_plan
+        from core.units import format_time
+
+        at = _app(model="tiny")
+        at.switch_page("pages/compare.py").run()
+        _clean(at)
+        at.number_input(key="ab:cap").set_value(12.0).run()
+        _clean(at)
+        inputs = at.session_state["inputs"]
+        a = make_plan(inputs.graph, inputs.hardware, policy=inputs.policy, params=inputs.params)
+        b = make_plan(inputs.graph, with_capacity(inputs.hardware, "HBM", 12 * 2**30), policy=inputs.policy,
+                      params=inputs.params)
+        table = next(d.value for d in at.dataframe if "B − A" in getattr(d.value, "columns", []))
+        step = table[table[""] == "Step time"].iloc[0]
+        assert step["A"] == format_time(a.metrics["step_time_s"]) and step["B"] == format_time(b.metrics["step_time_s"])
+        assert (step["B − A"] == "no change") == (a.metrics["step_time_s"] == b.metrics["step_time_s"])
+        spec = next(_spec(c) for c in _charts(at) if "A vs B" in str(_spec(c)["layout"].get("title", {}).get("text", "")))
+        assert [t["name"] for t in spec["data"]] == ["A", "B"]

@@ -63,3 +63,13 @@ def test_gap_to_bound_tile_only_when_the_plan_has_one():
     assert "gap" not in {k.key for k in plan_kpis(METRICS, "HBM")}
     k = {x.key: x for x in plan_kpis(METRICS, "HBM", gap_to_bound=0.042, lower_bound_s=0.24)}
     assert k["gap"].value == "within 4.2 %" and k["gap"].delta == "bound 240 ms"
+
+
+def test_ab_rows_deltas():
+    from ui.kpis import ab_rows
+
+    b = {**METRICS, "step_time_s": 0.3, "stall_time_s": 0.05}
+    rows = {r[""]: r for r in ab_rows(METRICS, b, "HBM")}
+    assert rows["Step time"]["A"] == "250 ms" and rows["Step time"]["B"] == "300 ms"
+    assert rows["Step time"]["B − A"] == "+50 ms (+20.0 %)"
+    assert rows["Stall"]["B − A"] == "no change"

@@ -431,9 +431,11 @@ def compare_bars_figure(rows: Sequence[Mapping[str, Any]], *, capacity_bytes: in
 
 
 def compare_memory_figure(
-    curves: Mapping[str, CurveLike], *, tier: str, capacity_bytes: int | None = None, max_points: int = 1500
+    curves: Mapping[str, CurveLike], *, tier: str, capacity_bytes: int | None = None, max_points: int = 1500,
+    colors: Mapping[str, str] | None = None, capacities: Mapping[str, int] | None = None,
 ) -> go.Figure:
-    """Total occupancy of the compute tier for each policy, overlaid (step lines)."""
+    """Total occupancy of the compute tier for each policy (or each setting of an A/B comparison, with
+    ``colors`` and each setting's own capacity in ``capacities``), overlaid (step lines)."""
     fig = go.Figure()
     totals = {name: (np.asarray(c.times_s, dtype=float), _curve_total(c)) for name, c in curves.items()}
     t_max = max((float(t.max(initial=0.0)) for t, _ in totals.values()), default=0.0)
@@ -444,14 +446,18 @@ def compare_memory_figure(
         idx = peak_indices(total, max_points)
         fig.add_trace(go.Scatter(
             x=times[idx] * factor, y=total[idx] / divisor, name=name, mode="lines",
-            line={"shape": "hv", "color": policy_color(name), "width": 2},
+            line={"shape": "hv", "color": (colors or {}).get(name) or policy_color(name), "width": 2},
             hovertemplate=f"{name}: %{{y:.4g}} {bunit} at %{{x:.4g}} {unit}<extra></extra>",
         ))
-    if capacity_bytes:
+    if capacity_bytes and not capacities:
         fig.add_hline(y=capacity_bytes / divisor, line_dash="dash", line_color=CAPACITY_COLOR,
                       annotation_text=f"{tier} capacity", annotation_position="top left")
+    for name, cap in (capacities or {}).items():
+        fig.add_hline(y=cap / divisor, line_dash="dash", line_color=(colors or {}).get(name) or CAPACITY_COLOR,
+                      annotation_text=f"{name}: {tier} capacity {format_bytes(cap)}", annotation_position="top left")
+    top = max([peak, *[float(c) for c in (capacities or {}).values()]]) / divisor
     fig.update_xaxes(title_text=f"time ({unit})", rangemode="tozero")
-    fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero")
+    fig.update_yaxes(title_text=f"{tier} ({bunit})", range=[0, top * 1.15 or 1])
     return _base_layout(fig, title=None, height=360, uirevision="compare-memory")
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from core.units import format_bandwidth, format_bytes, format_time
 
-__all__ = ["Kpi", "plan_kpis", "link_rows", "compare_row", "format_count", "signed_pct"]
+__all__ = ["Kpi", "plan_kpis", "link_rows", "compare_row", "format_count", "signed_pct", "ab_rows"]
 
 
 @dataclass(frozen=True)
@@ -137,3 +137,32 @@ def compare_row(title: str, metrics: Mapping[str, Any] | None, compute_tier: str
         "compute_only_time_s": float(metrics.get("compute_only_time_s", 0.0)),
         "message": message,
     }
+
+
+def ab_rows(a: Mapping[str, Any], b: Mapping[str, Any], compute_tier: str) -> list[dict[str, str]]:
+    """Setting A against setting B, one row per headline number: A, B, and B − A (with the relative change)."""
+    def moved(m: Mapping[str, Any]) -> int:
+        return sum(int(v) for v in m.get("transfer_bytes", {}).values())
+
+    specs: list[tuple[str, float, float, Any]] = [
+        ("Step time", float(a.get("step_time_s", 0.0)), float(b.get("step_time_s", 0.0)), format_time),
+        (f"Peak {compute_tier}", float(a.get("peak_bytes", {}).get(compute_tier, 0)),
+         float(b.get("peak_bytes", {}).get(compute_tier, 0)), lambda v: format_bytes(int(v))),
+        ("Stall", float(a.get("stall_time_s", 0.0)), float(b.get("stall_time_s", 0.0)), format_time),
+        ("Bytes moved", float(moved(a)), float(moved(b)), lambda v: format_bytes(int(v))),
+        ("Recompute", float(a.get("recompute_time_s", 0.0)), float(b.get("recompute_time_s", 0.0)), format_time),
+        ("Slowdown vs compute only", float(a.get("slowdown", 0.0)), float(b.get("slowdown", 0.0)), _pct),
+    ]
+    rows = []
+    for label, va, vb, fmt in specs:
+        diff = vb - va
+        if label.startswith("Slowdown"):
+            delta = signed_pct(diff).replace(" %", " points") if round(diff * 100, 1) else "no change"
+        elif va == vb:
+            delta = "no change"
+        else:
+            sign = "+" if diff > 0 else "−"
+            rel = f" ({signed_pct(diff / va)})" if va else ""
+            delta = f"{sign}{fmt(abs(diff))}{rel}"
+        rows.append({"": label, "A": fmt(va), "B": fmt(vb), "B − A": delta})
+    return rows
