@@ -41,6 +41,8 @@ __all__ = [
     "bytes_by_kind_figure",
     "graph_structure_figure",
     "collapse_graph",
+    "dark",
+    "DARK_TEMPLATE",
 ]
 
 _POLICY_PALETTE = tuple(POLICY_COLORS.values())
@@ -61,6 +63,28 @@ _TEMPLATE = go.layout.Template(layout={
               "title": {"standoff": 8}},
     "hoverlabel": {"font": {"family": _FONT["family"]}},
 })
+
+
+_DARK_GRID = "#343B46"
+#: The dark counterpart of the template (dark mode follows the browser's theme; see ui/view.py).
+DARK_TEMPLATE = go.layout.Template(layout={
+    "paper_bgcolor": "#14171C", "plot_bgcolor": "#14171C", "colorway": list(_POLICY_PALETTE),
+    "font": {"color": "#E4E7EB"},
+    "xaxis": {"gridcolor": _DARK_GRID, "linecolor": "#5B6573", "zerolinecolor": _DARK_GRID, "ticks": "outside",
+              "tickcolor": "#5B6573", "automargin": True, "title": {"standoff": 8}},
+    "yaxis": {"gridcolor": _DARK_GRID, "linecolor": "#5B6573", "zerolinecolor": _DARK_GRID, "automargin": True,
+              "title": {"standoff": 8}},
+    "hoverlabel": {"font": {"family": _FONT["family"]}},
+})
+
+
+def dark(fig: go.Figure) -> go.Figure:
+    """The same figure on a dark background (template, and the few colours set outside it)."""
+    fig.update_layout(template=DARK_TEMPLATE, paper_bgcolor="#14171C", plot_bgcolor="#14171C",
+                      font={"color": "#E4E7EB"})
+    fig.update_xaxes(gridcolor=_DARK_GRID, linecolor="#5B6573")
+    fig.update_yaxes(gridcolor=_DARK_GRID, linecolor="#5B6573")
+    return fig
 
 
 class StreamLike(Protocol):

@@ -27,6 +27,14 @@ _CSS = """
 """
 
 
+def is_dark() -> bool:
+    """Whether the browser shows the dark theme (the system preference, or the user's choice in the menu)."""
+    try:
+        return str(getattr(st.context.theme, "type", "") or "") == "dark"
+    except Exception:  # older Streamlit or no browser (AppTest): light
+        return False
+
+
 def style() -> None:
     """A little CSS: less empty space above the title, slightly smaller KPI values."""
     st.html(_CSS)
@@ -34,7 +42,7 @@ def style() -> None:
 
 def header(title: str, intro: str) -> None:
     st.title(title, anchor=False)
-    st.markdown(f"<div style='color:#52606D;margin-top:-0.6rem;margin-bottom:0.6rem'>{intro}</div>",
+    st.markdown(f"<div style='opacity:0.72;margin-top:-0.6rem;margin-bottom:0.6rem'>{intro}</div>",
                 unsafe_allow_html=True)
 
 
@@ -83,8 +91,13 @@ def chart(fig: go.Figure, *, key: str, title: str | None = None) -> None:
     says what it shows; the camera button's format follows the sidebar's choice."""
     own = fig.layout.title.text if fig.layout.title and fig.layout.title.text else None
     if title and not own:
-        fig.update_layout(title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}},
-                          margin={"t": max(60, int(fig.layout.margin.t or 0) + 30)})
+        fig.update_layout(title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}, "yref": "container",
+                                 "y": 1.0, "yanchor": "top", "pad": {"t": 6}},
+                          margin={"t": int(fig.layout.margin.t or 0) + 36})
+    if is_dark():
+        from ui.figures import dark
+
+        dark(fig)
     fmt = str(st.session_state.get(FORMAT_KEY, "png"))
     st.plotly_chart(fig, key=key, config=chart_config(title or own or key, fmt), theme=None)
 

@@ -219,3 +219,38 @@ def test_download_decisions_csv_has_kinds_sizes_and_op_names(app, tmp_path):
     ops = {"step start", "step end", "fwd1", "fwd2", "fwd3", "loss", "bwd3", "bwd2", "bwd1", "adam1", "adam2", "adam3"}
     assert all(r["start_op"] in ops and r["end_op"] in ops for r in rows)  # names, not indices
     app.assert_no_exception()
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_theme_follows_the_system_preference(browser, app_url, scheme):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, color_scheme=scheme)
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        from tests.e2e.conftest import AppDriver
+
+        app = AppDriver(page, app_url)
+        app.open("?model=tiny")
+        page.locator('[data-testid="stMetric"]').first.wait_for()
+        page.locator(".js-plotly-plot").first.wait_for()
+        app.wait_idle()
+        page.wait_for_timeout(800)
+        bg = page.evaluate("() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]')).backgroundColor")
+        paper = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')][0]._fullLayout.paper_bgcolor")
+
+        def lum(css: str) -> float:
+            import re
+
+            if css == "white":
+                return 255.0
+            r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3]) if css.startswith("rgb") else (
+                int(css[1:3], 16), int(css[3:5], 16), int(css[5:7], 16))
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+        if scheme == "dark":
+            assert lum(bg) < 80 and lum(paper) < 80, (bg, paper)
+        else:
+            assert lum(bg) > 200 and lum(paper) > 200, (bg, paper)
+        app.screenshot(f"plan-{scheme}", full=False)
+    finally:
+        context.close()
