@@ -51,11 +51,18 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
         selected |= set(picked)
         highlight = tables.transfers_of(plan, sorted(selected))
         fig = figures.schedule_figure(d.streams, highlight=highlight, time_unit=unit)
+        lo, hi = st.session_state.get("sched:window", (0, 100))
+        if (lo, hi) != (0, 100):
+            step = float(plan.metrics.get("step_time_s", 0.0)) * unit[0]
+            fig.update_xaxes(range=[step * lo / 100, step * hi / 100], autorange=False)
         view.chart(fig, key="schedule", title=f"Schedule — {inputs.model_label} on {inputs.hardware_label}")
+        st.slider("Time window (% of the step)", 0, 100, step=1, key="sched:window",
+                  help="Zoom that stays: kept when the inputs change or rows are selected (a new plan or a "
+                       "highlight redraws the chart, which resets a zoom made by dragging on it).")
         n = sum(len(s.starts_s) for s in d.streams)
         mode = "bars" if n <= figures.BAR_LIMIT else "WebGL segments"
-        st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag to zoom, double-click to reset; "
-                   "the zoom survives changes to the inputs.")
+        st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag on the chart to zoom for a look, "
+                   "double-click to reset; the time window above keeps a zoom across changes.")
 
 
 @st.fragment
@@ -152,6 +159,8 @@ def _exports(inputs: state.Inputs, plan) -> None:
 
 
 def main() -> None:
+    if "sched:window" not in st.session_state:
+        st.session_state["sched:window"] = (0, 100)
     inputs = state.current_inputs()
     view.header("Plan", "Where each tensor lives during one step, when it moves, and what that costs.")
     if inputs is None:

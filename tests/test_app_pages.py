@@ -423,10 +423,11 @@ class TestTensorTimeline:
     def test_pick_a_tensor_and_see_where_it_lives_and_why(self):
         at = _app(model="tiny")
         _clean(at)
+        from ui import state
+
         box = at.selectbox(key="res:tensor")
-        plan = __import__("ui.state", fromlist=["x"]).plan_store().get(
-            __import__("ui.state", fromlist=["x"]).plan_key(*(getattr(at.session_state["inputs"], k) for k in
-                                                              ("graph_key", "hw_json", "policy", "params_json"))))
+        inputs = at.session_state["inputs"]
+        plan = state.plan_store().get(state.plan_key(inputs.graph_key, inputs.hw_json, inputs.policy, inputs.params_json))
         moving = {d.tensor for d in plan.plan.decisions if d.action != "keep"}
         assert box.value in moving  # opens on a tensor that moves
         spec = next(_spec(c) for c in _charts(at) if "Where" in str(_spec(c)["layout"].get("title", {}).get("text", "")))

@@ -254,3 +254,41 @@ def test_theme_follows_the_system_preference(browser, app_url, scheme):
         app.screenshot(f"plan-{scheme}", full=False)
     finally:
         context.close()
+
+
+def test_zoom_survives_an_input_change(app):
+    """The time window below the schedule keeps a zoom when a new plan is drawn (Streamlit remounts a chart
+    whose figure changed, so a zoom made by dragging does not survive; the window does)."""
+    app.open("?model=tiny")
+    app.page.locator(".js-plotly-plot").first.wait_for()
+    app.wait_idle()
+    handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
+    handles.nth(0).focus()
+    for _ in range(20):
+        handles.nth(0).press("ArrowRight")
+    app.wait_idle()
+    handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
+    handles.nth(1).focus()
+    for _ in range(40):
+        handles.nth(1).press("ArrowLeft")
+    app.wait_idle()
+    thumbs = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").locator(
+        '[data-testid="stSliderThumbValue"]')
+    lo, hi = (float(thumbs.nth(k).inner_text()) / 100 for k in (0, 1))
+    assert 0 < lo < hi < 1
+
+    def x_range():
+        return app.page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')][0]._fullLayout.xaxis.range")
+
+    def step_ms():
+        tile = app.page.locator('[data-testid="stMetric"]').filter(has_text="Step time").first
+        return float(tile.locator('[data-testid="stMetricValue"]').inner_text().split()[0])
+
+    assert x_range() == pytest.approx([lo * step_ms(), hi * step_ms()], rel=0.02)
+    field = app.page.get_by_label("HBM capacity (GiB) — compute tier")
+    field.fill("13")
+    field.press("Enter")
+    app.wait_idle()
+    app.page.wait_for_timeout(500)
+    assert x_range() == pytest.approx([lo * step_ms(), hi * step_ms()], rel=0.02)  # the new plan, same window
+    app.assert_no_exception()
