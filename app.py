@@ -16,6 +16,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 st.set_page_config(page_title="Tierplan", page_icon=":material/memory:", layout="wide",
                    initial_sidebar_state="expanded")
+view.mark_app_run()
 state.keep_widget_state()
 view.style()
 

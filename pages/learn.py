@@ -112,7 +112,7 @@ def main() -> None:
     sizes = sorted({format_bytes(t.bytes) for t in graph.tensors if t.kind in ("weight", "activation", "gradient")})
     adam = sorted({format_bytes(t.bytes) for t in graph.tensors if t.kind == "optimizer_state"})
     fwd = sorted({format_time(op.time_s) for op in graph.ops if op.phase == "forward" and op.time_s})
-    n_layers = len({op.layer for op in graph.ops if op.layer})
+    n_layers = len({op.layer for op in graph.ops if op.layer and op.phase == "forward" and op.category != "loss"})
     st.markdown(f"""
 ### 1 · Three kinds of memory
 An accelerator computes only on data in its own **HBM** (high-bandwidth memory): very fast (terabytes per second)

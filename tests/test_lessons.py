@@ -67,6 +67,11 @@ class TestSection1:
         assert f"1 GiB takes {format_time(GiB / bw)}" in learn_text
         assert len({t.bytes for t in graph.tensors if t.kind in ("weight", "activation", "gradient")}) == 1
 
+    def test_layer_count(self, learn_text):
+        graph, _ = lessons.teaching()
+        layers = sum(1 for t in graph.tensors if t.kind == "weight")  # one weight per layer
+        assert f"a {layers}-layer network" in learn_text
+
     def test_link_speeds_in_the_sidebars_unit(self, learn_text):
         assert "GiB/s" not in learn_text  # the sidebar edits links in GB/s
         assert "GB/s" in learn_text

@@ -40,7 +40,37 @@ def style() -> None:
     st.html(_CSS)
 
 
+def mark_app_run() -> None:
+    """Called by app.py: this script run went through the app's navigation (see :func:`require_app`)."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is not None:
+        ctx.tierplan_app = True  # type: ignore[attr-defined]
+
+
+def require_app() -> None:
+    """A page opened by its own URL (``/learn``) on a fresh server runs alone in Streamlit's legacy
+    ``pages/`` mode — no sidebar, no inputs — until some session has called ``st.navigation``. Switch the
+    server to navigation mode (what it does itself after the first ``st.navigation``) and rerun, so the
+    app runs and shows this page."""
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    if ctx is None or getattr(ctx, "tierplan_app", False):
+        return
+    try:
+        import streamlit.runtime.pages_manager as pm
+
+        if pm.PagesManager.uses_pages_directory:
+            pm.PagesManager.uses_pages_directory = False
+            st.rerun()
+    except (ImportError, AttributeError):  # another Streamlit: leave it be
+        return
+
+
 def header(title: str, intro: str) -> None:
+    require_app()
     st.title(title, anchor=False)
     st.markdown(f"<div style='opacity:0.72;margin-top:-0.6rem;margin-bottom:0.6rem'>{intro}</div>",
                 unsafe_allow_html=True)

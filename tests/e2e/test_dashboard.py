@@ -292,3 +292,19 @@ def test_zoom_survives_an_input_change(app):
     app.page.wait_for_timeout(500)
     assert x_range() == pytest.approx([lo * step_ms(), hi * step_ms()], rel=0.02)  # the new plan, same window
     app.assert_no_exception()
+
+
+def test_deep_link_on_a_fresh_server_opens_the_app(browser, fresh_app_url):
+    """/learn as the very first visit ran pages/learn.py alone (Streamlit's legacy pages/ mode: a file list
+    in the sidebar, no top navigation, no inputs)."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        page.goto(f"{fresh_app_url}/learn")
+        page.get_by_role("heading", name="Learn").first.wait_for()
+        page.get_by_role("link", name="Plan").first.wait_for()  # the app's top navigation
+        assert page.locator('[data-testid="stSidebarNav"]').count() == 0
+        assert page.get_by_text("Display").count() >= 1  # the app's own sidebar
+    finally:
+        context.close()
