@@ -178,19 +178,23 @@ def main() -> None:
     links = {link.name: link.bandwidth_Bps for link in hw.links}
     with st.expander("Bytes moved per link", expanded=False):
         st.dataframe(kpis.link_rows(plan.metrics, links), hide_index=True)
-    tab_sched, tab_mem, tab_res, tab_export = st.tabs([
-        ":material/view_timeline: Schedule & decisions", ":material/stacked_line_chart: Memory",
-        ":material/timeline: Tensor timeline", ":material/download: Export"])
-    with tab_sched:
-        _schedule_and_decisions(shown, plan)
-    with tab_mem:
-        st.caption("Occupancy of each tier over the step, stacked by tensor kind; the dashed line is the "
-                   "capacity, the dotted one what the compute tier would hold if nothing moved.")
-        _memory(shown, plan)
-    with tab_res:
-        _tensor_timeline(shown, plan)
-    with tab_export:
-        _exports(shown, plan)
+    # Only the open tab runs (on_change="rerun"): a rerun builds and the browser draws one tab's charts.
+    tab_sched, tab_mem, tab_res, tab_export = st.tabs(list(view.PLAN_TABS), key=view.PLAN_TAB_KEY,
+                                                      on_change="rerun")
+    if tab_sched.open is not False:
+        with tab_sched:
+            _schedule_and_decisions(shown, plan)
+    if tab_mem.open:
+        with tab_mem:
+            st.caption("Occupancy of each tier over the step, stacked by tensor kind; the dashed line is the "
+                       "capacity, the dotted one what the compute tier would hold if nothing moved.")
+            _memory(shown, plan)
+    if tab_res.open:
+        with tab_res:
+            _tensor_timeline(shown, plan)
+    if tab_export.open:
+        with tab_export:
+            _exports(shown, plan)
 
 
 main()

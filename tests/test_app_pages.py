@@ -58,6 +58,14 @@ def _charts(at: AppTest) -> list:
     return list(at.get("plotly_chart"))
 
 
+def _open_tab(at: AppTest, name: str) -> AppTest:
+    """Open a Plan page tab (only the open tab runs)."""
+    from ui.view import PLAN_TAB_KEY, plan_tab
+
+    at.session_state[PLAN_TAB_KEY] = plan_tab(name)
+    return at.run()
+
+
 class TestPlanPage:
     def test_landing_shows_a_full_plan_without_upload(self):
         at = _app()
@@ -68,8 +76,10 @@ class TestPlanPage:
         for expected in ("Step time", "Peak HBM", "Without offload", "Transfers hidden", "Stall", "Bytes moved",
                          "Recompute"):
             assert expected in labels
-        assert len(_charts(at)) >= 2  # schedule + memory
-        assert at.dataframe  # decisions table
+        assert len(_charts(at)) >= 1 and at.dataframe  # schedule + decisions table
+        _open_tab(at, "Memory")
+        assert len(_charts(at)) >= 1  # memory
+        _open_tab(at, "Export")
         names = [b.label for b in at.get("download_button")]
         assert "Plan (JSON)" in names and "HTML report" in names
 
@@ -310,7 +320,7 @@ class TestMemoryTab:
     def test_before_curve_is_op_aligned_and_inside_the_axis(self):
         """Llama-2-7B training: the no-offload peak (105 GiB) is above the 80 GiB HBM; the axis used to stop
         at 100 GiB and the dotted curve ran on a 380 ms axis beside an 833 ms plan."""
-        at = _app()
+        at = _open_tab(_app(), "Memory")
         _clean(at)
         inputs = at.session_state["inputs"]
         from core.metrics import no_offload_peak_bytes
@@ -338,7 +348,7 @@ class TestMemoryTab:
         assert hbm["layout"]["xaxis"]["title"]["text"].startswith("ops run")
 
     def test_unused_tier_message_keeps_its_number(self):
-        at = _app()
+        at = _open_tab(_app(), "Memory")
         captions = [c.value for c in at.caption if "unused by this plan" in c.value]
         assert captions and all(any(ch.isdigit() for ch in c.split("(")[1]) for c in captions), captions
 
@@ -421,7 +431,7 @@ class TestSliders:
 
 class TestTensorTimeline:
     def test_pick_a_tensor_and_see_where_it_lives_and_why(self):
-        at = _app(model="tiny")
+        at = _open_tab(_app(model="tiny"), "Tensor timeline")
         _clean(at)
         from ui import state
 

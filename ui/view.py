@@ -84,6 +84,17 @@ def kpi_tiles(kpis: Sequence[Kpi], *, per_row: int = 7) -> None:
                        delta_arrow="off" if k.delta_color == "off" else "auto")
 
 
+#: The Plan page's tabs (labels) and the session key of the open one (only the open tab runs).
+PLAN_TABS = (":material/view_timeline: Schedule & decisions", ":material/stacked_line_chart: Memory",
+             ":material/timeline: Tensor timeline", ":material/download: Export")
+PLAN_TAB_KEY = "plan:tab"
+
+
+def plan_tab(name: str) -> str:
+    """The full label of the Plan page tab whose label ends with ``name`` ("Memory" …)."""
+    return next(t for t in PLAN_TABS if t.endswith(name))
+
+
 #: Free-text columns that get the room they need (a cut-off note or reason is useless).
 _WIDE_TEXT = ("note", "reason", "span")
 

@@ -66,7 +66,8 @@ def test_changing_hbm_capacity_updates_kpis_and_charts(app):
     assert (_metric(app, "Step time"), _metric(app, "Bytes moved")) != (step, moved)
     assert _plot_points(app, 0) != points  # fewer transfers on the schedule
     app.page.get_by_role("tab", name="Memory").click()
-    app.page.wait_for_timeout(500)
+    app.wait_idle()
+    app.page.locator(".js-plotly-plot").first.wait_for()
     assert "HBM capacity 13 GiB" in _legend(app)
     assert "HBM.capacity%3D13GiB" in app.page.url or "HBM.capacity=13GiB" in app.page.url
     app.assert_no_exception()
