@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 PORT   ?= 8501
 
-.PHONY: run test lint bench samples screenshots clean
+.PHONY: run test lint bench samples fidelity screenshots clean
 
 $(VENV)/.runtime: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	@command -v chromium >/dev/null 2>&1 || bash .ci/install-chromium
 	$(PY) -m ruff check .
+	$(PY) -m mypy core
 	$(PY) -m pytest -n 2 --dist loadgroup
 
 lint: $(VENV)/.dev
@@ -33,10 +34,20 @@ lint: $(VENV)/.dev
 bench: $(VENV)/.dev
 	$(PY) bench/bench_planner.py
 
+## fidelity: re-measure PyTorch (CPU build, own venv $(TORCH_VENV)), regenerate the torch fixtures, run their tests
+TORCH_VENV ?= .torchvenv
+fidelity: $(VENV)/.dev
+	test -x $(TORCH_VENV)/bin/python || $(PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_VENV)/bin/pip install --quiet 'torch==2.13.0' 'transformers>=4.45,<6' numpy onnx pytest hypothesis
+	$(TORCH_VENV)/bin/python bench/fidelity.py --measure
+	for m in resnet18 small_llama; do \
+		$(TORCH_VENV)/bin/python -m core import-torch bench/torch_entries/$$m.py -o tests/data/torch/$$m-train.json; done
+	$(TORCH_VENV)/bin/python -m pytest -q tests/test_torch_import.py tests/test_fidelity.py
+
 ## screenshots: refresh docs/img/ from a browser run (tests alone only write artifacts/screenshots/)
 screenshots: $(VENV)/.dev
 	@command -v chromium >/dev/null 2>&1 || bash .ci/install-chromium
 	TIERPLAN_UPDATE_SCREENSHOTS=1 $(PY) -m pytest tests/e2e/test_dashboard.py -q -k smoke
 
 clean:
-	rm -rf $(VENV) artifacts .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(TORCH_VENV) artifacts .pytest_cache .ruff_cache .hypothesis

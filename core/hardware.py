@@ -29,6 +29,8 @@ __all__ = [
     "save_hardware",
     "apply_setting",
     "op_time_s",
+    "roofline_s",
+    "speed_ratio",
     "with_capacity",
 ]
 
@@ -239,7 +241,7 @@ def _hardware_from_dict(raw: Any) -> Hardware:
         if bw <= 0:
             raise InputError("must be > 0", field=f"{where}.bandwidth_Bps")
         lat = _number(link, "latency_s", where, parse_time, default=0)
-        links.append(Link(src, dst, bw, lat, str(link.get("source", ""))))
+        links.append(Link(str(src), str(dst), bw, lat, str(link.get("source", ""))))
     hw = Hardware(
         name=name,
         compute=compute,
@@ -334,16 +336,43 @@ def apply_setting(hw: Hardware, key: str, value: str | float) -> Hardware:
     return hardware_from_dict(raw, source="--set")
 
 
-def op_time_s(op: Op, compute: Compute) -> float:
-    """Modelled duration of ``op`` on ``compute``: its ``time_s`` if given, else the roofline."""
-    if op.time_s is not None:
-        return op.time_s
+def roofline_s(op: Op, compute: Compute) -> float:
+    """The roofline time of ``op``'s ``flops`` and ``bytes_accessed`` on ``compute`` (ignores ``time_s``)."""
     t_flops = op.flops / (compute.peak_flops * compute.efficiency)
     if compute.memory_bandwidth_Bps > 0:
         t_mem = op.bytes_accessed / (compute.memory_bandwidth_Bps * compute.memory_efficiency)
     else:
         t_mem = 0.0
     return max(t_flops, t_mem)
+
+
+def speed_ratio(device: Compute, other: Compute) -> float:
+    """How many times slower ``other`` is than ``device`` for work of unknown mix: the larger of the
+    effective-flops ratio and (when both give a memory bandwidth) the effective-bandwidth ratio."""
+    ratio = (device.peak_flops * device.efficiency) / (other.peak_flops * other.efficiency)
+    if device.memory_bandwidth_Bps > 0 and other.memory_bandwidth_Bps > 0:
+        ratio = max(ratio, (device.memory_bandwidth_Bps * device.memory_efficiency)
+                    / (other.memory_bandwidth_Bps * other.memory_efficiency))
+    return ratio
+
+
+def op_time_s(op: Op, compute: Compute, device: Compute | None = None) -> float:
+    """Modelled duration of ``op`` on ``compute``.
+
+    Without ``time_s`` it is the roofline on ``compute``. A fixed ``time_s`` is the op's time on the
+    device (``device``, the hardware's main compute; ``None`` = ``compute`` is the device). On another
+    compute (host CPUs) it is scaled by how much slower that compute runs this op: ``time_s ×
+    roofline(op, compute) / roofline(op, device)`` when the op gives ``flops`` or ``bytes_accessed``,
+    else ``time_s ×`` :func:`speed_ratio` ``(device, compute)`` (docs/formats.md, "Op time").
+    """
+    if op.time_s is None:
+        return roofline_s(op, compute)
+    if device is None or device == compute:
+        return op.time_s
+    on_device = roofline_s(op, device)
+    if on_device > 0:
+        return op.time_s * (roofline_s(op, compute) / on_device)
+    return op.time_s * speed_ratio(device, compute)
 
 
 def with_capacity(hw: Hardware, tier: str, capacity_bytes: int) -> Hardware:

@@ -67,7 +67,8 @@ def graph_summary(graph: Graph) -> GraphSummary:
     largest = sorted(graph.tensors, key=lambda t: (-t.bytes, t.id))[:10]
     meta = graph.meta or {}
     workload = meta.get("workload") if isinstance(meta.get("workload"), dict) else None
-    warnings = meta.get("warnings") if isinstance(meta.get("warnings"), list) else []
+    raw_warnings = meta.get("warnings")
+    warnings: list[Any] = raw_warnings if isinstance(raw_warnings, list) else []
     return GraphSummary(
         name=graph.name,
         params_total=_param(meta, "params_total"),

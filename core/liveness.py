@@ -8,17 +8,17 @@ span from step start to their first use.
 
 from __future__ import annotations
 
-import bisect
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import pairwise
+from itertools import chain
 
 import numpy as np
 
 from core.graph import Graph
 
-__all__ = ["Span", "Liveness", "analyze", "SPAN_KINDS"]
+__all__ = ["Span", "Liveness", "analyze", "SPAN_KINDS", "GraphRefs", "graph_refs"]
 
 #: inner: between two uses; initial: step start -> first use of a non-persistent tensor that exists at
 #: start; wrap: last use -> first use of the next step (persistent); unused: a persistent tensor no op uses.
@@ -74,9 +74,52 @@ class Liveness:
         return span.end_op - span.start_op - 1
 
 
+class GraphRefs:
+    """A graph's reads, writes and in-place updates as flat (op, tensor) index arrays, built once per graph
+    (the planner analyses the same graph again with host ops and recompute inputs)."""
+
+    def __init__(self, graph: Graph) -> None:
+        index = {t.id: k for k, t in enumerate(graph.tensors)}
+        self.index = index
+        self.names = [t.id for t in graph.tensors]
+        self.bytes = np.fromiter((t.bytes for t in graph.tensors), dtype=np.int64, count=len(graph.tensors))
+        self.persistent = np.fromiter((t.persistent for t in graph.tensors), dtype=bool, count=len(graph.tensors))
+        self.in_op, self.in_t = self._flat(graph, index, "inputs")
+        self.out_op, self.out_t = self._flat(graph, index, "outputs")
+        self.mut_op, self.mut_t = self._flat(graph, index, "mutates")
+        self.produced = np.zeros(len(graph.tensors), dtype=bool)
+        self.produced[self.out_t] = True
+
+    @staticmethod
+    def _flat(graph: Graph, index: Mapping[str, int], attr: str) -> tuple[np.ndarray, np.ndarray]:
+        lists = [getattr(op, attr) for op in graph.ops]
+        counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
+        total = int(counts.sum())
+        tensors = np.fromiter(map(index.__getitem__, chain.from_iterable(lists)), dtype=np.int64, count=total)
+        return np.repeat(np.arange(len(lists), dtype=np.int64), counts), tensors
+
+
+_REFS: dict[int, tuple[weakref.ref[Graph], GraphRefs]] = {}
+
+
+def graph_refs(graph: Graph) -> GraphRefs:
+    """The flat references of ``graph``, built on first use and kept while the graph lives."""
+    hit = _REFS.get(id(graph))
+    if hit is not None and hit[0]() is graph:
+        return hit[1]
+    refs = GraphRefs(graph)
+    key = id(graph)
+
+    def _forget(_ref: weakref.ref[Graph], key: int = key) -> None:
+        _REFS.pop(key, None)
+
+    _REFS[key] = (weakref.ref(graph, _forget), refs)
+    return refs
+
+
 def analyze(graph: Graph, host_ops: frozenset[int] = frozenset(),
             extra_uses: Mapping[str, tuple[int, ...]] | None = None) -> Liveness:
-    """Compute uses, spans and the no-offload occupancy of ``graph`` in one pass over its ops.
+    """Compute uses, spans and the no-offload occupancy of ``graph`` (array code over all references).
 
     Ops in ``host_ops`` run on a lower tier's own compute (CPU Adam): their reads and writes are not uses
     in the compute tier, so they neither need room there nor split spans. ``extra_uses`` adds reads that
@@ -84,67 +127,84 @@ def analyze(graph: Graph, host_ops: frozenset[int] = frozenset(),
     compute tier there).
     """
     n = len(graph.ops)
-    uses: dict[str, list[int]] = {t.id: [] for t in graph.tensors}
-    mutations: dict[str, set[int]] = {}
-    required = np.zeros(n, dtype=np.int64)
-    size = {t.id: t.bytes for t in graph.tensors}
-    for i, op in enumerate(graph.ops):
-        if i in host_ops:
-            continue
-        total = 0
-        for tid in op.inputs:
-            lst = uses[tid]
-            if not lst or lst[-1] != i:
-                lst.append(i)
-                total += size[tid]
-        for tid in op.outputs:
-            uses[tid].append(i)
-            total += size[tid]
-        for tid in op.mutates:
-            mutations.setdefault(tid, set()).add(i)
-        required[i] = total
-    for tid, slots in (extra_uses or {}).items():
-        for i in slots:
-            if i not in uses[tid]:
-                bisect.insort(uses[tid], i)
-                required[i] += size[tid]
+    refs = graph_refs(graph)
+    n_t = len(refs.names)
+    # (tensor, op) pairs of every use: an input read twice by one op counts once; inputs and outputs of an
+    # op are disjoint (graph validation), and each tensor has at most one producer.
+    op = np.concatenate((refs.in_op, refs.out_op))
+    tensor = np.concatenate((refs.in_t, refs.out_t))
+    mut_op, mut_t = refs.mut_op, refs.mut_t
+    if host_ops:
+        host = np.zeros(n, dtype=bool)
+        host[[i for i in host_ops if 0 <= i < n]] = True
+        keep = ~host[op]
+        op, tensor = op[keep], tensor[keep]
+        keep = ~host[mut_op]
+        mut_op, mut_t = mut_op[keep], mut_t[keep]
+    pair = np.unique(tensor * (n + 1) + op)
+    required = np.zeros(n + 1, dtype=np.int64)
+    np.add.at(required, pair % (n + 1), refs.bytes[pair // (n + 1)])
+    required = required[:n]
+    if extra_uses:
+        ex_t = np.fromiter((refs.index[t] for t, slots in extra_uses.items() for _ in slots), dtype=np.int64)
+        ex_op = np.fromiter((i for slots in extra_uses.values() for i in slots), dtype=np.int64, count=len(ex_t))
+        extra = np.setdiff1d(np.unique(ex_t * (n + 1) + ex_op), pair, assume_unique=True)
+        np.add.at(required, extra % (n + 1), refs.bytes[extra // (n + 1)])
+        pair = np.union1d(pair, extra)
+    use_t, use_op = pair // (n + 1), pair % (n + 1)  # sorted by tensor, then op
+    bounds = np.searchsorted(use_t, np.arange(n_t + 1))
+    n_uses = np.diff(bounds)
+    op_list = use_op.tolist()
+    names = refs.names
+    b = bounds.tolist()
+    uses = dict(zip(names, map(tuple, map(op_list.__getitem__, map(slice, b[:-1], b[1:])))))
 
-    spans: list[Span] = []
-    spans_of: dict[str, tuple[int, ...]] = {}
+    # spans, ordered per tensor as [unused | initial], inner ..., [wrap]
+    has = n_uses > 0
+    first_use = np.where(has, use_op[np.minimum(bounds[:-1], len(use_op) - 1)] if len(use_op) else 0, -1)
+    last_use = np.where(has, use_op[np.maximum(bounds[1:] - 1, 0)] if len(use_op) else 0, -1)
+    gap = np.flatnonzero((use_t[1:] == use_t[:-1]) & (use_op[1:] > use_op[:-1] + 1))
+    unused = np.flatnonzero(refs.persistent & ~has)
+    initial = np.flatnonzero(~refs.persistent & has & ~refs.produced)
+    wrap = np.flatnonzero(refs.persistent & has)
+    s_t = np.concatenate((unused, initial, use_t[gap], wrap))
+    s_rank = np.concatenate((np.zeros(len(unused) + len(initial), dtype=np.int64), gap + 1,
+                             np.full(len(wrap), len(use_op) + 2, dtype=np.int64)))
+    s_start = np.concatenate((np.full(len(unused) + len(initial), -1, dtype=np.int64), use_op[gap], last_use[wrap]))
+    s_end = np.concatenate((np.full(len(unused), n, dtype=np.int64), first_use[initial], use_op[gap + 1],
+                            first_use[wrap]))
+    s_kind = np.concatenate((np.full(len(unused), 3, dtype=np.int64), np.full(len(initial), 1, dtype=np.int64),
+                             np.zeros(len(gap), dtype=np.int64), np.full(len(wrap), 2, dtype=np.int64)))
+    order = np.lexsort((s_rank, s_t))
+    s_t, s_start, s_end, s_kind = s_t[order], s_start[order], s_end[order], s_kind[order]
+    kinds = [SPAN_KINDS[k] for k in s_kind.tolist()]
+    spans = tuple(map(Span, range(len(s_t)), [names[k] for k in s_t.tolist()], s_start.tolist(), s_end.tolist(),
+                      kinds, refs.bytes[s_t].tolist()))
+    sb = np.searchsorted(s_t, np.arange(n_t + 1)).tolist()
+    spans_of = dict(zip(names, map(tuple, map(range, sb[:-1], sb[1:]))))
+
+    # occupancy with nothing moved: persistent tensors all step; others from production (or the step
+    # start) to their last use
+    live_rows = np.flatnonzero(~refs.persistent & has)
+    start = np.where(refs.produced[live_rows], first_use[live_rows], 0)
     diff = np.zeros(n + 1, dtype=np.int64)
-    producer = graph.producer
-    for t in graph.tensors:
-        u = uses[t.id]
-        ids: list[int] = []
-        if t.persistent:
-            diff[0] += t.bytes
-            if not u:
-                ids.append(len(spans))
-                spans.append(Span(len(spans), t.id, -1, n, "unused", t.bytes))
-        elif u:
-            first = u[0] if t.id in producer else 0
-            diff[first] += t.bytes
-            diff[u[-1] + 1] -= t.bytes
-            if t.id not in producer:
-                ids.append(len(spans))
-                spans.append(Span(len(spans), t.id, -1, u[0], "initial", t.bytes))
-        for a, b in pairwise(u):
-            if b > a + 1:
-                ids.append(len(spans))
-                spans.append(Span(len(spans), t.id, a, b, "inner", t.bytes))
-        if t.persistent and u:
-            ids.append(len(spans))
-            spans.append(Span(len(spans), t.id, u[-1], u[0], "wrap", t.bytes))
-        spans_of[t.id] = tuple(ids)
-    keep = np.cumsum(diff[:n]) if n else np.zeros(0, dtype=np.int64)
+    diff[0] += int(refs.bytes[refs.persistent].sum())
+    np.add.at(diff, start, refs.bytes[live_rows])
+    np.add.at(diff, last_use[live_rows] + 1, -refs.bytes[live_rows])
+    keep_bytes = np.cumsum(diff[:n]) if n else np.zeros(0, dtype=np.int64)
+
+    grouped: dict[str, list[int]] = {}  # in op order, as the tensors are first updated
+    for t, i in zip(mut_t.tolist(), mut_op.tolist()):
+        grouped.setdefault(names[t], []).append(i)
+    mutations = {k: frozenset(v) for k, v in grouped.items()}
     return Liveness(
         graph=graph,
-        uses={k: tuple(v) for k, v in uses.items()},
-        mutations={k: frozenset(v) for k, v in mutations.items()},
-        spans=tuple(spans),
+        uses=uses,
+        mutations=mutations,
+        spans=spans,
         spans_of=spans_of,
         required_bytes=required,
-        keep_bytes=keep,
+        keep_bytes=keep_bytes,
         host_ops=host_ops,
         extra_uses={k: tuple(v) for k, v in (extra_uses or {}).items()},
     )

@@ -37,6 +37,7 @@ import numpy as np
 
 from core.graph import TENSOR_KINDS, Graph
 from core.hardware import HARDWARE_FORMAT, Compute, Hardware, hardware_from_dict, op_time_s
+from core.liveness import graph_refs
 from core.plan import ComputeEvent, Event, FreeEvent, Plan, TransferEvent
 
 __all__ = [
@@ -139,18 +140,14 @@ def _facts(graph: Graph) -> _GraphFacts:
 def _sequential_lifetimes(graph: Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For the all-in-one-tier sequential schedule: per tensor the first and last op index it is alive
     during (-1 for "from the step start"; ``len(ops)`` for "to the step end"), and whether it is alive at all."""
+    refs = graph_refs(graph)
     n = len(graph.ops)
     first = np.full(len(graph.tensors), -1, dtype=_I64)
     last = np.full(len(graph.tensors), -1, dtype=_I64)
-    index = {t.id: k for k, t in enumerate(graph.tensors)}
-    for i, op in enumerate(graph.ops):
-        for x in op.outputs:
-            first[index[x]] = i
-            last[index[x]] = i
-        for x in op.inputs:
-            last[index[x]] = i
-    persistent = np.array([t.persistent for t in graph.tensors], dtype=bool)
-    last[persistent] = n
+    first[refs.out_t] = refs.out_op  # one producer per tensor
+    np.maximum.at(last, refs.in_t, refs.in_op)
+    np.maximum.at(last, refs.out_t, refs.out_op)
+    last[refs.persistent] = n
     alive = last >= np.maximum(first, 0)
     return first, last, alive
 
@@ -455,36 +452,61 @@ def downsample_step(times: np.ndarray, values: np.ndarray, max_points: int) -> t
 
 
 def stream_timelines(graph: Graph, plan: Plan) -> list[Stream]:
-    """Busy intervals per stream: the compute of each tier that runs something (compute tier first), then
-    each directed link that carries something, in hardware order."""
+    """Busy intervals per stream: the compute of each tier that runs something (the compute tier's always),
+    then each directed link that carries something, in hardware order; each stream sorted by (start, end)."""
+    with _collector_paused():
+        return _stream_timelines(graph, plan)
+
+
+def _by_start(starts: np.ndarray, ends: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``rows`` ordered by (start, end), ties kept in plan order (a stable sort, like ``sorted``)."""
+    return rows[np.lexsort((ends[rows], starts[rows]))]
+
+
+def _stream_timelines(graph: Graph, plan: Plan) -> list[Stream]:
     hardware = plan_hardware(plan)
-    tensors = graph.tensor_by_id
-    ops = graph.op_index
-    compute: dict[str, list[ComputeEvent]] = {hardware.compute_tier: []}
-    links: dict[str, list[TransferEvent]] = {}
-    for e in plan.events:
-        if type(e) is ComputeEvent:
-            compute.setdefault(e.tier or hardware.compute_tier, []).append(e)
-        elif type(e) is TransferEvent:
-            links.setdefault(f"{e.src}->{e.dst}", []).append(e)
+    facts = _facts(graph)
+    events = plan.events
+    codes = np.fromiter(map(_CODE.__getitem__, map(type, events)), dtype=np.int8, count=len(events))
+    tier_names = [t.name for t in hardware.tiers]
     out: list[Stream] = []
-    for tier in [t.name for t in hardware.tiers]:
-        if tier not in compute:
+    comp = _pick(events, np.flatnonzero(codes == 0))
+    if comp:
+        ops, cs, ce, ct, cr = zip(*comp)
+    else:
+        ops, cs, ce, ct, cr = (), (), (), (), ()
+    tier_of = {name: k for k, name in enumerate(tier_names)}
+    tier_of[""] = tier_of[hardware.compute_tier]
+    c_tier = np.fromiter((tier_of.get(t, -1) for t in ct), dtype=_I64, count=len(ct))
+    c_start, c_end = np.array(cs, dtype=float), np.array(ce, dtype=float)
+    compute_k = tier_of[hardware.compute_tier]
+    recomputed = np.array(cr, dtype=bool)
+    labels_all = np.array(ops, dtype=object)
+    cats_all = np.array(list(map(facts.category.__getitem__, map(facts.op_index.__getitem__, ops))), dtype=object)
+    if recomputed.any():
+        labels_all[recomputed] = [f"{o} (recompute)" for o in labels_all[recomputed]]
+        cats_all[recomputed] = "recompute"
+    for k, tier in enumerate(tier_names):
+        rows = np.flatnonzero(c_tier == k)
+        if not len(rows) and k != compute_k:
             continue
-        evs = sorted(compute[tier], key=lambda e: (e.start, e.end))
-        out.append(Stream(
-            f"{tier} compute", "compute",
-            np.array([e.start for e in evs], dtype=float), np.array([e.end for e in evs], dtype=float),
-            [f"{e.op} (recompute)" if e.recompute else e.op for e in evs],
-            ["recompute" if e.recompute else graph.ops[ops[e.op]].category for e in evs],
-        ))
-    for link in hardware.links:
-        evs = sorted(links.get(link.name, []), key=lambda e: (e.start, e.end))
-        if not evs:
-            continue
-        out.append(Stream(
-            link.name, "link",
-            np.array([e.start for e in evs], dtype=float), np.array([e.end for e in evs], dtype=float),
-            [e.tensor for e in evs], [tensors[e.tensor].kind for e in evs],
-        ))
+        rows = _by_start(c_start, c_end, rows)
+        out.append(Stream(f"{tier} compute", "compute", c_start[rows], c_end[rows], labels_all[rows].tolist(),
+                          cats_all[rows].tolist()))
+    trans = _pick(events, np.flatnonzero(codes == 1))
+    if trans:
+        xt, xs, xd, xa, xb = zip(*trans)
+        link_of = {(lk.src, lk.dst): j for j, lk in enumerate(hardware.links)}
+        x_link = np.fromiter((link_of.get(pair, -1) for pair in zip(xs, xd)), dtype=_I64, count=len(xt))
+        x_start, x_end = np.array(xa, dtype=float), np.array(xb, dtype=float)
+        tensors_all = np.array(xt, dtype=object)
+        kind_names = np.array(TENSOR_KINDS, dtype=object)
+        kinds = kind_names[facts.kind_of[_ints(facts.tensor_index, xt, len(xt))]]
+        for j, link in enumerate(hardware.links):
+            rows = np.flatnonzero(x_link == j)
+            if not len(rows):
+                continue
+            rows = _by_start(x_start, x_end, rows)
+            out.append(Stream(link.name, "link", x_start[rows], x_end[rows], tensors_all[rows].tolist(),
+                              kinds[rows].tolist()))
     return out

@@ -38,6 +38,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.optimize import Bounds, LinearConstraint, milp
@@ -47,7 +48,8 @@ from core.errors import InfeasibleError
 from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness, Span, analyze
-from core.schedule import build_schedule, op_durations, recompute_ok
+from core.schedule import build_schedule, op_durations, schedule_end_s
+from core.spans import covering_span, freed_slots, is_dirty, recompute_ok
 from core.units import format_bytes, format_time
 
 __all__ = ["OptimalResult", "optimal_reference", "RELAXATIONS", "MAX_OPS"]
@@ -114,7 +116,7 @@ class _Model:
         self.row_lo.append(lo)
         self.row_hi.append(hi)
 
-    def solve(self, time_limit_s: float) -> object:
+    def solve(self, time_limit_s: float) -> Any:
         n = len(self.lb)
         a = coo_array((self.vals, (self.rows, self.cols)), shape=(len(self.row_lo), n)).tocsr()
         return milp(
@@ -151,13 +153,8 @@ def _windows(span: Span, n: int) -> tuple[list[int], list[int], list[int], list[
 
 
 def _freed_ops(span: Span, n: int) -> list[int]:
-    if span.kind == "inner":
-        return list(range(span.start_op + 1, span.end_op))
-    if span.kind == "initial":
-        return list(range(0, span.end_op))
-    if span.kind == "wrap":
-        return list(range(span.start_op + 1, n)) + list(range(0, span.end_op))
-    return list(range(n))
+    """The ops :func:`core.spans.freed_slots` frees, one by one (the model has a row per op)."""
+    return [i for lo, hi in freed_slots(span, n) for i in range(lo, hi)]
 
 
 def _version_of(live: Liveness, graph: Graph, span: Span) -> int:
@@ -168,14 +165,6 @@ def _version_of(live: Liveness, graph: Graph, span: Span) -> int:
     produced = span.tensor in graph.producer
     uses = live.uses[span.tensor]
     return sum(1 for j, u in enumerate(uses) if u <= span.start_op and (u in muts or (produced and j == 0)))
-
-
-def _cover(graph: Graph, live: Liveness, tensor: str, op: int) -> int | None:
-    n = live.n_ops
-    for sid in live.spans_of[tensor]:
-        if op in _freed_ops(live.spans[sid], n):
-            return sid
-    return None
 
 
 def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
@@ -205,7 +194,6 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
     rec: dict[int, int] = {}
     options: dict[int, list[_Option]] = {}
     tiers = [t for t in hw.offload_tiers if hw.has_route(C, t) and hw.has_route(t, C)]
-    mutated = {t for t, ms in live.mutations.items() if ms}
 
     spans = [s for s in live.spans if s.bytes > 0 and _freed_ops(s, n)]
     for s in spans:
@@ -222,7 +210,7 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
         for x in graph.ops[graph.producer[s.tensor]].inputs:
             if s.end_op in live.uses[x]:
                 continue
-            cover = _cover(graph, live, x, s.end_op)
+            cover = covering_span(live, x, s.end_op)
             if cover is None:
                 m.row([(r, 1.0)], 0.0, 0.0)
             elif cover in keep:
@@ -234,9 +222,8 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
     for s in spans:
         size = s.bytes / unit_b
         wb_st, pf_st, _, _ = _windows(s, n)
-        t = graph.tensor_by_id[s.tensor]
         for o in options[s.id]:
-            may_dirty = s.kind in ("inner", "wrap") and not (t.persistent and s.tensor not in mutated)
+            may_dirty = is_dirty(graph, live, s)
             if may_dirty:
                 o.wb = m.var(0, 1)
                 for link in hw.route(C, o.tier):
@@ -305,11 +292,11 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
         m.row(mem_terms[i], -math.inf, cap / unit_b - mem_const[i])
 
     res = m.solve(time_limit_s - (time.perf_counter() - started))
-    x = getattr(res, "x", None)
-    if int(getattr(res, "status", 4)) == 0 and x is not None:
+    sol = getattr(res, "x", None)
+    if int(getattr(res, "status", 4)) == 0 and sol is not None:
         # many decision sets reach the relaxed optimum: among them, take the one moving the fewest bytes
         # (recompute counted as its seconds of work), which is the one most likely to schedule well
-        best = float(np.dot(m.cost, x))
+        best = float(np.dot(m.cost, sol))
         m.row([(v, 1.0) for v in stage], -math.inf, best * (1 + 1e-7) + 1e-12)
         m.cost = [0.0] * len(m.cost)
         for opts in options.values():
@@ -321,7 +308,7 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
         if left > 0.05:
             second = m.solve(left)
             if getattr(second, "x", None) is not None:
-                x = second.x
+                sol = second.x
     solve_s = time.perf_counter() - started
     relaxed = "; ".join(RELAXATIONS)
     status_code = int(getattr(res, "status", 4))
@@ -339,19 +326,19 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
         return OptimalResult(math.nan, True, "error", f"HiGHS gave no bound: {getattr(res, 'message', '')}", solve_s)
     bound_s = max(float(bound) * unit_t, float(dur.sum()))
     decisions: dict[int, tuple[str, str]] = {}
-    if x is not None:
+    if sol is not None:
         for s in spans:
             for o in options[s.id]:
-                if x[o.var] > 0.5:
+                if sol[o.var] > 0.5:
                     decisions[s.id] = ("offload", o.tier)
-            if s.id in rec and x[rec[s.id]] > 0.5:
+            if s.id in rec and sol[rec[s.id]] > 0.5:
                 decisions[s.id] = ("recompute", C)
     plan_s: float | None = None
     note = ""
-    if x is not None:
+    if sol is not None:
         try:
             sched = build_schedule(graph, hw, live, decisions)
-            plan_s = max((e.end if hasattr(e, "end") else e.time) for e in sched.events) if sched.events else 0.0
+            plan_s = schedule_end_s(sched)
         except InfeasibleError as exc:
             note = f" Its decisions do not schedule: {exc}."
     status = "optimal" if status_code == 0 else "time_limit"

@@ -102,6 +102,15 @@ class Plan:
     decisions: tuple[Decision, ...] = ()
     metrics: Mapping[str, Any] = field(default_factory=dict)
     policy_params: Mapping[str, Any] = field(default_factory=dict)
+    #: op ids in the execution order the plan used; None = the graph's order. Decision op indices
+    #: (``start_op``/``end_op``) are positions in this order.
+    order: tuple[str, ...] | None = None
+    #: proven lower bound on the step time of any plan in ``order`` (core.bound); None = not computed
+    lower_bound_s: float | None = None
+    #: ``step_time_s / lower_bound_s - 1``: how far this plan is from the best possible (0 = optimal)
+    gap_to_bound: float | None = None
+    #: what the order refinement moved and why, for the UI: ``{"op", "from_index", "to_index", "reason"}``
+    order_moves: tuple[Mapping[str, Any], ...] = ()
 
 
 def _event_to_dict(e: Event) -> dict[str, Any]:
@@ -113,7 +122,8 @@ def _event_to_dict(e: Event) -> dict[str, Any]:
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    return {
+    """The JSON form; ``order``, ``order_moves``, ``lower_bound_s`` and ``gap_to_bound`` only when set."""
+    out: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "graph": plan.graph,
         "policy": plan.policy,
@@ -130,6 +140,15 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         ],
         "metrics": dict(plan.metrics),
     }
+    if plan.order is not None:
+        out["order"] = list(plan.order)
+    if plan.order_moves:
+        out["order_moves"] = [dict(m) for m in plan.order_moves]
+    if plan.lower_bound_s is not None:
+        out["lower_bound_s"] = plan.lower_bound_s
+    if plan.gap_to_bound is not None:
+        out["gap_to_bound"] = plan.gap_to_bound
+    return out
 
 
 def _num(raw: Mapping[str, Any], key: str, where: str) -> float:
@@ -144,6 +163,40 @@ def _str(raw: Mapping[str, Any], key: str, where: str) -> str:
     if not isinstance(value, str):
         raise InputError(f"expected a string, got {value!r}", field=f"{where}.{key}")
     return value
+
+
+def _order(raw: Mapping[str, Any]) -> tuple[str, ...] | None:
+    """The optional ``order``: a list of distinct op ids (whether it is legal is the validator's job)."""
+    value = raw.get("order")
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise InputError(f"expected a list of op ids, got {type(value).__name__}", field="order")
+    seen: set[str] = set()
+    for k, op in enumerate(value):
+        if not isinstance(op, str) or not op:
+            raise InputError(f"expected an op id, got {op!r}", field=f"order[{k}]")
+        if op in seen:
+            raise InputError(f"op '{op}' appears twice", field=f"order[{k}]")
+        seen.add(op)
+    return tuple(value)
+
+
+def _order_moves(raw: Mapping[str, Any]) -> tuple[Mapping[str, Any], ...]:
+    value = raw.get("order_moves", [])
+    if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
+        raise InputError("expected a list of objects", field="order_moves")
+    return tuple(dict(m) for m in value)
+
+
+def _optional_num(raw: Mapping[str, Any], key: str) -> float | None:
+    """An optional top-level number (``lower_bound_s``, ``gap_to_bound``)."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputError(f"expected a number, got {value!r}", field=key)
+    return float(value)
 
 
 def _event_from_dict(raw: Any, where: str) -> Event:
@@ -208,6 +261,8 @@ def plan_from_dict(raw: Any, *, source: str | None = None) -> Plan:
             initial=initial, events=events, decisions=tuple(decisions),
             metrics=metrics if isinstance(metrics, dict) else {},
             policy_params=params if isinstance(params, dict) else {},
+            order=_order(raw), order_moves=_order_moves(raw),
+            lower_bound_s=_optional_num(raw, "lower_bound_s"), gap_to_bound=_optional_num(raw, "gap_to_bound"),
         )
     except InputError as exc:
         raise (exc.with_source(source) if source else exc) from None

@@ -1,774 +1,169 @@
-"""Tierplan's own policy and the single entry point :func:`make_plan`.
+"""The single entry point :func:`make_plan`: decide with a policy, schedule, and replay before returning.
 
-The policy sweeps the ops in execution order with the occupancy of the compute tier as if nothing moved.
-Wherever it exceeds capacity it relieves that op by picking, among the idle spans that cover it, the one
-with the lowest **exposed time per byte-second freed**: exposed time is what the copy-out + copy-in (or
-the recompute) cannot hide under the compute in the span, given the link time already committed there
-(bandwidth loss); byte-seconds freed are the span's bytes times how far ahead the relief reaches (so, at
-equal cost, the tensor needed farthest in the future goes first, as in Belady's rule). Clean copies are
-dropped instead of written back, persistent tensors may start the step in a lower tier (wrap-around span),
-and cheap single-output producers are recomputed when that is cheaper than moving their output. Every span
-gets a :class:`~core.plan.Decision` with its named terms, so the UI can say why.
+A policy decides per idle span (keep, offload, recompute; :mod:`core.policies`), :mod:`core.schedule`
+times the decisions. ``make_plan`` then replays the result with the independent validator
+(:func:`core.validate.validate_plan`, cheap next to planning) and never returns a plan it rejects: a
+rejection is a bug in Tierplan and raises :class:`~core.errors.PlanBugError` naming the rule.
 
-The ranking is a heuristic, so :func:`decide_tierplan` runs the sweep under several orders (and with the
-optimizer updates on the host CPUs when the hardware has them), schedules each result with the real
-scheduler and keeps the fastest: a small portfolio judged exactly rather than one guess.
+For the default policy the candidates are Tierplan's portfolio (:mod:`core.policies.tierplan`) plus the
+plans of the baselines with their own default parameters: the fastest valid one wins (ties: fewer bytes
+moved), so wherever a baseline finds a valid plan the default finds one too, at least as fast.
 """
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
-from core.errors import InfeasibleError
+from core.errors import InfeasibleError, PlanBugError
 from core.graph import Graph
-from core.hardware import Hardware
-from core.liveness import Liveness, Span, analyze
+from core.hardware import Hardware, with_capacity
+from core.liveness import Liveness, analyze
 from core.plan import Decision, Plan
-from core.policies import ParamSpec, Placement, PolicyInfo, get_policy, register, resolve_params
-from core.schedule import build_plan, estimate_slot_starts, op_durations, recompute_ok
-from core.units import format_bytes, format_time
+from core.policies.base import Placement, resolve_params
+from core.policies.registry import BASELINES, get_policy
+from core.policies.tierplan import TIERPLAN
+from core.schedule import Schedule, build_plan, build_schedule, schedule_end_s
+from core.units import format_bytes
 
-__all__ = ["make_plan", "decide_tierplan", "check_fits_at_all"]
+__all__ = ["make_plan", "check_fits_at_all"]
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A scheduled placement of some policy (``source``), ranked by step time then bytes moved."""
+
+    source: str
+    params: Mapping[str, Any]
+    placement: Placement
+    liveness: Liveness
+    schedule: Schedule
+    step_s: float
+    moved_bytes: int
 
 
 def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", params: Mapping[str, Any] | None = None,
               liveness: Liveness | None = None) -> Plan:
-    """Plan one step of ``graph`` on ``hardware`` with ``policy``; raises InfeasibleError with the reason."""
+    """Plan one step of ``graph`` on ``hardware`` with ``policy``.
+
+    Raises
+    ------
+    InputError
+        unknown policy or parameter.
+    InfeasibleError
+        no candidate fits; ``reason`` says why (see :data:`core.errors.InfeasibleReason`).
+    PlanBugError
+        every candidate that fits was rejected by the validator (a bug; never returned as a plan).
+    """
     info = get_policy(policy)
     resolved = resolve_params(info, params)
     live = liveness or analyze(graph)
     check_fits_at_all(graph, hardware, live)
-    placement = info.decide(graph, hardware, live, resolved)
-    return build_plan(graph, hardware, placement.liveness or live, placement.assignment, policy=policy,
-                      decisions=placement.decisions, params=resolved, op_tiers=placement.op_tiers,
-                      schedule=placement.schedule, prefetch_from=placement.prefetch_from)
+    failure: InfeasibleError | None = None
+    placements: list[tuple[str, Mapping[str, Any], Placement]] = []
+    try:
+        first = info.decide(graph, hardware, live, resolved)
+        placements += [(policy, resolved, p) for p in (first, *first.alternatives)]
+    except InfeasibleError as exc:
+        failure = exc
+    candidates: list[_Candidate] = []
+    for source, source_params, placement in placements:
+        try:
+            candidates.append(_schedule(graph, hardware, hardware, live, source, source_params, placement))
+        except InfeasibleError as exc:
+            failure = failure or exc
+    if policy == TIERPLAN.key and int(resolved.get("baselines", 1)):
+        candidates += _baseline_candidates(graph, hardware, live, resolved)
+    candidates.sort(key=lambda c: (c.step_s, c.moved_bytes))  # stable: the policy's own order breaks ties
+    rejected: tuple[str, tuple[str, ...]] | None = None
+    for cand in candidates:
+        plan = _to_plan(graph, hardware, cand, policy, resolved)
+        errors = _replay_errors(graph, plan)
+        if not errors:
+            return plan
+        rejected = rejected or (cand.source, errors)
+    if rejected is not None:
+        raise PlanBugError(rejected[0], rejected[1])
+    assert failure is not None
+    raise failure
+
+
+def _baseline_candidates(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> list[_Candidate]:
+    """Each baseline's plan with its own default parameters, within Tierplan's own limits: on the compute
+    tier less Tierplan's ``hbm_reserve``, without recomputes when ``recompute`` is off and without host ops
+    when ``host_compute`` is off. A baseline whose rule fails here is simply not a candidate."""
+    C = hw.compute_tier
+    reserve = float(params.get("hbm_reserve", 0.0))
+    room = hw if reserve <= 0 else with_capacity(hw, C, int(hw.capacity(C) * (1.0 - reserve)))
+    out: list[_Candidate] = []
+    for key in BASELINES:
+        base = get_policy(key)
+        base_params = resolve_params(base, None)
+        try:
+            placement = base.decide(graph, room, live, base_params)
+            if not int(params.get("recompute", 1)) and any(a == "recompute" for a, _ in placement.assignment.values()):
+                continue
+            if not int(params.get("host_compute", 1)) and placement.op_tiers:
+                continue
+            out.append(_schedule(graph, hw, room, live, key, base_params, placement))
+        except InfeasibleError:
+            continue
+    return out
+
+
+def _schedule(graph: Graph, hw: Hardware, room: Hardware, live: Liveness, source: str, params: Mapping[str, Any],
+              placement: Placement) -> _Candidate:
+    """Schedule ``placement`` within ``room`` (``hw`` with less compute-tier capacity, or ``hw`` itself)."""
+    p_live = placement.liveness or live
+    sched = placement.schedule
+    if sched is None:
+        sched = build_schedule(graph, room, p_live, placement.assignment, params, placement.op_tiers,
+                               placement.prefetch_from)
+    moved = sum(p_live.spans[sid].bytes for sid, (action, _) in placement.assignment.items() if action == "offload")
+    return _Candidate(source, params, placement, p_live, sched, schedule_end_s(sched), moved)
+
+
+def _to_plan(graph: Graph, hw: Hardware, cand: _Candidate, policy: str, params: Mapping[str, Any]) -> Plan:
+    placement = cand.placement
+    decisions: tuple[Decision, ...] = placement.decisions
+    if not decisions and placement.explain_later is not None:
+        decisions = placement.explain_later()
+    if cand.source != policy:  # a baseline's plan won the portfolio: say so on every decision
+        decisions = tuple(replace(d, reason=f"{d.reason} [{policy} kept the {cand.source} candidate: fastest]")
+                          for d in decisions)
+    return build_plan(graph, hw, cand.liveness, placement.assignment, policy=policy, decisions=decisions,
+                      params=params, op_tiers=placement.op_tiers, schedule=cand.schedule,
+                      prefetch_from=placement.prefetch_from)
+
+
+def _replay_errors(graph: Graph, plan: Plan) -> tuple[str, ...]:
+    from core.validate import validate_plan
+
+    report = validate_plan(graph, plan)
+    return () if report.ok else tuple(report.errors)
 
 
 def check_fits_at_all(graph: Graph, hw: Hardware, live: Liveness) -> None:
-    """Reasons no policy can succeed: an op alone overflows the compute tier, or all tiers together."""
+    """Reasons no policy can succeed: an op alone overflows the compute tier, or all tiers together.
+
+    The errors carry ``reason`` ``op_footprint`` (with ``op``, ``need_bytes`` = the op's own inputs and
+    outputs, ``have_bytes`` = the compute tier's capacity) or ``persistent_total`` (``need_bytes`` = the
+    persistent bytes, ``have_bytes`` = all tiers' capacity together).
+    """
     cap = hw.capacity(hw.compute_tier)
     if live.n_ops and live.required_bytes.max() > cap:
         i = int(live.required_bytes.argmax())
         need = int(live.required_bytes[i])
         raise InfeasibleError(
             f"op '{graph.ops[i].id}' needs {format_bytes(need)} of inputs and outputs in {hw.compute_tier} at once, "
-            f"but {hw.compute_tier} holds {format_bytes(cap)} ({format_bytes(need - cap)} more than it has)"
+            f"but {hw.compute_tier} holds {format_bytes(cap)} ({format_bytes(need - cap)} more than it has)",
+            reason="op_footprint", op=graph.ops[i].id, tier=hw.compute_tier, need_bytes=need, have_bytes=cap,
         )
     total = sum(t.capacity_bytes for t in hw.tiers)
     if graph.persistent_bytes > total:
         raise InfeasibleError(
             f"the persistent tensors (weights, optimizer state, KV cache) need {format_bytes(graph.persistent_bytes)} "
-            f"but all tiers together hold {format_bytes(total)}"
+            f"but all tiers together hold {format_bytes(total)}",
+            reason="persistent_total", need_bytes=graph.persistent_bytes, have_bytes=total,
         )
-
-
-#: How many live candidates are re-scored per pick (bounds the lazy-greedy re-evaluation).
-_LOOKAHEAD = 8
-
-
-class _LinkLoad:
-    """Committed transfer seconds per op slot on one link (Fenwick tree with range add / range sum)."""
-
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.b1 = [0.0] * (n + 2)
-        self.b2 = [0.0] * (n + 2)
-
-    def _add(self, tree: list[float], i: int, v: float) -> None:
-        i += 1
-        while i <= self.n + 1:
-            tree[i] += v
-            i += i & -i
-
-    def _sum(self, tree: list[float], i: int) -> float:
-        s = 0.0
-        while i > 0:
-            s += tree[i]
-            i -= i & -i
-        return s
-
-    def add(self, lo: int, hi: int, per_slot: float) -> None:
-        if hi <= lo:
-            return
-        self._add(self.b1, lo, per_slot)
-        self._add(self.b1, hi, -per_slot)
-        self._add(self.b2, lo, per_slot * lo)
-        self._add(self.b2, hi, -per_slot * hi)
-
-    def total(self, lo: int, hi: int) -> float:
-        """Sum of the per-slot load over slots ``lo..hi-1`` (both prefix sums in one pass each)."""
-        if hi <= lo:
-            return 0.0
-        b1, b2 = self.b1, self.b2
-        s1 = s2 = 0.0
-        i = hi
-        while i > 0:
-            s1 += b1[i]
-            s2 += b2[i]
-            i &= i - 1
-        high = s1 * hi - s2
-        s1 = s2 = 0.0
-        i = lo
-        while i > 0:
-            s1 += b1[i]
-            s2 += b2[i]
-            i &= i - 1
-        return high - (s1 * lo - s2)
-
-
-class _Tierplan:
-    def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any], order: str = "cost",
-                 op_tiers: Mapping[int, str] | None = None,
-                 region_cache: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] | None = None,
-                 precommit: Mapping[int, tuple[str, str]] | None = None) -> None:
-        self.g, self.hw, self.live = graph, hw, live
-        self.n = live.n_ops
-        self.C = hw.compute_tier
-        self.cap = int(hw.capacity(self.C) * (1.0 - float(params["hbm_reserve"])))
-        self.slack = float(params["prefetch_slack"])
-        self.allow_recompute = bool(params["recompute"])
-        self.order = order
-        #: spans decided before the sweep (recomputed up front), freed over their idle ops
-        self.precommit = dict(precommit or {})
-        self.op_tiers = dict(op_tiers or {})
-        #: tensors read by host ops may only move to that host tier (it must hold them when the op runs)
-        self.only_tier = {x: t for i, t in self.op_tiers.items() for x in graph.ops[i].inputs}
-        self.dur = op_durations(graph, hw)
-        self.T = estimate_slot_starts(self.dur)
-        self.tiers = hw.offload_tiers
-        self.lower_cap = {t: hw.capacity(t) for t in self.tiers}
-        biggest = max((t.bytes for t in graph.tensors), default=0)
-        for t in self.tiers:  # room for staging copies when a route passes through this tier
-            if any(len(hw.route(self.C, other)) > 1 and t in [link.dst for link in hw.route(self.C, other)[:-1]] for other in self.tiers):
-                self.lower_cap[t] = max(0, self.lower_cap[t] - 2 * biggest)
-        self.lower_occ = {t: np.zeros(self.n + 1, dtype=np.int64) for t in self.tiers}
-        self.lower_peak = dict.fromkeys(self.tiers, 0)
-        self.load = {(link.src, link.dst): _LinkLoad(self.n) for link in hw.links}
-        self.first_hop = {(a, b): (hw.route(a, b)[0].src, hw.route(a, b)[0].dst)
-                          for t in self.tiers for a, b in ((self.C, t), (t, self.C))}
-        self.choice: dict[int, tuple[str, str]] = {}
-        self.terms: dict[int, dict[str, float]] = {}
-        self.pinned: set[int] = set()
-        self.applied: dict[int, list[tuple[int, int]]] = {}  # slots each choice frees (for pruning)
-        # span geometry depends only on the liveness, the hardware and the slack: shared across orders
-        self._regions = region_cache if region_cache is not None else {}
-        self.heads: list[list[int]] = []  # [first slot resident again, needed at, bytes] of chosen copy-ins
-        self.mutated = {t for t, m in live.mutations.items() if m}
-
-    # ------------------------------------------------------------------------------ span geometry
-    def idle_s(self, span: Span) -> float:
-        T, n = self.T, self.n
-        if span.kind == "wrap":
-            return float(T[n] - T[span.start_op + 1] + T[span.end_op])
-        if span.kind == "unused":
-            return float(T[n])
-        return float(T[span.end_op] - T[span.start_op + 1])
-
-    def dirty(self, span: Span) -> bool:
-        """Whether offloading needs a copy-out (no fresh copy below is assumed otherwise)."""
-        t = self.g.tensor_by_id[span.tensor]
-        if span.kind in ("initial", "unused"):
-            return False
-        if t.persistent:
-            return span.tensor in self.mutated
-        return True
-
-    def regions(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
-        """Slots freed when hiding the copies, exposed seconds, copy-out and copy-in seconds (cached:
-        they depend only on the span and the tier)."""
-        key = (span.id, tier)
-        hit = self._regions.get(key)
-        if hit is None:
-            if (-1, tier) not in self._regions:  # (-1, tier) marks "all spans done for this tier"
-                self._precompute_regions(tier)
-                hit = self._regions.get(key)
-            if hit is None:
-                hit = self._regions[key] = self._regions_uncached(span, tier)
-        return hit
-
-    def _precompute_regions(self, tier: str) -> None:
-        """:meth:`_regions_uncached` for every span at once (numpy), same arithmetic in the same order."""
-        self._regions[(-1, tier)] = ([], 0.0, 0.0, 0.0)
-        spans = self.live.spans
-        if not spans or not self.n:
-            return
-        hw, T, n, C = self.hw, self.T, self.n, self.C
-        nbytes = np.array([sp.bytes for sp in spans], dtype=np.float64)
-        kinds = [sp.kind for sp in spans]
-        a = np.array([sp.start_op for sp in spans], dtype=np.int64)
-        b = np.array([sp.end_op for sp in spans], dtype=np.int64)
-        dirty = np.array([self.dirty(sp) for sp in spans], dtype=bool)
-        wb = np.zeros(len(spans))
-        for link in hw.route(C, tier):
-            wb += link.latency_s + nbytes / link.bandwidth_Bps
-        wb = np.where(dirty, wb, 0.0)
-        pf = np.zeros(len(spans))
-        for link in hw.route(tier, C):
-            pf += link.latency_s + nbytes / link.bandwidth_Bps
-        bb = np.clip(b, 0, n)
-        p = np.searchsorted(T[:n], T[bb] - pf * (1 + self.slack), side="right") - 1
-        p = np.maximum(0, np.minimum(p, b))
-        a1 = np.clip(a + 1, 0, n)
-        r = np.where(wb > 0, np.searchsorted(T[:n], T[a1] + wb, side="left"), a + 1)
-        r = np.minimum(np.maximum(r, a + 1), n)
-        for k, sp in enumerate(spans):
-            kind = kinds[k]
-            if kind == "unused":
-                self._regions[(sp.id, tier)] = ([(0, n)], 0.0, 0.0, 0.0)
-                continue
-            pk, pfk = int(p[k]), float(pf[k])
-            if kind == "initial":
-                self._regions[(sp.id, tier)] = ([(0, pk)], max(0.0, pfk - float(T[b[k]])), 0.0, pfk)
-                continue
-            wbk, rk = float(wb[k]), int(r[k])
-            if kind == "wrap":
-                exposed = max(0.0, wbk - float(T[n] - T[a1[k]])) + max(0.0, pfk - float(T[b[k]]))
-                self._regions[(sp.id, tier)] = ([(0, pk), (rk, n)], exposed, wbk, pfk)
-                continue
-            exposed = max(0.0, wbk + pfk - float(T[b[k]] - T[a1[k]]))
-            self._regions[(sp.id, tier)] = ([(rk, pk)] if pk > rk else [], exposed, wbk, pfk)
-
-    def _regions_uncached(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
-        hw, T, n, C = self.hw, self.T, self.n, self.C
-        wb = hw.route_time_s(C, tier, span.bytes) if self.dirty(span) else 0.0
-        pf = hw.route_time_s(tier, C, span.bytes)
-        if span.kind == "unused":
-            return [(0, n)], 0.0, 0.0, 0.0
-        b = span.end_op
-        p = int(np.searchsorted(T[:n], T[b] - pf * (1 + self.slack), side="right")) - 1
-        p = max(0, min(p, b))
-        if span.kind == "initial":
-            return [(0, p)], max(0.0, pf - float(T[b])), 0.0, pf
-        a = span.start_op
-        r = int(np.searchsorted(T[:n], T[a + 1] + wb, side="left")) if wb else a + 1
-        r = min(max(r, a + 1), n)
-        if span.kind == "wrap":  # the copy-out must fit after the last use, the copy-in before the first
-            exposed = max(0.0, wb - float(T[n] - T[a + 1])) + max(0.0, pf - float(T[b]))
-            return [(0, p), (r, n)], exposed, wb, pf
-        exposed = max(0.0, wb + pf - self.idle_s(span))
-        return ([(r, p)] if p > r else []), exposed, wb, pf
-
-    # ------------------------------------------------------------------------------ the sweep
-    def run(self) -> Placement:
-        live, n, cap = self.live, self.n, self.cap
-        keep = live.keep_bytes
-        if self.precommit:
-            keep = keep.copy()
-            for sid in self.precommit:
-                span = live.spans[sid]
-                keep[span.start_op + 1:span.end_op] -= span.bytes
-            self.choice.update(self.precommit)
-        if n == 0 or keep.max() <= cap:
-            return Placement(dict(self.choice))
-        buckets: list[list[tuple[int, int, int, str]]] = [[] for _ in range(n + 1)]
-        for span in live.spans:
-            if span.bytes == 0 or (live.span_length_ops(span) <= 0 and span.kind != "unused"):
-                continue
-            hidden = self._entry_regions(span)
-            for lo, hi in hidden:
-                buckets[lo].append((span.id, lo, hi, "offload"))
-            for lo, hi in self._forced_regions(span):
-                if hi > lo and (lo, hi) not in hidden:
-                    buckets[lo].append((span.id, lo, hi, "forced"))
-            if self.allow_recompute and recompute_ok(self.g, live, span.id):
-                buckets[span.start_op + 1].append((span.id, span.start_op + 1, span.end_op, "recompute"))
-        heap: list[tuple[float, float, int, int, int, str]] = []
-        delta = np.zeros(n + 1, dtype=np.int64)
-        running = 0
-        for s in range(n):
-            for sid, lo, hi, kind in buckets[s]:
-                if sid not in self.choice:  # cheap static key; re-scored with congestion when popped
-                    heapq.heappush(heap, (*self._key(sid, s, hi, kind, self._static_cost(sid, kind)), sid, lo, hi, kind))
-            running += int(delta[s])
-            cur = int(keep[s]) + running
-            while cur > cap:
-                picked = self._pop(heap, s)
-                if picked is None:
-                    squeezed = self._squeeze(s, delta)
-                    if not squeezed:
-                        self._infeasible(s, cur)
-                    running -= squeezed
-                    cur -= squeezed
-                    continue
-                sid, kind, tier = picked
-                freed = self._apply(sid, s, kind, tier, delta)
-                running -= freed
-                cur -= freed
-        self._prune()
-        return Placement(dict(self.choice))
-
-    def _prune(self) -> None:
-        """Reverse delete: the sweep relieves each op greedily, so later choices can make earlier ones
-        unnecessary. Undo the most expensive choices (copy time per byte) whose bytes fit back everywhere
-        they were freed."""
-        occ = self.live.keep_bytes.astype(np.int64).copy()
-        for sid in self.precommit:
-            span = self.live.spans[sid]
-            occ[span.start_op + 1:span.end_op] -= span.bytes
-        for sid, regions in self.applied.items():
-            for lo, hi in regions:
-                occ[lo:hi] -= self.live.spans[sid].bytes
-        def expense(sid: int) -> float:
-            t = self.terms.get(sid, {})
-            return (t.get("wb_s", 0.0) + t.get("pf_s", 0.0)) / max(self.live.spans[sid].bytes, 1)
-        for sid in sorted(self.applied, key=expense, reverse=True):
-            if self.choice.get(sid, ("keep",))[0] != "offload":
-                continue
-            size = self.live.spans[sid].bytes
-            regions = [(lo, hi) for lo, hi in self.applied[sid] if hi > lo]
-            if all(int(occ[lo:hi].max()) + size <= self.cap for lo, hi in regions):
-                for lo, hi in regions:
-                    occ[lo:hi] += size
-                del self.choice[sid]
-                self.terms.pop(sid, None)
-
-    def _entry_regions(self, span: Span) -> list[tuple[int, int]]:
-        fastest = self.tiers[0]
-        regs, _, _, _ = self.regions(span, fastest)
-        return [(lo, hi) for lo, hi in regs if hi > lo]
-
-    def _forced_regions(self, span: Span) -> list[tuple[int, int]]:
-        """Everything the span could free if its copies were allowed to stall the compute."""
-        if span.kind == "inner":
-            return [(span.start_op + 1, span.end_op)]
-        if span.kind == "wrap":
-            return [(0, span.end_op), (span.start_op + 1, self.n)]
-        if span.kind == "initial":
-            return [(0, span.end_op)]
-        return [(0, self.n)]
-
-    def _key(self, sid: int, s: int, hi: int, kind: str, cost: float | None = None) -> tuple[float, float]:
-        span = self.live.spans[sid]
-        end = self.T[hi] if hi <= self.n else self.T[self.n]
-        if span.kind == "wrap" and s < span.end_op:
-            end = end + (self.T[self.n] - self.T[span.start_op + 1])
-        benefit = span.bytes * max(float(end - self.T[s]), 1e-12)
-        if cost is None:
-            cost = self._cost(sid, kind)[0]
-        if self.order == "weight":  # heaviest span (bytes x length) first, hidden ones before exposed ones
-            length = self.live.span_length_ops(span) if span.kind != "unused" else self.n
-            return float(cost > 0), -float(span.bytes) * max(length, 1)
-        if self.order == "reach":  # farthest relief first (Belady), hidden before exposed
-            return float(cost > 0), -float(end)
-        if self.order == "idle":  # longest idle time first, hidden before exposed (Capuchin's swap order)
-            return float(cost > 0), -self.idle_s(span)
-        return cost / benefit, -benefit
-
-    def _static_cost(self, sid: int, kind: str) -> float:
-        """Exposed seconds on the fastest lower tier with empty links (a lower bound of :meth:`_cost`)."""
-        span = self.live.spans[sid]
-        if kind == "recompute":
-            return float(self.dur[self.g.producer[span.tensor]])
-        _, exposed, wb, pf = self.regions(span, self.tiers[0])
-        return wb + pf if kind == "forced" else exposed
-
-    def _cost(self, sid: int, kind: str) -> tuple[float, str]:
-        """Exposed seconds of the best way to free the span, and the tier it uses: the least exposure,
-        and for tensors no op reads (stored-only weights such as unrouted experts) the coldest tier among
-        equals, so they leave the fast lower tier to data that is read back (tiers are fastest first)."""
-        span = self.live.spans[sid]
-        if kind == "recompute":
-            q = self.g.producer[span.tensor]
-            return float(self.dur[q]), self.C
-        best: tuple[float, str] | None = None
-        allowed = self.tiers if span.tensor not in self.only_tier else (self.only_tier[span.tensor],)
-        for tier in allowed:
-            if not self._lower_fits(span, tier):
-                continue
-            _, exposed, wb, pf = self.regions(span, tier)
-            if kind == "forced":
-                exposed = wb + pf
-            exposed += self._congestion(span, tier, wb, pf)
-            roomy = span.kind == "unused"
-            if best is None or exposed < best[0] - 1e-12 or (exposed <= best[0] + 1e-12 and roomy):
-                best = (exposed, tier)
-            if best[0] <= 0.0 and not roomy:
-                break  # nothing beats a fully hidden move on the fastest tier with room
-        return best if best is not None else (float("inf"), "")
-
-    def _lower_window(self, span: Span) -> tuple[int, int]:
-        if span.kind in ("wrap", "unused") or self.g.tensor_by_id[span.tensor].persistent:
-            return 0, self.n + 1
-        return max(span.start_op, 0), span.end_op + 1
-
-    def _lower_fits(self, span: Span, tier: str) -> bool:
-        if self.lower_peak[tier] + span.bytes <= self.lower_cap[tier]:
-            return True  # fits even at the busiest slot: no need to look at the window
-        lo, hi = self._lower_window(span)
-        return bool((self.lower_occ[tier][lo:hi].max(initial=0) + span.bytes) <= self.lower_cap[tier])
-
-    def _link_windows(self, span: Span) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Op slots whose link time a span's copy-out and copy-in are charged to: the idle span itself, and
-        for spans that start the step elsewhere (wrap, initial) the ops before the first use, where the
-        copy-in must happen. Charging a wrap span's copy-out there too (rather than after its last use)
-        is a heuristic; it measured better on the samples and the synthetic benchmark (the real schedule
-        judges the portfolio anyway)."""
-        a, b = span.start_op, span.end_op
-        if span.kind == "inner":
-            return (a + 1, b), (a + 1, b)
-        return (0, max(b, 1)), (0, max(b, 1))
-
-    def _congestion(self, span: Span, tier: str, wb: float, pf: float) -> float:
-        """Extra exposure when the links are already busy where the copies must run (bandwidth loss)."""
-        lo, hi = self._link_windows(span)[0]
-        if hi <= lo:
-            return 0.0
-        window = max(float(self.T[hi] - self.T[lo]), 1e-12)
-        extra = 0.0
-        if wb > 0:
-            used = self.load[self.first_hop[(self.C, tier)]].total(lo, hi)
-            extra += max(0.0, used + wb - window) - max(0.0, used - window)
-        if pf > 0:
-            used = self.load[self.first_hop[(tier, self.C)]].total(lo, hi)
-            extra += max(0.0, used + pf - window) - max(0.0, used - window)
-        return extra
-
-    def _pop(self, heap: list[Any], s: int) -> tuple[int, str, str] | None:
-        """Best candidate covering op ``s``. Keys go stale as links fill up, so up to ``_LOOKAHEAD`` live
-        entries are re-scored and the best is taken (the rest go back): lazy greedy with a bounded window.
-        Recomputes whose inputs cannot be pinned are dropped and the search goes on."""
-        while heap:
-            picked = self._pop_window(heap, s)
-            if picked is not None:
-                return picked
-        return None
-
-    def _pop_window(self, heap: list[Any], s: int) -> tuple[int, str, str] | None:
-        seen: list[tuple[tuple[float, float], int, int, int, str, str]] = []
-        twins: list[Any] = []  # a second entry of a span already in ``seen`` (another region): keep it
-        while heap and len(seen) < _LOOKAHEAD:
-            entry = heapq.heappop(heap)
-            _, _, sid, lo, hi, kind = entry
-            if sid in self.choice or sid in self.pinned or not lo <= s < hi:
-                continue
-            if any(item[1] == sid for item in seen):
-                twins.append(entry)
-                continue
-            cost, tier = self._cost(sid, kind)
-            if cost == float("inf"):
-                continue
-            fresh = self._key(sid, s, hi, kind, cost)
-            seen.append((fresh, sid, lo, hi, kind, tier))
-            # stored keys are lower bounds (links only fill up, relief only shrinks): once the best
-            # re-scored key is no worse than the best stored one, nothing left in the heap can beat it
-            if not heap or min(item[0] for item in seen) <= (heap[0][0], heap[0][1]):
-                break
-        for entry in twins:
-            heapq.heappush(heap, entry)
-        seen.sort(key=lambda item: item[0])
-        for k, (_, sid, _, _, kind, tier) in enumerate(seen):
-            if kind == "recompute" and not self._pin_inputs(sid):
-                continue
-            for other in seen[k + 1:]:
-                heapq.heappush(heap, (*other[0], other[1], other[2], other[3], other[4]))
-            return sid, kind, tier
-        return None
-
-    def _pin_inputs(self, sid: int) -> bool:
-        """Recompute at the span end needs the producer's inputs there. Inputs the op at the span end reads
-        anyway cost nothing; otherwise the input's idle span covering that op is pinned in the compute tier,
-        which is only accepted when that span lies inside this one (pinning a long span would cost more
-        memory than the recompute frees)."""
-        span = self.live.spans[sid]
-        b = span.end_op
-        op = self.g.ops[self.g.producer[span.tensor]]
-        to_pin: list[int] = []
-        for x in op.inputs:
-            if b in self.live.uses[x]:
-                continue
-            cover = self._covering(x, b)
-            if cover is None or cover in self.choice:
-                return False
-            cs = self.live.spans[cover]
-            if cs.kind != "inner" or cs.start_op < span.start_op or cs.end_op > b + 1:
-                return False
-            to_pin.append(cover)
-        self.pinned.update(to_pin)
-        return True
-
-    def _covering(self, tensor: str, slot: int) -> int | None:
-        for sid in self.live.spans_of[tensor]:
-            sp = self.live.spans[sid]
-            if sp.kind == "wrap" and (slot > sp.start_op or slot < sp.end_op):
-                return sid
-            if sp.kind != "wrap" and sp.start_op < slot < sp.end_op:
-                return sid
-        return None
-
-    def _apply(self, sid: int, s: int, kind: str, tier: str, delta: np.ndarray) -> int:
-        """Record the choice, update future occupancy, lower tiers and link load; bytes freed at ``s``."""
-        span = self.live.spans[sid]
-        n = self.n
-        if kind == "recompute":
-            self.choice[sid] = ("recompute", self.C)
-            regions = [(span.start_op + 1, span.end_op)]
-            wb = pf = 0.0
-        else:
-            self.choice[sid] = ("offload", tier)
-            regions, _, wb, pf = self.regions(span, tier)
-            regions = [(lo, hi) for lo, hi in regions if hi > lo]
-            if kind == "forced" or not any(lo <= s < hi for lo, hi in regions):
-                regions = self._forced_regions(span)  # this tier cannot hide it here: accept the stall
-            lo, hi = self._lower_window(span)
-            self.lower_occ[tier][lo:hi] += span.bytes
-            self.lower_peak[tier] = max(self.lower_peak[tier], int(self.lower_occ[tier][lo:hi].max(initial=0)))
-            for seconds, (src, dst), (a, b) in zip((wb, pf), ((self.C, tier), (tier, self.C)), self._link_windows(span)):
-                if seconds > 0 and b > a:
-                    link = self.hw.route(src, dst)[0]
-                    self.load[(link.src, link.dst)].add(a, b, seconds / (b - a))
-        self.applied[sid] = [(lo, min(hi, n)) for lo, hi in regions]
-        freed_now = 0
-        for lo, hi in regions:
-            lo, hi = max(lo, s), min(hi, n)
-            if hi <= lo:
-                continue
-            if lo == s:  # applies from now on through the caller's running sum
-                freed_now += span.bytes
-            else:
-                delta[lo] -= span.bytes
-            delta[hi] += span.bytes
-        if kind == "offload" and span.kind != "unused" and regions:
-            b = span.end_op
-            head_end = regions[0][1] if span.kind == "wrap" else regions[-1][1]
-            if head_end < b and head_end > s:
-                self.heads.append([head_end, b, span.bytes, sid])
-        self.terms[sid] = {"wb_s": wb, "pf_s": pf, "chosen_at_op": float(s)}
-        return freed_now
-
-    def _squeeze(self, s: int, delta: np.ndarray) -> int:
-        """Last resort at op ``s``: start a chosen copy-in later than hiding would like (the schedule then
-        stalls for it), the one needed farthest ahead first. Returns bytes freed at ``s``."""
-        best = None
-        for h in self.heads:
-            if h[0] <= s < h[1] and (best is None or h[1] > best[1]):
-                best = h
-        if best is not None:
-            old = best[0]
-            best[0] = s + 1
-            self.applied[best[3]] = [(lo, s + 1 if hi == old else hi) for lo, hi in self.applied[best[3]]]
-            delta[s + 1] += best[2]
-            return int(best[2])
-        return 0
-
-    def _infeasible(self, s: int, cur: int) -> None:
-        op = self.g.ops[s]
-        raise InfeasibleError(
-            f"{self.C} cannot fit op '{op.id}': {format_bytes(cur)} must be resident there (inputs, outputs and "
-            f"tensors whose idle time is too short to move or that no lower tier has room for) but {self.C} holds "
-            f"{format_bytes(self.cap)}"
-        )
-
-    # ------------------------------------------------------------------------------ explanations
-    def explain(self) -> tuple[Decision, ...]:
-        out: list[Decision] = []
-        uses = self.live.uses
-        for span in self.live.spans:
-            action, tier = self.choice.get(span.id, ("keep", self.C))
-            idle = self.idle_s(span)
-            terms: dict[str, float] = {
-                "order": float(ORDERS.index(self.order)),
-                "bytes_freed": float(span.bytes) if action != "keep" else 0.0,
-                "idle_s": idle,
-                "access_count": float(len(uses[span.tensor])),
-            }
-            if self.tiers:
-                _, exposed, wb, pf = self.regions(span, tier if action == "offload" else self.tiers[0])
-                terms.update(transfer_s=wb + pf, exposed_s=exposed if action != "recompute" else 0.0)
-            if recompute_ok(self.g, self.live, span.id):
-                terms["recompute_s"] = float(self.dur[self.g.producer[span.tensor]])
-            extra = self.terms.get(span.id, {})
-            score = (terms["bytes_freed"] * idle) / (1e-9 + terms.get("exposed_s", 0.0) + terms.get("recompute_s", 0.0) * (action == "recompute"))
-            out.append(Decision(span.tensor, span.start_op, span.end_op, action, tier, score,
-                                terms | ({"chosen_at_op": extra["chosen_at_op"]} if extra else {}),
-                                self._reason(span, action, tier, terms)))
-        return tuple(out)
-
-    def _reason(self, span: Span, action: str, tier: str, terms: Mapping[str, float]) -> str:
-        size = format_bytes(span.bytes)
-        idle = format_time(terms["idle_s"])
-        if action == "keep":
-            return f"kept in {self.C}: room enough while it waits {idle}" if span.id not in self.pinned else \
-                f"kept in {self.C}: a recompute needs it"
-        if action == "recompute":
-            return (f"dropped and recomputed ({format_time(terms.get('recompute_s', 0.0))} of compute) instead of "
-                    f"moving {size}")
-        exposed = terms.get("exposed_s", 0.0)
-        hidden = "fully hidden" if exposed <= 0 else f"{format_time(exposed)} not hidden"
-        return f"moved to {tier} while idle for {idle}: frees {size}; copies take {format_time(terms.get('transfer_s', 0.0))} ({hidden})"
-
-
-#: Orders in which the sweep ranks the spans covering an over-full op: exposed time per byte-second freed
-#: (the cost model), farthest relief first (Belady), heaviest span first (bytes x idle ops), longest idle
-#: time first.
-ORDERS = ("cost", "reach", "weight", "idle")
-
-
-def host_candidates(graph: Graph, hw: Hardware) -> tuple[str, frozenset[int]] | None:
-    """Ops that may run on a lower tier's own compute (CPU Adam), as ZeRO-Offload does, and that tier.
-
-    An op qualifies when it is ``host_ok``, writes no new tensor, and each input is either persistent state
-    only host ops read (optimizer state: it then lives in that tier), a persistent tensor the op updates as
-    its last use (the weight: refreshed in the compute tier afterwards), or a tensor produced in the compute
-    tier that this op reads last (the gradient: copied out once). The tier is the fastest-reached one with
-    compute and direct links both ways.
-    """
-    tiers = [t for t in hw.offload_tiers if hw.tier_by_name[t].compute is not None
-             and (hw.compute_tier, t) in hw.link_by_pair and (t, hw.compute_tier) in hw.link_by_pair]
-    if not tiers:
-        return None
-    users: dict[str, list[int]] = {}
-    for i, op in enumerate(graph.ops):
-        for x in (*op.inputs, *op.outputs):
-            users.setdefault(x, []).append(i)
-    ops = {i for i, op in enumerate(graph.ops) if op.host_ok and not op.outputs and op.mutates}
-    changed = True
-    while changed:
-        changed = False
-        for i in sorted(ops):
-            op = graph.ops[i]
-            ok = True
-            for x in op.inputs:
-                t = graph.tensor_by_id[x]
-                mine = users[x]
-                if t.persistent and all(u in ops for u in mine):
-                    continue
-                if t.persistent and x in op.mutates and mine[-1] == i and sum(u in ops for u in mine) == 1:
-                    continue
-                if not t.persistent and x in graph.producer and graph.producer[x] not in ops and mine[-1] == i \
-                        and x not in op.mutates and sum(u in ops for u in mine) == 1:
-                    continue
-                ok = False
-                break
-            if not ok:
-                ops.discard(i)
-                changed = True
-    return (tiers[0], frozenset(ops)) if ops else None
-
-
-def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[int, tuple[str, str]] | None = None,
-                    ) -> tuple[dict[str, tuple[int, ...]], list[Span]]:
-    """Spans cheaper to recompute than to move, and the extra reads that makes. With ``only`` (a plan's
-    choices), just the spans that plan moves: recomputing a span it keeps would only cost time.
-
-    A span qualifies when its producer may be recomputed (one output, no in-place update) and takes at most
-    half the time of the tensor's round trip to the fastest lower tier. Re-running the producer just before
-    the span's end needs the producer's inputs there, so each becomes an extra use at that op (the
-    liveness splits their spans around it, and they may still move in between). Chains are left out: a
-    span whose producer reads another recomputed tensor is not taken.
-    """
-    if not hw.offload_tiers or not live.n_ops:
-        return {}, []
-    C, fastest = hw.compute_tier, hw.offload_tiers[0]
-    dur = op_durations(graph, hw)
-    chosen: list[Span] = []
-    for span in live.spans:
-        if span.kind != "inner" or span.bytes == 0 or live.span_length_ops(span) < 2:
-            continue
-        if not recompute_ok(graph, live, span.id):
-            continue
-        if only is not None and only.get(span.id, ("keep",))[0] != "offload":
-            continue
-        q = graph.producer[span.tensor]
-        round_trip = hw.route_time_s(C, fastest, span.bytes) + hw.route_time_s(fastest, C, span.bytes)
-        if dur[q] <= 0.5 * round_trip:
-            chosen.append(span)
-    tensors = {s.tensor for s in chosen}
-    chosen = [s for s in chosen if not any(x in tensors for x in graph.ops[graph.producer[s.tensor]].inputs)]
-    extra: dict[str, list[int]] = {}
-    for s in chosen:
-        for x in graph.ops[graph.producer[s.tensor]].inputs:
-            if s.end_op not in live.uses[x]:
-                extra.setdefault(x, []).append(s.end_op)
-    return {x: tuple(sorted(set(v))) for x, v in extra.items()}, chosen
-
-
-def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
-    """Run the sweep under each ranking order — with the eligible optimizer ops on the host tier's own
-    compute and without — schedule every candidate with the real scheduler and keep the fastest (ties:
-    fewer bytes moved). Then try the winner once more with the cheap-to-recompute spans recomputed up
-    front (:func:`recompute_setup`), and keep that if it is faster. The decisions record the order."""
-    from core.schedule import build_schedule
-
-    orders = ORDERS if int(params.get("portfolio", 1)) else ORDERS[:1]
-    setups: list[tuple[Liveness, dict[int, str]]] = [(live, {})]
-    host = host_candidates(graph, hw) if int(params.get("host_compute", 1)) else None
-    if host is not None:
-        tier, ops = host
-        setups.append((analyze(graph, host_ops=ops), dict.fromkeys(ops, tier)))
-    best: tuple[float, int, Placement, str, _Tierplan] | None = None
-    best_schedule = None
-    failure: InfeasibleError | None = None
-
-    def attempt(setup_live: Liveness, op_tiers: dict[int, str], order: str, cache: dict[Any, Any],
-                tried: dict[Any, float], precommit: dict[int, tuple[str, str]] | None = None) -> bool:
-        nonlocal best, best_schedule, failure
-        try:
-            planner = _Tierplan(graph, hw, setup_live, params, order, op_tiers, cache, precommit)
-            placement = planner.run()
-            key = tuple(sorted(placement.assignment.items()))
-            if key in tried:  # another order reached the same decisions: same schedule
-                return True
-            sched = build_schedule(graph, hw, setup_live, placement.assignment, params, op_tiers)
-        except InfeasibleError as exc:
-            failure = failure or exc
-            return True
-        step = max((getattr(e, "end", getattr(e, "time", 0.0)) for e in sched.events), default=0.0)
-        tried[key] = step
-        moved = sum(setup_live.spans[sid].bytes for sid, (action, _) in placement.assignment.items()
-                    if action == "offload")
-        if best is None or (step, moved) < (best[0], best[1]):
-            best = (step, moved, placement, order, planner)
-            best_schedule = sched
-        return bool(placement.assignment or op_tiers)
-
-    for setup_live, op_tiers in setups:
-        cache: dict[Any, Any] = {}
-        tried: dict[Any, float] = {}
-        for order in orders:
-            if not attempt(setup_live, op_tiers, order, cache, tried):
-                break  # nothing had to move: every order gives the same plan
-    if best is None:
-        assert failure is not None
-        raise failure
-    if best[2].assignment and int(params["recompute"]):
-        winner = best[4]
-        extra, chosen = recompute_setup(graph, hw, winner.live, only=winner.choice)
-        if chosen:
-            host_ops = frozenset(winner.op_tiers)
-            rc_live = analyze(graph, host_ops=host_ops, extra_uses={
-                k: tuple(sorted(set(v) | set(winner.live.extra_uses.get(k, ())))) for k, v in extra.items()})
-            ids = {(s.tensor, s.start_op, s.end_op): s.id for s in rc_live.spans}
-            precommit = {ids[(s.tensor, s.start_op, s.end_op)]: ("recompute", hw.compute_tier) for s in chosen
-                         if (s.tensor, s.start_op, s.end_op) in ids}
-            attempt(rc_live, dict(winner.op_tiers), best[3], {}, {}, precommit)
-    _, _, placement, _, planner = best
-    return Placement(placement.assignment, planner.explain(), planner.op_tiers, planner.live, best_schedule)
-
-
-register(PolicyInfo(
-    key="tierplan",
-    title="Tierplan (cost model)",
-    description="Whole-graph planner: relieves each over-capacity op with the idle span that frees the most "
-    "byte-seconds per second of exposed copy or recompute time, given link time already committed; tries "
-    "four ranking orders, with and without optimizer updates on the host CPUs, and keeps the fastest schedule.",
-    source="This project; in the spirit of HyperOffload (MindSpore 2.8, arXiv 2602.00748).",
-    params=(
-        ParamSpec("prefetch_slack", "Prefetch slack", 0.25, 0.0, 2.0,
-                  "Start copy-ins earlier by this fraction of their duration, if memory allows."),
-        ParamSpec("hbm_reserve", "HBM reserve", 0.0, 0.0, 0.5, "Fraction of the compute tier kept free."),
-        ParamSpec("recompute", "Allow recompute", 1, 0, 1, "Recompute cheap activations instead of moving them.",
-                  integer=True),
-        ParamSpec("host_compute", "Allow host compute", 1, 0, 1,
-                  "Also try running optimizer updates on the host CPUs (as ZeRO-Offload does) and keep it if faster.",
-                  integer=True),
-        ParamSpec("portfolio", "Try all ranking orders", 1, 0, 1,
-                  "Plan with each ranking order (cost model, Belady, span weight, idle time) and keep the fastest "
-                  "schedule.",
-                  integer=True),
-    ),
-    decide=decide_tierplan,
-))

@@ -25,12 +25,14 @@ import numpy as np
 
 from core.errors import InfeasibleError
 from core.graph import Graph
-from core.hardware import Hardware, Link, op_time_s
+from core.hardware import Compute, Hardware, Link, op_time_s
 from core.liveness import Liveness
 from core.plan import ComputeEvent, Decision, Event, FreeEvent, Plan, TransferEvent
+from core.spans import recompute_blocker
 from core.units import format_bytes
 
-__all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "recompute_ok"]
+__all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "build_schedule",
+           "schedule_end_s"]
 
 #: span id -> ("offload", tier) | ("recompute", compute_tier); spans not listed are kept.
 Assignment = Mapping[int, tuple[str, str]]
@@ -46,18 +48,6 @@ def estimate_slot_starts(durations: np.ndarray) -> np.ndarray:
     out = np.zeros(len(durations) + 1, dtype=np.float64)
     np.cumsum(durations, out=out[1:])
     return out
-
-
-def recompute_ok(graph: Graph, live: Liveness, span_id: int) -> bool:
-    """A span may be recomputed when its producer is recomputable, has one output and mutates nothing."""
-    span = live.spans[span_id]
-    if span.kind != "inner":
-        return False
-    q = graph.producer.get(span.tensor)
-    if q is None:
-        return False
-    op = graph.ops[q]
-    return op.recomputable and len(op.outputs) == 1 and not op.mutates and not graph.tensor_by_id[span.tensor].persistent
 
 
 @dataclass
@@ -114,21 +104,22 @@ class _Builder:
         self.host_done: dict[str, int] = {}  # tensor -> last host op reading it
         for i, tier in sorted(self.op_tiers.items()):
             if self.hw.tier_by_name[tier].compute is None:
-                raise InfeasibleError(f"op '{graph.ops[i].id}' is placed on {tier}, which has no compute of its own")
+                raise InfeasibleError(f"op '{graph.ops[i].id}' is placed on {tier}, which has no compute of its own", reason="placement")
             for x in graph.ops[i].inputs:
                 if self.host_tier_of.setdefault(x, tier) != tier:
-                    raise InfeasibleError(f"tensor '{x}' is read by host ops on two tiers")
+                    raise InfeasibleError(f"tensor '{x}' is read by host ops on two tiers", reason="placement")
                 self.host_done[x] = i
         self.last_read: dict[str, float] = {}  # tensor -> end of the last compute-tier op that used it
         self.refresh: dict[int, list[str]] = {}  # host op -> weights whose compute-tier copy it makes stale
         self.host_frees: dict[int, list[str]] = {}  # host op -> tensors freed in its tier when it ends
         self.n = len(graph.ops)
         self.C = hw.compute_tier
-        self.slack = float(params.get("prefetch_slack", 0.25))
+        # a policy's own knob (Tierplan has one); without it copy-ins start as late as the link estimate allows
+        self.slack = float(params.get("prefetch_slack", 0.0))
         self.durations = op_durations(graph, hw)
         for i in self.op_tiers:
             self.durations[i] = 0.0  # not on the compute stream
-        self.host_durations = {i: op_time_s(graph.ops[i], hw.tier_by_name[t].compute) for i, t in self.op_tiers.items()}  # type: ignore[arg-type]
+        self.host_durations = {i: op_time_s(graph.ops[i], self._tier_compute(t), hw.compute) for i, t in self.op_tiers.items()}
         self.copies: list[_Copy] = []
         self.moves: list[_Move] = []
         self.initial: dict[str, tuple[str, ...]] = {}
@@ -139,10 +130,19 @@ class _Builder:
         for sid, (action, _) in assignment.items():
             if action == "recompute":
                 span = live.spans[sid]
+                blocker = recompute_blocker(graph, live, sid)
+                if blocker is not None:  # a policy bug: the re-run would regenerate another version
+                    raise ValueError(f"span {sid} of '{span.tensor}' may not be recomputed: {blocker}")
                 q = graph.producer[span.tensor]
                 self.recompute_at.setdefault(span.end_op, []).append(q)
                 rec_time[span.end_op] += self.durations[q]
         self.est = estimate_slot_starts(self.durations + rec_time)
+
+    def _tier_compute(self, tier: str) -> Compute:
+        compute = self.hw.tier_by_name[tier].compute
+        if compute is None:
+            raise InfeasibleError(f"tier {tier} has no compute of its own", reason="placement", tier=tier)
+        return compute
 
     # ------------------------------------------------------------------------------------ per tensor
     def _action(self, sid: int) -> tuple[str, str]:
@@ -169,20 +169,20 @@ class _Builder:
         H = self.host_tier_of.get(tid)
         if H is not None:
             if produced and self.graph.producer[tid] in self.op_tiers:
-                raise InfeasibleError(f"tensor '{tid}' is produced by a host op; only ops without outputs run there")
+                raise InfeasibleError(f"tensor '{tid}' is produced by a host op; only ops without outputs run there", reason="placement")
             if not uses:
                 if not t.persistent:
-                    raise InfeasibleError(f"tensor '{tid}' is read on {H} but never exists in {C}")
+                    raise InfeasibleError(f"tensor '{tid}' is read on {H} but never exists in {C}", reason="placement")
                 self.initial[tid] = (H,)
                 self._copy(tid, H, size, 0, n)
                 return
             if t.persistent:
                 if lead is not None and self._action(lead.id)[0] == "offload" and self._action(lead.id)[1] != H:
-                    raise InfeasibleError(f"'{tid}' is updated on {H} but placed in {self._action(lead.id)[1]} between steps")
+                    raise InfeasibleError(f"'{tid}' is updated on {H} but placed in {self._action(lead.id)[1]} between steps", reason="placement")
                 if self.host_done[tid] < uses[-1]:
-                    raise InfeasibleError(f"'{tid}' is used in {C} after the host op that updates it")
+                    raise InfeasibleError(f"'{tid}' is used in {C} after the host op that updates it", reason="placement")
             elif not produced or self.host_done[tid] < uses[-1]:
-                raise InfeasibleError(f"'{tid}' must be produced in {C} and read last by the host op")
+                raise InfeasibleError(f"'{tid}' must be produced in {C} and read last by the host op", reason="placement")
 
         if not uses:  # nothing reads it: it only has to be stored somewhere
             action, tier = self._action(lead.id) if lead else ("keep", C)
@@ -256,7 +256,9 @@ class _Builder:
                 self.free_at_op_end[u].append((tid, C))
                 hbm = self._copy(tid, C, size, nxt, n)
                 continue
-            L = tier
+            # a copy already held on the way to ``tier`` serves the span (a route must never stage a second
+            # copy in a tier that holds one: double allocation, and the staging free would drop the home copy)
+            L = self._nearest_copy(tier, lower)
             if L in lower and lower[L][1]:  # a fresh copy below: drop, do not write back
                 hbm.free_slot = u + 1
                 self.free_at_op_end[u].append((tid, C))
@@ -277,6 +279,19 @@ class _Builder:
             if not (home or reuse):
                 src.free_slot = nxt + 1
                 del lower[L]
+
+    def _nearest_copy(self, tier: str, lower: Mapping[str, Any]) -> str:
+        """``tier``, or the tier holding a copy of the tensor that the routes to and from ``tier`` pass
+        through (closest to the compute tier first): the span is served from that copy instead."""
+        seen = {tier}
+        while True:
+            via = [link.dst for link in self.hw.route(self.C, tier)[:-1]] + \
+                  [link.dst for link in reversed(self.hw.route(tier, self.C)[:-1])]
+            nxt = next((m for m in via if m in lower and m not in seen), None)
+            if nxt is None:
+                return tier
+            seen.add(nxt)
+            tier = nxt
 
     def _reused_later(self, tid: str, uses: Sequence[int], j: int, inner: Mapping[int, Any], muts: frozenset[int], L: str) -> bool:
         """Is a fresh copy in ``L`` useful again (a later offload to ``L`` before the next mutation)?"""
@@ -373,7 +388,9 @@ class _Builder:
                 raise InfeasibleError(
                     f"{tier.name} over capacity while op '{op.id}' runs: this plan needs {format_bytes(need)} "
                     f"there but {tier.name} holds {format_bytes(tier.capacity_bytes)} "
-                    f"({format_bytes(need - tier.capacity_bytes)} too much)"
+                    f"({format_bytes(need - tier.capacity_bytes)} too much)",
+                    reason="policy" if tier.name == self.C else "lower_capacity", op=op.id, tier=tier.name,
+                    need_bytes=need, have_bytes=tier.capacity_bytes,
                 )
 
     def grant_extents(self) -> dict[str, np.ndarray]:
@@ -577,6 +594,11 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
     occ = b.grant_extents()
     events = b.simulate()
     return Schedule(b.initial, events, occ)
+
+
+def schedule_end_s(schedule: Schedule) -> float:
+    """The time the last event of ``schedule`` ends (its step time)."""
+    return max((e.end if not isinstance(e, FreeEvent) else e.time for e in schedule.events), default=0.0)
 
 
 def build_plan(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment, *, policy: str,

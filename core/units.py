@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 
 __all__ = [
     "parse_bytes",
@@ -103,7 +104,7 @@ def parse_flops(value: str | int | float) -> float:
     return _finite_non_negative(number * _FLOP_UNITS[unit], value, "a FLOP rate")
 
 
-def _scaled(value: float, steps: list[tuple[float, str]], digits: int) -> str:
+def _scaled(value: float, steps: Sequence[tuple[float, str]], digits: int) -> str:
     for factor, unit in steps:
         if abs(value) >= factor:
             return f"{value / factor:.{digits}g} {unit}"

@@ -37,12 +37,15 @@ from typing import Any
 import numpy as np
 
 from core.errors import InputError
-from core.graph import Graph
-from core.hardware import HARDWARE_FORMAT, Compute, Hardware, hardware_from_dict, op_time_s
+from core.graph import Graph, Op
+from core.hardware import HARDWARE_FORMAT, Compute, Hardware, hardware_from_dict
 from core.plan import ComputeEvent, FreeEvent, Plan, TransferEvent
 from core.units import format_bytes, format_time
 
-__all__ = ["DURATION_RTOL", "METRIC_KEYS", "METRIC_RTOL", "ValidationReport", "validate_plan"]
+__all__ = [
+    "DURATION_RTOL", "METRIC_KEYS", "METRIC_RTOL", "ValidationReport", "host_time_scale", "modelled_time_s",
+    "validate_plan",
+]
 
 #: Durations may fall short of the modelled time by this relative amount (floating point only).
 DURATION_RTOL = 1e-9
@@ -70,6 +73,35 @@ class ValidationReport:
     errors: tuple[str, ...]
     metrics: Mapping[str, Any] = field(default_factory=dict)
     error_count: int = 0
+
+
+def host_time_scale(device: Compute, host: Compute) -> float:
+    """How many times longer a fixed-``time_s`` op takes on ``host`` than on the accelerator ``device``.
+
+    ``time_s`` is measured on the accelerator; elsewhere it is scaled by the ratio of the two rooflines, the
+    larger of the effective FLOP rates' ratio and the effective memory bandwidths' ratio (the latter only when
+    both computes model memory bandwidth), so a slow host can never look as fast as the device.
+    """
+    ratios = [(device.peak_flops * device.efficiency) / (host.peak_flops * host.efficiency)]
+    if device.memory_bandwidth_Bps > 0 and host.memory_bandwidth_Bps > 0:
+        ratios.append(
+            (device.memory_bandwidth_Bps * device.memory_efficiency) / (host.memory_bandwidth_Bps * host.memory_efficiency)
+        )
+    return max(ratios)
+
+
+def modelled_time_s(op: Op, compute: Compute, device: Compute) -> float:
+    """The validator's own duration model of ``op`` on ``compute`` (``device`` is the accelerator's compute).
+
+    Written here rather than imported so that a fault in the planner's timing cannot hide from the replay.
+    """
+    if op.time_s is not None:
+        return op.time_s if compute == device else op.time_s * host_time_scale(device, compute)
+    t_flops = op.flops / (compute.peak_flops * compute.efficiency)
+    t_mem = 0.0
+    if compute.memory_bandwidth_Bps > 0:
+        t_mem = op.bytes_accessed / (compute.memory_bandwidth_Bps * compute.memory_efficiency)
+    return max(t_flops, t_mem)
 
 
 class _Ids(dict):  # type: ignore[type-arg]
@@ -120,15 +152,34 @@ class _GraphTables:
         if len(out_persistent):
             owner = np.repeat(np.arange(len(ops)), np.diff(self.out_ptr))
             self.out_persistent_any[owner[out_persistent]] = True
-        self._times: dict[Compute, np.ndarray] = {}
+        self.producer_op = np.full(len(tensors), -1, dtype=_I64)
+        for tid, k in producer.items():
+            self.producer_op[self.tensor_index[tid]] = k
+        self.in_owner = np.repeat(np.arange(len(ops), dtype=_I64), np.diff(self.in_ptr))
+        self._times: dict[tuple[Compute, Compute], np.ndarray] = {}
+        self._versions: dict[tuple[str, ...] | None, np.ndarray] = {}
 
-    def op_times(self, compute: Compute) -> np.ndarray:
-        """Modelled time of every op on ``compute`` (``core.hardware.op_time_s``), cached per compute."""
-        times = self._times.get(compute)
+    def op_times(self, compute: Compute, device: Compute) -> np.ndarray:
+        """Modelled time of every op on ``compute`` (:func:`modelled_time_s`), cached per compute."""
+        key = (compute, device)
+        times = self._times.get(key)
         if times is None:
-            times = np.fromiter((op_time_s(op, compute) for op in self.ops), dtype=np.float64, count=len(self.ops))
-            self._times[compute] = times
+            times = np.fromiter(
+                (modelled_time_s(op, compute, device) for op in self.ops), dtype=np.float64, count=len(self.ops)
+            )
+            self._times[key] = times
         return times
+
+    def read_versions(self, pos: np.ndarray) -> np.ndarray:
+        """Per op input (CSR position): how many in-place updates of that tensor come before the op in the
+        execution order whose op positions are ``pos`` (a mutator's own update is not counted)."""
+        mut_rows = np.flatnonzero(self.in_mut)
+        t_m = self.in_t[mut_rows]
+        p_m = pos[self.in_owner[mut_rows]]
+        n = len(self.ops) + 1
+        keys = np.sort(t_m * n + p_m)
+        q = self.in_t * n + pos[self.in_owner]
+        return np.searchsorted(keys, q, side="left") - np.searchsorted(keys, self.in_t * n, side="left")
 
 
 _TABLES: dict[int, tuple[weakref.ref[Graph], _GraphTables]] = {}
@@ -233,6 +284,7 @@ class _Replay:
         self.setup_hardware()
         self.extract_events()
         self.check_computes()
+        self.check_order()
         self.check_transfers()
         self.check_frees()
         self.check_initial()
@@ -241,6 +293,7 @@ class _Replay:
         self.pair_copies()
         self.check_reads()
         self.build_mutations()
+        self.check_versions()
         self.resolve_freshness()
         self.check_races()
         self.check_step_end()
@@ -386,7 +439,7 @@ class _Replay:
             rows = k_ == tier
             compute = self.tier_compute[tier]
             assert compute is not None
-            model[rows] = g.op_times(compute)[op[rows]]
+            model[rows] = g.op_times(compute, self.hw.compute)[op[rows]]
         dur = self.c_en - self.c_st
         short = dur < model - _slack(model, self.c_en)
         self.errors_at(
@@ -394,6 +447,95 @@ class _Replay:
             lambda k: f"{self.describe(int(idx[k]))} lasts {format_time(dur[k], 6)} but op '{g.ops[op[k]].id}' needs "
             f"{format_time(model[k], 6)} on {self.tier_names[k_[k]]}'s compute",
         )
+
+    def check_order(self) -> None:
+        """``plan.order`` (or the graph order) is a legal execution order and the events follow it.
+
+        Legal: a permutation of the ops in which every reader comes after its input's producer and reads
+        the same version of every in-place-updated tensor as in the graph order (so updates keep their
+        relative order and no reader crosses an update). Followed: on each compute stream, first runs
+        start in that order.
+        """
+        g, ops = self.g, self.g.ops
+        n = len(ops)
+        self.order_name = "the graph order"
+        self.pos = np.arange(n, dtype=_I64)
+        raw = self.plan.order
+        if raw is not None:
+            ids = list(raw)
+            idx = _ints(g.op_index, ids, len(ids))
+            usable = True
+            for k in np.flatnonzero(idx < 0).tolist():
+                self.error(f"plan.order[{k}] names unknown op '{ids[k]}'")
+                usable = False
+            seen = np.full(n, -1, dtype=_I64)
+            for k, j in enumerate(idx.tolist()):
+                if j < 0:
+                    continue
+                if seen[j] >= 0:
+                    self.error(f"plan.order lists op '{ops[j].id}' twice (at {int(seen[j])} and {k})")
+                    usable = False
+                else:
+                    seen[j] = k
+            for j in np.flatnonzero(seen < 0).tolist():
+                self.error(f"plan.order does not list op '{ops[j].id}'")
+                usable = False
+            if usable:
+                self.pos = seen
+                self.order_name = "plan.order"
+                self.check_order_legal()
+        self.read_version = g.read_versions(self.pos)
+        self.check_stream_order()
+
+    def check_order_legal(self) -> None:
+        g, ops, pos = self.g, self.g.ops, self.pos
+        prod = g.producer_op[g.in_t] if len(g.in_t) else _EMPTY_I
+        early = np.flatnonzero((prod >= 0) & (pos[np.maximum(prod, 0)] > pos[g.in_owner]))
+        self.errors_at(
+            early,
+            lambda j: f"plan.order puts op '{ops[g.in_owner[j]].id}' (at {int(pos[g.in_owner[j]])}) before op "
+            f"'{ops[prod[j]].id}' (at {int(pos[prod[j]])}), which produces its input '{g.tensor_ids[g.in_t[j]]}'",
+        )
+        graph_v = g.read_versions(np.arange(len(ops), dtype=_I64))
+        order_v = g.read_versions(pos)
+        bad = np.flatnonzero(graph_v != order_v)
+
+        def word(j: int) -> str:
+            t, a = int(g.in_t[j]), int(g.in_owner[j])
+            mutators = [int(g.in_owner[r]) for r in np.flatnonzero(g.in_mut & (g.in_t == t)).tolist()]
+            vg, vo = int(graph_v[j]), int(order_v[j])
+            # the update the reader crossed: the next one in the graph order (moved before it) or the last one
+            # before it in the graph order (moved after it)
+            m = mutators[vg] if vo > vg else mutators[vg - 1]
+            side = "before" if vo > vg else "after"
+            what = "update" if a in mutators else "op"
+            return (
+                f"plan.order moves op '{ops[m].id}', which updates '{g.tensor_ids[t]}' in place, {side} {what} "
+                f"'{ops[a].id}' that reads it: '{ops[a].id}' would read version {vo} of '{g.tensor_ids[t]}' "
+                f"instead of version {vg} (the graph order's)"
+            )
+
+        self.errors_at(bad, word)
+
+    def check_stream_order(self) -> None:
+        """First runs on one compute stream start in the execution order (ties in time are fine)."""
+        first = np.flatnonzero(~self.c_rec)
+        if len(first) < 2:
+            return
+        k_, st, p = self.c_k[first], self.c_st[first], self.pos[self.c_op[first]]
+        order = np.lexsort((p, st, k_))
+        k_, st, p, rows = k_[order], st[order], p[order], first[order]
+        bad = np.flatnonzero((k_[1:] == k_[:-1]) & (p[1:] < p[:-1])) + 1
+        ops = self.g.ops
+
+        def word(k: int) -> str:
+            a, b = int(rows[k - 1]), int(rows[k])
+            return (
+                f"{self.describe(int(self.c_idx[a]))} runs before {self.describe(int(self.c_idx[b]))} on the compute "
+                f"stream of {self.tier_names[k_[k]]}, but {self.order_name} puts op '{ops[self.c_op[b]].id}' first"
+            )
+
+        self.errors_at(bad, word)
 
     def check_transfers(self) -> None:
         """Known tensor, existing link, duration ≥ latency + bytes / bandwidth."""
@@ -617,6 +759,8 @@ class _Replay:
         self.r_event = np.concatenate((self.c_idx[rep], self.x_idx))
         self.r_is_op = np.arange(len(self.r_t)) < n_op_reads
         self.r_mut = np.concatenate((g.in_mut[flat] & ~self.c_rec[rep], np.zeros(len(self.x_t), dtype=bool)))
+        self.r_flat = flat  # CSR position of each op read (op reads come first in the r_* arrays)
+        self.r_rec = self.c_rec[rep]
         keys = self.r_t * nk + self.r_k
         copy = self.find_copies(keys, self.r_sr)
         # A zero-length read at t happens before the frees and allocations at t: it reads the copy that
@@ -689,6 +833,67 @@ class _Replay:
         self.mutated[self.m_t] = True
         self.fresh0 = np.ones(len(self.cr_t), dtype=bool)
 
+    def check_versions(self) -> None:
+        """Each run reads the version of every in-place-updated input that the execution order implies.
+
+        The version a read sees is the number of updates of the tensor completed by its start (a zero-time
+        update at exactly that instant may count either way: equal times do not order them). A recompute must
+        see the version
+        its op's first run saw, or it regenerates a different value; and it must not regenerate a tensor
+        that was updated in place after its first production (the update would be lost).
+        """
+        n_op = len(self.r_flat)
+        rows = np.flatnonzero(self.mutated[self.r_t[:n_op]])
+        if len(rows) == 0 or len(self.m_comp) == 0:
+            return
+        t, sr = self.r_t[rows], self.r_sr[rows]
+        base = np.searchsorted(self.m_comp, t * self.m, side="left")
+        hi = np.searchsorted(self.m_comp, t * self.m + sr, side="right") - base
+        zero = self.m_sr == self.m_er
+        z_comp = self.m_comp[zero]  # already sorted
+        ties = np.searchsorted(z_comp, t * self.m + sr, side="right") - np.searchsorted(z_comp, t * self.m + sr)
+        own = (self.r_mut[rows] & (self.r_er[rows] == sr)).astype(_I64)  # a zero-time update is not its own input
+        hi -= own
+        lo = hi - (ties - own)
+        want = self.read_version[self.r_flat[rows]]
+        bad = np.flatnonzero((want < lo) | (want > hi))
+        ops = self.g.ops
+
+        def word(k: int) -> str:
+            r = int(rows[k])
+            e, x, w = int(self.r_event[r]), self.tensor(int(self.r_t[r])), int(want[k])
+            op = ops[self.c_op[np.searchsorted(self.c_idx, e)]].id
+            if w < lo[k]:
+                upd = self.describe(int(self.m_event[base[k] + w]))
+                seen = f"after {upd} updated it in place"
+            else:
+                j = base[k] + hi[k]
+                upd = self.describe(int(self.m_event[j])) if j < len(self.m_event) else "an update"
+                seen = f"before {upd} updated it in place"
+            if self.r_rec[r]:
+                return (
+                    f"{self.describe(e)} re-runs op '{op}' on '{x}' {seen}, but the first run read version {w}: "
+                    "the recompute regenerates a different value"
+                )
+            return f"{self.describe(e)} reads '{x}' {seen}, but in {self.order_name} op '{op}' reads version {w}"
+
+        self.errors_at(bad, word)
+        # Recomputed outputs that an update had already changed.
+        rec = np.flatnonzero((self.cr_kind == _RECOMPUTE) & self.mutated[self.cr_t])
+        if len(rec):
+            first_sr = np.full(len(self.g.tensor_ids), self.inf, dtype=_I64)
+            np.minimum.at(first_sr, self.m_t, self.m_sr)
+            first_ev = {}
+            for j in np.argsort(self.m_sr, kind="stable")[::-1].tolist():
+                first_ev[int(self.m_t[j])] = int(self.m_event[j])
+            late = rec[first_sr[self.cr_t[rec]] < self.cr_ready[rec]]
+            self.errors_at(
+                late,
+                lambda c: f"{self.describe(int(self.cr_event[c]))} regenerates '{self.tensor(int(self.cr_t[c]))}', "
+                f"which {self.describe(first_ev[int(self.cr_t[c])])} updated in place after its first production: "
+                "the re-run yields the old value and the update is lost",
+            )
+
     def last_update(self, tensors: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """Index of the tensor's last update completed by each time (an index below the tensor's own if none)."""
         return np.searchsorted(self.m_comp, tensors * self.m + ranks, side="right") - 1
@@ -719,7 +924,9 @@ class _Replay:
         """Outputs are fresh unless the tensor was updated before; copies take their source's freshness."""
         if len(self.m_comp) == 0:
             return
-        outs = np.flatnonzero(((self.cr_kind == _COMPUTE) | (self.cr_kind == _RECOMPUTE)) & self.mutated[self.cr_t])
+        # A first run's output is the tensor's first version: no update can precede it (one at the same instant
+        # is a zero-time tie, ordered by the execution order). A recompute after an update yields the old value.
+        outs = np.flatnonzero((self.cr_kind == _RECOMPUTE) & self.mutated[self.cr_t])
         if len(outs):
             k = self.last_update(self.cr_t[outs], self.cr_vt[outs])
             self.fresh0[outs] = ~((k >= 0) & (self.m_t[np.maximum(k, 0)] == self.cr_t[outs]))

@@ -1,4 +1,8 @@
-"""What-if page: how step time depends on the compute tier's capacity and the host link's bandwidth."""
+"""What-if page: how step time depends on the compute tier's capacity and the host link's bandwidth.
+
+Points are planned by :mod:`core.sweep` on the executor chosen in "Where the plans run" and stream into
+the chart as they complete.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +14,13 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
-from core.sweep import heatmap, min_capacity_for_slowdown, sweep_capacity
+from core.executor import default_workers
+from core.sweep import SweepPoint, heatmap, iter_sweep_capacity, min_capacity_for_slowdown
 from core.units import format_bytes
 from ui import figures, state, view
+
+_EXECUTORS = {"auto": "Automatic (processes beyond 3 points)", "serial": "This process, one by one",
+              "process": "Local process pool", "dask": "Dask distributed"}
 
 
 def _progress(bar: Any) -> Callable[[float, str], None]:
@@ -23,9 +31,40 @@ def _key(inputs: state.Inputs, *parts: Any) -> str:
     return hashlib.sha256(json.dumps([inputs.digest, *parts], default=str).encode()).hexdigest()[:16]
 
 
+def _where() -> dict[str, Any]:
+    """The executor settings (an expander shared by both sweeps)."""
+    with st.expander("Where the plans run", icon=":material/dns:"):
+        c1, c2, c3 = st.columns([2, 2, 1])
+        executor = c1.selectbox("Executor", list(_EXECUTORS), format_func=_EXECUTORS.__getitem__, key="wi:executor",
+                                help="Each point is an independent plan; they run in parallel on a process pool "
+                                "or a Dask cluster, and give the same results as one by one.")
+        scheduler = c2.text_input("Dask scheduler", "", key="wi:scheduler", placeholder="tcp://host:8786",
+                                  help="Empty: an embedded local Dask cluster. Only used by the Dask executor.",
+                                  disabled=executor != "dask")
+        workers = c3.number_input("Workers", 1, 256, min(default_workers(), 8), key="wi:workers",
+                                  help="Processes for the pool or the embedded Dask cluster")
+    return {"executor": executor, "scheduler": (scheduler.strip() or None) if executor == "dask" else None,
+            "workers": int(workers)}
+
+
+def _stream_sweep(inputs: state.Inputs, capacities: list[int], where: dict[str, Any], slot: Any, bar: Any,
+                  draw: Callable[[list[SweepPoint]], Any]) -> list[SweepPoint]:
+    """Plan every capacity, redrawing the chart in ``slot`` as each point arrives."""
+    tier = inputs.hardware.compute_tier
+    got: dict[int, SweepPoint] = {}
+    for k, point in iter_sweep_capacity(inputs.graph, inputs.hardware, policy=inputs.policy, capacities_bytes=capacities,
+                                        params=inputs.params, **where):
+        got[k] = point
+        bar.progress(len(got) / len(capacities),
+                     text=f"{len(got)} of {len(capacities)} plans · {tier} = {format_bytes(point.capacity_bytes)}")
+        with slot.container():
+            view.chart(draw([got[i] for i in sorted(got)]), key=f"wi:curve:live:{len(got)}")
+    return [got[i] for i in range(len(capacities))]
+
+
 @st.fragment
 @state.safe("Capacity sweep")
-def _capacity_sweep(inputs: state.Inputs, plan_metrics: dict[str, Any]) -> None:
+def _capacity_sweep(inputs: state.Inputs, plan_metrics: dict[str, Any], where: dict[str, Any]) -> None:
     hw = inputs.hardware
     tier = hw.compute_tier
     peak = int(plan_metrics.get("no_offload_peak_bytes") or hw.capacity(tier))
@@ -34,18 +73,24 @@ def _capacity_sweep(inputs: state.Inputs, plan_metrics: dict[str, Any]) -> None:
     c1, c2, c3 = st.columns(3)
     lo, hi = c1.slider(f"{tier} capacity range ({unit})", 0.0, float(top), (round(top * 0.25, 1), float(top)),
                        key="wi:range", step=max(0.1, round(top / 100, 1)))
-    points = c2.slider("Points", 3, 24, 8, key="wi:points")
+    points = c2.slider("Points", 3, 64, 8, key="wi:points")
     budget = c3.number_input("Slowdown budget (%)", 0.0, 500.0, 5.0, step=1.0, key="wi:budget",
                              help="The smallest capacity that keeps the step within this much of compute-only time")
     capacities = [int(c * size) for c in np.linspace(max(lo, 0.01), hi, points)]
     key = _key(inputs, "sweep", capacities, budget)
+    note, slot = st.empty(), st.empty()
+
+    def draw(result: list[SweepPoint], smallest: int | None = None) -> Any:
+        return figures.sweep_figure(result, compute_only_time_s=plan_metrics.get("compute_only_time_s"),
+                                    max_slowdown=budget / 100, min_capacity_bytes=smallest,
+                                    current_capacity_bytes=hw.capacity(tier), tier=tier)
+
     if st.button("Run the sweep", type="primary", key="wi:run", icon=":material/play_arrow:"):
-        bar = st.progress(0.0, text="Planning…")
-        result = sweep_capacity(inputs.graph, hw, policy=inputs.policy, capacities_bytes=capacities,
-                                params=inputs.params, progress=_progress(bar))
-        bar.progress(1.0, text=f"Searching the smallest {tier} within {budget:g} %…")
+        bar = st.progress(0.0, text=f"Planning {points} capacities of {tier}…")
+        result = _stream_sweep(inputs, capacities, where, slot, bar, draw)
+        bar.progress(0.0, text=f"Searching the smallest {tier} within {budget:g} %…")
         smallest = min_capacity_for_slowdown(inputs.graph, hw, policy=inputs.policy, max_slowdown=budget / 100,
-                                             params=inputs.params)
+                                             params=inputs.params, progress=_progress(bar), **where)
         bar.empty()
         st.session_state["wi:sweep"] = (key, result, smallest, budget)
     stored = st.session_state.get("wi:sweep")
@@ -55,21 +100,21 @@ def _capacity_sweep(inputs: state.Inputs, plan_metrics: dict[str, Any]) -> None:
         return
     _, result, smallest, budget = stored
     feasible = [p for p in result if p.feasible]
-    if smallest is not None:
-        st.success(f"Smallest {tier} with slowdown ≤ {budget:g} %: **{format_bytes(smallest)}** "
-                   f"(now {format_bytes(hw.capacity(tier))}).", icon=":material/check_circle:")
-    else:
-        st.warning(f"No {tier} capacity up to the no-offload peak keeps the slowdown within {budget:g} % with this "
-                   "policy and these links.", icon=":material/warning:")
-    view.chart(figures.sweep_figure(result, compute_only_time_s=plan_metrics.get("compute_only_time_s"),
-                                    max_slowdown=budget / 100, min_capacity_bytes=smallest,
-                                    current_capacity_bytes=hw.capacity(tier), tier=tier), key="wi:curve")
+    with note.container():
+        if smallest is not None:
+            st.success(f"Smallest {tier} with slowdown ≤ {budget:g} %: **{format_bytes(smallest)}** "
+                       f"(now {format_bytes(hw.capacity(tier))}).", icon=":material/check_circle:")
+        else:
+            st.warning(f"No {tier} capacity up to the no-offload peak keeps the slowdown within {budget:g} % with "
+                       "this policy and these links.", icon=":material/warning:")
+    with slot.container():
+        view.chart(draw(result, smallest), key="wi:curve")
     st.caption(f"{len(feasible)} of {len(result)} capacities have a plan; ✕ marks the ones that do not (hover for why).")
 
 
 @st.fragment
 @state.safe("Heatmap")
-def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any]) -> None:
+def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any], where: dict[str, Any]) -> None:
     hw = inputs.hardware
     tier = hw.compute_tier
     out_links = [lk for lk in hw.links if lk.src == tier]
@@ -87,9 +132,9 @@ def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any]) -> None:
     bandwidths = [float(b) for b in link.bandwidth_Bps * np.geomspace(0.25, 4.0, n_bw)]
     key = _key(inputs, "heat", link_name, capacities, bandwidths)
     if st.button("Compute the heatmap", key="wi:heat", icon=":material/grid_on:"):
-        bar = st.progress(0.0, text="Planning…")
+        bar = st.progress(0.0, text=f"Planning {n_cap * n_bw} points…")
         result = heatmap(inputs.graph, hw, policy=inputs.policy, capacities_bytes=capacities, bandwidths_Bps=bandwidths,
-                         link=link_name, params=inputs.params, progress=_progress(bar))
+                         link=link_name, params=inputs.params, progress=_progress(bar), **where)
         bar.empty()
         st.session_state["wi:heatmap"] = (key, result)
     stored = st.session_state.get("wi:heatmap")
@@ -113,10 +158,11 @@ def main() -> None:
     outcome = state.plan_for(inputs)
     metrics = dict(outcome.plan.metrics) if outcome.plan is not None else {}
     st.markdown(f"**{inputs.model_label}** on **{inputs.hardware.name}** · policy **{inputs.policy}**")
+    where = _where()
     st.markdown("##### Step time against capacity")
-    _capacity_sweep(inputs, metrics)
+    _capacity_sweep(inputs, metrics, where)
     st.markdown("##### Capacity × link bandwidth")
-    _heatmap(inputs, metrics)
+    _heatmap(inputs, metrics, where)
 
 
 main()

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from core.units import parse_time
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "app.py")
 TIMEOUT = 120
@@ -97,7 +99,11 @@ class TestPlanPage:
         with_host = _metric(at, "Step time")
         at.toggle(key="in:p:tierplan:host_compute").set_value(False).run()
         _clean(at)
-        assert _metric(at, "Step time") != with_host  # CPU Adam off: state travels to HBM and back
+        # The portfolio with host compute includes every plan without it, so switching it off can never
+        # make the step faster. (On the teaching preset the 1 TFLOP/s host runs the fixed-time Adam ~100x
+        # slower than the device since issue #9's host scaling, so the fastest plan keeps it on the device.)
+        assert parse_time(_metric(at, "Step time").replace(" ", "")) >= parse_time(with_host.replace(" ", ""))
+        assert any("host_compute" in item for item in _qp(at, "p")), at.query_params
 
     def test_slower_link_increases_stall(self):
         at = _app(model="tiny")

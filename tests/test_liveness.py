@@ -79,3 +79,138 @@ def test_extra_uses_split_spans_and_count_as_required() -> None:
     assert any(s.tensor == "x" and s.kind == "inner" and (s.start_op, s.end_op) == (0, 3) for s in live.spans)
     assert live.required_bytes[3] == 6 * MiB + 1 * MiB
     assert live.extra_uses == {"x": (3,)}
+
+
+# ------------------------------------------------------------------ arrays vs the loop they replaced
+
+import bisect  # noqa: E402
+from collections.abc import Mapping  # noqa: E402
+from itertools import pairwise  # noqa: E402
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from core.graph import Graph  # noqa: E402
+from core.liveness import Liveness, Span  # noqa: E402
+from tests.strategies import graphs  # noqa: E402
+
+
+def _reference_analyze(graph: Graph, host_ops: frozenset[int] = frozenset(),
+            extra_uses: Mapping[str, tuple[int, ...]] | None = None) -> Liveness:
+    """The loop-based analysis this module replaced, kept verbatim as the oracle."""
+    n = len(graph.ops)
+    uses: dict[str, list[int]] = {t.id: [] for t in graph.tensors}
+    mutations: dict[str, set[int]] = {}
+    required = np.zeros(n, dtype=np.int64)
+    size = {t.id: t.bytes for t in graph.tensors}
+    for i, op in enumerate(graph.ops):
+        if i in host_ops:
+            continue
+        total = 0
+        for tid in op.inputs:
+            lst = uses[tid]
+            if not lst or lst[-1] != i:
+                lst.append(i)
+                total += size[tid]
+        for tid in op.outputs:
+            uses[tid].append(i)
+            total += size[tid]
+        for tid in op.mutates:
+            mutations.setdefault(tid, set()).add(i)
+        required[i] = total
+    for tid, slots in (extra_uses or {}).items():
+        for i in slots:
+            if i not in uses[tid]:
+                bisect.insort(uses[tid], i)
+                required[i] += size[tid]
+
+    spans: list[Span] = []
+    spans_of: dict[str, tuple[int, ...]] = {}
+    diff = np.zeros(n + 1, dtype=np.int64)
+    producer = graph.producer
+    for t in graph.tensors:
+        u = uses[t.id]
+        ids: list[int] = []
+        if t.persistent:
+            diff[0] += t.bytes
+            if not u:
+                ids.append(len(spans))
+                spans.append(Span(len(spans), t.id, -1, n, "unused", t.bytes))
+        elif u:
+            first = u[0] if t.id in producer else 0
+            diff[first] += t.bytes
+            diff[u[-1] + 1] -= t.bytes
+            if t.id not in producer:
+                ids.append(len(spans))
+                spans.append(Span(len(spans), t.id, -1, u[0], "initial", t.bytes))
+        for a, b in pairwise(u):
+            if b > a + 1:
+                ids.append(len(spans))
+                spans.append(Span(len(spans), t.id, a, b, "inner", t.bytes))
+        if t.persistent and u:
+            ids.append(len(spans))
+            spans.append(Span(len(spans), t.id, u[-1], u[0], "wrap", t.bytes))
+        spans_of[t.id] = tuple(ids)
+    keep = np.cumsum(diff[:n]) if n else np.zeros(0, dtype=np.int64)
+    return Liveness(
+        graph=graph,
+        uses={k: tuple(v) for k, v in uses.items()},
+        mutations={k: frozenset(v) for k, v in mutations.items()},
+        spans=tuple(spans),
+        spans_of=spans_of,
+        required_bytes=required,
+        keep_bytes=keep,
+        host_ops=host_ops,
+        extra_uses={k: tuple(v) for k, v in (extra_uses or {}).items()},
+    )
+
+
+def _assert_same(new: Liveness, old: Liveness) -> None:
+    assert list(new.uses.items()) == list(old.uses.items())  # same values, same order
+    assert list(new.mutations.items()) == list(old.mutations.items())
+    assert new.spans == old.spans
+    assert list(new.spans_of.items()) == list(old.spans_of.items())
+    for name in ("required_bytes", "keep_bytes"):
+        a, b = getattr(new, name), getattr(old, name)
+        assert a.dtype == b.dtype and np.array_equal(a, b), name
+    assert new.host_ops == old.host_ops and new.extra_uses == old.extra_uses
+    assert new.no_offload_peak_bytes == old.no_offload_peak_bytes
+
+
+@st.composite
+def _cases(draw):
+    g = draw(graphs(max_ops=16))
+    n = len(g.ops)
+    host = frozenset(draw(st.lists(st.integers(0, n - 1), max_size=3))) if draw(st.booleans()) else frozenset()
+    extra: dict[str, tuple[int, ...]] = {}
+    for tid in draw(st.lists(st.sampled_from([t.id for t in g.tensors]), max_size=3, unique=True)):
+        extra[tid] = tuple(draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=3)))
+    return g, host, extra
+
+
+@settings(max_examples=150, deadline=None)
+@given(_cases())
+def test_arrays_match_the_loop_on_random_graphs(case) -> None:
+    g, host, extra = case
+    _assert_same(analyze(g, host, extra or None), _reference_analyze(g, host, extra or None))
+
+
+def test_arrays_match_the_loop_on_a_training_graph_with_repeated_reads() -> None:
+    from tests.builders import toy_training
+
+    g = toy_training(6)
+    _assert_same(analyze(g), _reference_analyze(g))
+    _assert_same(analyze(g, frozenset({len(g.ops) - 1}), {"x": (3, 5, 5)}),
+                 _reference_analyze(g, frozenset({len(g.ops) - 1}), {"x": (3, 5, 5)}))
+    dup = graph_from_dict({"format": "tierplan-graph/1", "name": "dup", "tensors": [
+        {"id": "w", "bytes": 4, "kind": "weight"}, {"id": "y", "bytes": 8, "kind": "activation"}],
+        "ops": [{"id": "f", "inputs": ["w", "w"], "outputs": ["y"], "time_s": 1.0},
+                {"id": "g", "inputs": ["y"], "outputs": [], "time_s": 1.0}]})
+    _assert_same(analyze(dup), _reference_analyze(dup))
+    assert list(analyze(dup).required_bytes) == [12, 8]
+
+
+def test_empty_graph() -> None:
+    g = graph_from_dict({"format": "tierplan-graph/1", "name": "e", "tensors": [
+        {"id": "w", "bytes": 4, "kind": "weight"}], "ops": []})
+    _assert_same(analyze(g), _reference_analyze(g))

@@ -251,3 +251,114 @@ def test_metrics_agree_with_replay(case: tuple[Graph, Plan]) -> None:
         assert key in mine
     curves = occupancy_curves(g, p)
     assert int(curves["HBM"].total_bytes.max(initial=0)) == mine["peak_bytes"]["HBM"]
+
+
+# ------------------------------------------------------------------ arrays vs the loops they replaced
+
+from core.errors import InfeasibleError  # noqa: E402
+from core.metrics import Stream, _sequential_lifetimes  # noqa: E402
+from core.planner import make_plan as plan_graph  # noqa: E402
+from tests.strategies import graphs, hierarchies  # noqa: E402
+
+_I64 = np.int64
+
+
+def _reference_lifetimes(graph: Graph) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For the all-in-one-tier sequential schedule: per tensor the first and last op index it is alive
+    during (-1 for "from the step start"; ``len(ops)`` for "to the step end"), and whether it is alive at all."""
+    n = len(graph.ops)
+    first = np.full(len(graph.tensors), -1, dtype=_I64)
+    last = np.full(len(graph.tensors), -1, dtype=_I64)
+    index = {t.id: k for k, t in enumerate(graph.tensors)}
+    for i, op in enumerate(graph.ops):
+        for x in op.outputs:
+            first[index[x]] = i
+            last[index[x]] = i
+        for x in op.inputs:
+            last[index[x]] = i
+    persistent = np.array([t.persistent for t in graph.tensors], dtype=bool)
+    last[persistent] = n
+    alive = last >= np.maximum(first, 0)
+    return first, last, alive
+
+
+def _reference_streams(graph: Graph, plan: Plan) -> list[Stream]:
+    """Busy intervals per stream: the compute of each tier that runs something (compute tier first), then
+    each directed link that carries something, in hardware order."""
+    hardware = plan_hardware(plan)
+    tensors = graph.tensor_by_id
+    ops = graph.op_index
+    compute: dict[str, list[ComputeEvent]] = {hardware.compute_tier: []}
+    links: dict[str, list[TransferEvent]] = {}
+    for e in plan.events:
+        if type(e) is ComputeEvent:
+            compute.setdefault(e.tier or hardware.compute_tier, []).append(e)
+        elif type(e) is TransferEvent:
+            links.setdefault(f"{e.src}->{e.dst}", []).append(e)
+    out: list[Stream] = []
+    for tier in [t.name for t in hardware.tiers]:
+        if tier not in compute:
+            continue
+        evs = sorted(compute[tier], key=lambda e: (e.start, e.end))
+        out.append(Stream(
+            f"{tier} compute", "compute",
+            np.array([e.start for e in evs], dtype=float), np.array([e.end for e in evs], dtype=float),
+            [f"{e.op} (recompute)" if e.recompute else e.op for e in evs],
+            ["recompute" if e.recompute else graph.ops[ops[e.op]].category for e in evs],
+        ))
+    for link in hardware.links:
+        evs = sorted(links.get(link.name, []), key=lambda e: (e.start, e.end))
+        if not evs:
+            continue
+        out.append(Stream(
+            link.name, "link",
+            np.array([e.start for e in evs], dtype=float), np.array([e.end for e in evs], dtype=float),
+            [e.tensor for e in evs], [tensors[e.tensor].kind for e in evs],
+        ))
+    return out
+
+
+def _same_streams(new: list[Stream], old: list[Stream]) -> None:
+    assert [(s.name, s.kind) for s in new] == [(s.name, s.kind) for s in old]
+    for a, b in zip(new, old):
+        assert np.array_equal(a.starts_s, b.starts_s) and np.array_equal(a.ends_s, b.ends_s), a.name
+        assert a.labels == b.labels and a.categories == b.categories, a.name
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_lifetimes_and_streams_match_the_loops_on_random_plans(data) -> None:
+    g = data.draw(graphs(max_ops=14))
+    for new, old in zip(_sequential_lifetimes(g), _reference_lifetimes(g)):
+        assert new.dtype == old.dtype and np.array_equal(new, old)
+    hw = data.draw(hierarchies(g))
+    try:
+        plan = plan_graph(g, hw)
+    except InfeasibleError:
+        return
+    _same_streams(stream_timelines(g, plan), _reference_streams(g, plan))
+
+
+def test_streams_keep_hardware_order_and_plan_order_on_ties() -> None:
+    """Compute tier listed second, host compute on the first tier, equal start times on a link."""
+    g = graph_from_dict({"format": "tierplan-graph/1", "name": "g", "tensors": [
+        {"id": "w", "bytes": 4, "kind": "weight"}, {"id": "v", "bytes": 4, "kind": "weight"},
+        {"id": "y", "bytes": 8, "kind": "activation"}],
+        "ops": [{"id": "f", "inputs": ["w"], "outputs": ["y"], "time_s": 1.0, "category": "matmul"},
+                {"id": "u", "inputs": ["v", "y"], "outputs": [], "mutates": ["v"], "time_s": 1.0}]})
+    raw = hw_dict()
+    raw["tiers"] = raw["tiers"][::-1]
+    hw = hardware_from_dict(raw)
+    events = (TransferEvent("v", "HBM", "DDR", 0.0, 1.0), ComputeEvent("f", 0.0, 1.0, "HBM"),
+              TransferEvent("w", "HBM", "DDR", 0.0, 1.0), ComputeEvent("f", 1.0, 2.0, "", True),
+              ComputeEvent("u", 0.5, 1.5, "DDR"), TransferEvent("y", "DDR", "HBM", 3.0, 4.0),
+              FreeEvent("y", "HBM", 4.0))
+    from core.hardware import hardware_to_dict
+
+    plan = Plan(graph="g", policy="hand", hardware=hardware_to_dict(hw), initial={"w": ("HBM",), "v": ("HBM",)},
+                events=events, decisions=(), metrics={})
+    new = stream_timelines(g, plan)
+    _same_streams(new, _reference_streams(g, plan))
+    assert [s.name for s in new] == ["DDR compute", "HBM compute", "HBM->DDR", "DDR->HBM"]
+    assert new[1].labels == ["f", "f (recompute)"] and new[1].categories == ["matmul", "recompute"]
+    assert new[2].labels == ["v", "w"]  # same start and end: plan order

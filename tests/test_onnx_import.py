@@ -109,8 +109,15 @@ class TestShippedModels:
         trainable = by["weight"] - _non_trainable_bytes(g)
         assert by["optimizer_state"] == 2 * trainable  # fp32 weights: m + v
         assert g.ops[-1].phase == "optimizer"
+        # A backward costs one forward per gradient it computes: weight and input gradient for every conv
+        # but the first, whose input (the image) needs none (issue 13).
+        fwd = {op.id: op for op in g.ops if op.phase == "forward"}
+        first_conv = next(op for op in g.ops if op.category == "conv")
+        assert g.ops[g.op_index[f"{first_conv.id}.bwd"]].flops == pytest.approx(first_conv.flops)
+        second_conv = [op for op in g.ops if op.category == "conv"][1]
+        assert g.ops[g.op_index[f"{second_conv.id}.bwd"]].flops == pytest.approx(2 * second_conv.flops)
         assert sum(op.flops for op in g.ops if op.phase == "backward") == pytest.approx(
-            2 * sum(op.flops for op in g.ops if op.phase == "forward" and op.id != "loss"), rel=0.01)
+            2 * sum(op.flops for op in fwd.values() if op.id != "loss") - first_conv.flops, rel=0.01)
 
     def test_bytes_input_equals_path_input(self) -> None:
         a = import_onnx(RESNET.read_bytes(), source="resnet.onnx")

@@ -16,7 +16,8 @@ from core.hardware import Hardware, hardware_from_dict
 from core.liveness import analyze
 from core.optimal import MAX_OPS, optimal_reference
 from core.planner import make_plan
-from core.schedule import build_plan, recompute_ok
+from core.schedule import build_plan
+from core.spans import recompute_ok
 from core.validate import validate_plan
 from tests.strategies import graphs, hierarchies
 

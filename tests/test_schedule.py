@@ -9,7 +9,8 @@ from core.graph import graph_from_dict
 from core.hardware import hardware_from_dict
 from core.liveness import analyze
 from core.plan import ComputeEvent, FreeEvent, TransferEvent
-from core.schedule import build_plan, recompute_ok
+from core.schedule import build_plan
+from core.spans import recompute_ok
 from core.validate import validate_plan
 
 GiB = 2**30

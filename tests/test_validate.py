@@ -575,3 +575,396 @@ def test_zero_length_op_reads_the_copy_freed_as_it_ends() -> None:
                 (ComputeEvent("use0", 0.0, 0.0, "HBM"), FreeEvent("w", "HBM", 0.0),
                  TransferEvent("w", "DDR", "HBM", 0.0, 1.0), ComputeEvent("use1", 0.5, 0.5, "HBM")))
     assert not validate_plan(g, late, check_metrics=False).ok  # reads the copy-in before it arrives
+
+
+# ------------------------------------------------------------------------- versions read by recomputes
+
+# f(w, x) -> y; g(y) -> z; upd(w, z) updates w in place; h(y, z) -> o. y is dropped after g and re-made.
+RV = graph(
+    [("w", "weight"), ("x", "input"), ("y", "activation"), ("z", "activation"), ("o", "activation")],
+    [
+        {"id": "f", "inputs": ["w", "x"], "outputs": ["y"]},
+        {"id": "g", "inputs": ["y"], "outputs": ["z"]},
+        {"id": "upd", "inputs": ["w", "z"], "outputs": [], "mutates": ["w"]},
+        {"id": "h", "inputs": ["y", "z"], "outputs": ["o"]},
+    ],
+)
+RV_TAIL = [C("h", 4, 5), F("y", "HBM", 5), F("z", "HBM", 5), F("o", "HBM", 5)]
+# y is produced, updated in place by m, dropped, and must not be re-made by re-running f.
+RU = graph(
+    [("x", "input"), ("y", "activation"), ("u", "activation"), ("o", "activation")],
+    [
+        {"id": "f", "inputs": ["x"], "outputs": ["y"]},
+        {"id": "m", "inputs": ["y"], "outputs": [], "mutates": ["y"]},
+        {"id": "g", "inputs": ["x"], "outputs": ["u"]},
+        {"id": "h", "inputs": ["y", "u"], "outputs": ["o"]},
+    ],
+)
+
+
+class TestRecomputeVersions:
+    def test_recompute_before_the_update_of_its_input_is_valid(self) -> None:
+        events = [C("f", 0, 1), C("g", 1, 2), F("y", "HBM", 2), R("f", 2, 3), F("x", "HBM", 3), C("upd", 3, 4),
+                  *RV_TAIL]
+        assert check(RV, plan(events, {"w": "HBM", "x": "HBM"})) == []
+
+    def test_recompute_after_the_update_of_its_input_is_rejected(self) -> None:
+        # The re-run of f reads the updated w: y would differ from the value g saw (repro case 2045018076).
+        events = [C("f", 0, 1), C("g", 1, 2), F("y", "HBM", 2), C("upd", 2, 3), R("f", 3, 4), F("x", "HBM", 4),
+                  *RV_TAIL]
+        assert_rejected(RV, plan(events, {"w": "HBM", "x": "HBM"}),
+                        "recompute 'f' on HBM", "re-runs op 'f' on 'w' after events[3]", "first run read version 0",
+                        "regenerates a different value")
+
+    def test_recompute_of_an_updated_tensor_is_rejected(self) -> None:
+        # y was updated in place by m; re-running f yields the old y (repro case 1489181873).
+        events = [C("f", 0, 1), C("m", 1, 2), F("y", "HBM", 2), C("g", 2, 3), R("f", 3, 4), F("x", "HBM", 4),
+                  C("h", 4, 5), F("y", "HBM", 5), F("u", "HBM", 5), F("o", "HBM", 5)]
+        assert_rejected(RU, plan(events, {"x": "HBM"}),
+                        "regenerates 'y', which events[1] (compute 'm'", "the update is lost",
+                        "reads a stale copy of 'y'")
+
+    def test_recompute_before_the_update_of_its_output_is_valid(self) -> None:
+        g = graph(
+            [("x", "input"), ("y", "activation"), ("u", "activation")],
+            [{"id": "f", "inputs": ["x"], "outputs": ["y"]}, {"id": "g", "inputs": ["x"], "outputs": ["u"]},
+             {"id": "m", "inputs": ["y", "u"], "outputs": [], "mutates": ["y"]}],
+        )
+        events = [C("f", 0, 1), F("y", "HBM", 1), C("g", 1, 2), R("f", 2, 3), F("x", "HBM", 3), C("m", 3, 4),
+                  F("y", "HBM", 4), F("u", "HBM", 4)]
+        assert check(g, plan(events, {"x": "HBM"})) == []
+
+
+@pytest.mark.parametrize("case, fragment", [
+    ("1412640682", "allocates a copy of 'w8' in DDR while DDR already holds one"),
+    ("69645449", "transfer 'w6' DDR->HBM"),
+    ("1489181873", "regenerates 'a0'"),
+    ("2045018076", "re-runs op 'op137' on 'w11' after"),
+])
+def test_repro_plans_are_rejected(case: str, fragment: str) -> None:
+    """Plans the planner used to write for the repro cases (tests/data/repro/README.md)."""
+    import gzip
+    from pathlib import Path
+
+    from core.graph import load_graph
+    from core.plan import load_plan
+
+    here = Path(__file__).parent / "data" / "repro"
+    g = load_graph(here / f"graph-{case}.json")
+    p = load_plan(gzip.decompress((here / f"bad-plan-{case}.json.gz").read_bytes()))
+    report = validate_plan(g, p)
+    assert not report.ok
+    assert any(fragment in e for e in report.errors), report.errors
+
+
+# --------------------------------------------------------------------------------- host durations
+
+
+class TestHostDurations:
+    def test_fixed_time_is_scaled_by_the_roofline_ratio(self) -> None:
+        from core.graph import Op
+        from core.hardware import Compute
+        from core.validate import host_time_scale, modelled_time_s
+
+        device = Compute(1e14, 0.5, 1e12, 0.8)
+        host = Compute(1e12, 0.6, 1e11, 0.8)
+        op = Op("adam", (), (), time_s=1e-3)
+        assert modelled_time_s(op, device, device) == 1e-3
+        # flops: 5e13 / 6e11 = 83.3; memory: 8e11 / 8e10 = 10 -> the larger one
+        assert host_time_scale(device, host) == pytest.approx(5e13 / 6e11)
+        assert modelled_time_s(op, host, device) == pytest.approx(1e-3 * 5e13 / 6e11)
+        # a host with fast flops but slow memory is limited by memory
+        slow_mem = Compute(1e14, 0.5, 1e10, 0.8)
+        assert host_time_scale(device, slow_mem) == pytest.approx(100.0)
+        # without a memory roofline on either side only flops count
+        assert host_time_scale(Compute(1e14, 0.5), Compute(1e12, 0.5, 1e9)) == pytest.approx(100.0)
+        # flops and bytes use the compute's own roofline, whatever the device
+        work = Op("mm", (), (), flops=1e12, bytes_accessed=1e9)
+        assert modelled_time_s(work, host, device) == pytest.approx(max(1e12 / 6e11, 1e9 / 8e10))
+
+    def test_fixed_time_op_on_the_host_must_last_the_scaled_time(self) -> None:
+        # HBM's compute does 1e6 FLOP/s, DDR's 1e3: a 1 s op takes 1000 s on DDR.
+        g = graph([("s", "optimizer_state"), ("gr", "gradient"), ("x", "input")], [
+            {"id": "bwd", "inputs": ["x"], "outputs": ["gr"]},
+            {"id": "adam", "inputs": ["s", "gr"], "outputs": [], "mutates": ["s"], "host_ok": True, "time_s": 1.0}])
+        fast = [C("bwd", 0, 1), F("x", "HBM", 1), X("gr", "HBM", "DDR", 1), F("gr", "HBM", 1.25),
+                C("adam", 1.25, 2.25, "DDR"), F("gr", "DDR", 2.25)]
+        assert_rejected(g, plan(fast, {"s": "DDR", "x": "HBM"}), "lasts 1 s but op 'adam' needs", "on DDR's compute")
+        slow = [*fast[:4], C("adam", 1.25, 1001.25, "DDR"), F("gr", "DDR", 1001.25)]
+        assert check(g, plan(slow, {"s": "DDR", "x": "HBM"})) == []
+
+
+# ---------------------------------------------------------------------------------- execution order
+
+# f and g are independent; h reads both.
+INDEP = LONG
+INDEP_SWAPPED = [C("g", 0, 1), C("f", 1, 2), F("x", "HBM", 2), C("h", 2, 3), F("y", "HBM", 3), F("u", "HBM", 3),
+                 F("v", "HBM", 3)]
+# r1 reads w, upd updates it (1 ms on HBM, 1 s on the DDR host), r2 reads the new w.
+UPD = graph(
+    [("w", "weight"), ("a", "activation"), ("b", "activation")],
+    [
+        {"id": "r1", "inputs": ["w"], "outputs": ["a"]},
+        {"id": "upd", "inputs": ["w"], "outputs": [], "mutates": ["w"], "host_ok": True, "flops": 1000.0},
+        {"id": "r2", "inputs": ["w"], "outputs": ["b"]},
+    ],
+)
+UPD_EVENTS = [C("r1", 0, 1), C("upd", 1, 1.001), C("r2", 1.001, 2.001), F("a", "HBM", 2.001), F("b", "HBM", 2.001)]
+
+
+def ordered(events: list[Any], initial: dict[str, Any], order: tuple[str, ...] | None,
+            hw: dict[str, Any] | None = None) -> Plan:
+    from dataclasses import replace
+
+    return replace(plan(events, initial, hw), order=order)
+
+
+class TestOrder:
+    def test_legal_reordering_is_accepted(self) -> None:
+        assert check(INDEP, ordered(INDEP_SWAPPED, {"x": "HBM"}, ("g", "f", "h"))) == []
+
+    def test_order_round_trips_through_the_plan_file(self) -> None:
+        p = ordered(INDEP_SWAPPED, {"x": "HBM"}, ("g", "f", "h"))
+        back = plan_from_dict(plan_to_dict(p))
+        assert back.order == ("g", "f", "h")
+        assert check(INDEP, back) == []
+        assert "order" not in plan_to_dict(plan(CHAIN_KEEP, {"w": "HBM", "x": "HBM"}))
+
+    def test_events_must_follow_the_graph_order_without_an_order(self) -> None:
+        assert_rejected(INDEP, plan(INDEP_SWAPPED, {"x": "HBM"}),
+                        "(compute 'g' on HBM", "on the compute stream of HBM", "the graph order puts op 'f' first")
+
+    def test_events_must_follow_the_given_order(self) -> None:
+        events = [C("f", 0, 1), C("g", 1, 2), F("x", "HBM", 2), C("h", 2, 3), F("y", "HBM", 3), F("u", "HBM", 3),
+                  F("v", "HBM", 3)]
+        assert check(INDEP, plan(events, {"x": "HBM"})) == []
+        assert_rejected(INDEP, ordered(events, {"x": "HBM"}, ("g", "f", "h")), "plan.order puts op 'g' first")
+
+    def test_reader_before_its_producer(self) -> None:
+        assert_rejected(INDEP, ordered(INDEP_SWAPPED, {"x": "HBM"}, ("h", "g", "f")),
+                        "plan.order puts op 'h' (at 0) before op 'f' (at 2), which produces its input 'y'")
+
+    def test_reader_moved_after_an_update(self) -> None:
+        assert_rejected(UPD, ordered(UPD_EVENTS, {"w": "HBM"}, ("upd", "r1", "r2")),
+                        "plan.order moves op 'upd', which updates 'w' in place, before op 'r1'",
+                        "would read version 1 of 'w' instead of version 0")
+
+    def test_reader_moved_before_an_update(self) -> None:
+        assert_rejected(UPD, ordered(UPD_EVENTS, {"w": "HBM"}, ("r1", "r2", "upd")),
+                        "moves op 'upd', which updates 'w' in place, after op 'r2'",
+                        "would read version 0 of 'w' instead of version 1")
+
+    def test_updates_keep_their_relative_order(self) -> None:
+        g = graph([("w", "weight")], [
+            {"id": "u1", "inputs": ["w"], "outputs": [], "mutates": ["w"]},
+            {"id": "u2", "inputs": ["w"], "outputs": [], "mutates": ["w"]}])
+        events = [C("u2", 0, 1), C("u1", 1, 2)]
+        assert check(g, plan([C("u1", 0, 1), C("u2", 1, 2)], {"w": "HBM"})) == []
+        assert_rejected(g, ordered(events, {"w": "HBM"}, ("u2", "u1")), "after update 'u2'")
+
+    def test_unknown_duplicate_and_missing_ops(self) -> None:
+        assert_rejected(INDEP, ordered(INDEP_SWAPPED, {"x": "HBM"}, ("g", "f", "h", "nope")),
+                        "plan.order[3] names unknown op 'nope'")
+        assert_rejected(INDEP, ordered(INDEP_SWAPPED, {"x": "HBM"}, ("g", "f", "g")),
+                        "plan.order lists op 'g' twice (at 0 and 2)", "plan.order does not list op 'h'")
+
+    def test_reads_see_the_version_the_order_implies_across_streams(self) -> None:
+        # upd runs on the DDR host first and the new w is brought up: r1 reads version 1, the graph says 0.
+        events = [C("upd", 0, 1, "DDR"), X("w", "DDR", "HBM", 1), C("r1", 1.25, 2.25), C("r2", 2.25, 3.25),
+                  F("w", "HBM", 3.25), F("a", "HBM", 3.25), F("b", "HBM", 3.25)]
+        assert_rejected(UPD, plan(events, {"w": "DDR"}),
+                        "(compute 'r1' on HBM", "reads 'w' after events[0]", "in the graph order op 'r1' reads version 0")
+
+    def test_update_on_the_host_in_order_is_valid(self) -> None:
+        events = [X("w", "DDR", "HBM", 0), C("r1", 0.25, 1.25), F("w", "HBM", 1.25), C("upd", 1.25, 2.25, "DDR"),
+                  X("w", "DDR", "HBM", 2.25), C("r2", 2.5, 3.5), F("w", "HBM", 3.5), F("a", "HBM", 3.5),
+                  F("b", "HBM", 3.5)]
+        assert check(UPD, plan(events, {"w": "DDR"})) == []
+
+    def test_recompute_reads_the_version_of_the_original_position(self) -> None:
+        # With the legal order (f, g, upd, h) the re-run of f must come before upd, as in the graph order.
+        events = [C("f", 0, 1), C("g", 1, 2), F("y", "HBM", 2), C("upd", 2, 3), R("f", 3, 4), F("x", "HBM", 4),
+                  *RV_TAIL]
+        assert_rejected(RV, ordered(events, {"w": "HBM", "x": "HBM"}, ("f", "g", "upd", "h")),
+                        "re-runs op 'f' on 'w' after")
+
+
+# ------------------------------------------------------------------------------------ transfers
+
+
+class TestTransferRules:
+    def test_copy_back_into_a_tier_that_still_holds_the_initial_copy(self) -> None:
+        # Repro 1412640682: the weight starts in DDR, is prefetched, then copied HBM->DDR over its initial copy.
+        events = [X("w", "DDR", "HBM", 0), C("f", 0.25, 1.25), X("w", "HBM", "DDR", 1.25), F("w", "HBM", 1.5),
+                  F("x", "HBM", 1.25), C("g", 1.5, 2.5), F("y", "HBM", 2.5), F("z", "HBM", 2.5)]
+        assert_rejected(W2, plan(events, {"w": "DDR", "x": "HBM"}),
+                        "allocates a copy of 'w' in DDR while DDR already holds one", "double allocation")
+
+    def test_copy_with_no_source(self) -> None:
+        events = [X("w", "DDR", "HBM", 0), *W2_DROP[1:]]
+        assert_rejected(W2, plan(events, {"w": "SSD", "x": "HBM"}, hardware(ssd=True)),
+                        "has no source: DDR holds no copy of 'w'")
+
+    def test_second_hop_before_the_first_arrives(self) -> None:
+        events = [X("w", "SSD", "DDR", 0), X("w", "DDR", "HBM", 0.125), F("w", "DDR", 0.5), C("f", 0.5, 1.5),
+                  F("w", "HBM", 1.5), F("x", "HBM", 1.5), C("g", 1.5, 2.5), F("y", "HBM", 2.5), F("z", "HBM", 2.5)]
+        assert_rejected(W2, plan(events, {"w": "SSD", "x": "HBM"}, hardware(ssd=True)),
+                        "transfer 'w' DDR->HBM", "the copy in DDR is only ready at t=250 ms")
+
+    def test_intermediate_copy_freed_during_the_second_hop(self) -> None:
+        events = [*W2_SSD[:2], F("w", "DDR", 0.375), *W2_SSD[3:]]
+        assert_rejected(W2, plan(events, {"w": "SSD", "x": "HBM"}, hardware(ssd=True)),
+                        "its copy in DDR is freed at t=375 ms, before the transfer ends")
+
+    def test_write_back_races_an_offload_on_one_link(self) -> None:
+        # s is written back HBM->DDR while y is offloaded over the same link.
+        g = graph([("s", "optimizer_state"), ("x", "input"), ("y", "activation")], [
+            {"id": "f", "inputs": ["x"], "outputs": ["y"]},
+            {"id": "adam", "inputs": ["s"], "outputs": [], "mutates": ["s"], "flops": 1000.0},
+            {"id": "h", "inputs": ["y"], "outputs": []}])
+        events = [X("s", "DDR", "HBM", 0), C("f", 0, 1), F("x", "HBM", 1), X("y", "HBM", "DDR", 1),
+                  F("y", "HBM", 1.25), C("adam", 1, 1.001), F("s", "DDR", 1.001), X("s", "HBM", "DDR", 1.125, 1.375),
+                  F("s", "HBM", 1.375), X("y", "DDR", "HBM", 1.375), F("y", "DDR", 1.625), C("h", 1.625, 2.625),
+                  F("y", "HBM", 2.625)]
+        assert_rejected(g, plan(events, {"s": "DDR", "x": "HBM"}), "overlaps", "on link HBM->DDR")
+        fixed = [*events[:7], X("s", "HBM", "DDR", 1.25, 1.5), F("s", "HBM", 1.5), X("y", "DDR", "HBM", 1.5),
+                 F("y", "DDR", 1.75), C("h", 1.75, 2.75), F("y", "HBM", 2.75)]
+        assert check(g, plan(fixed, {"s": "DDR", "x": "HBM"})) == []
+
+    def test_stale_copy_moved_down_and_read_back(self) -> None:
+        # s is copied to DDR, updated in HBM, dropped there, and the stale DDR copy comes back up.
+        g = graph([("s", "optimizer_state"), ("x", "input"), ("o", "activation")], [
+            {"id": "adam", "inputs": ["s"], "outputs": [], "mutates": ["s"], "flops": 1000.0},
+            {"id": "f", "inputs": ["x"], "outputs": []},
+            {"id": "use", "inputs": ["s"], "outputs": ["o"]}])
+        events = [X("s", "HBM", "DDR", 0), C("adam", 0.25, 0.251), F("s", "HBM", 0.251), C("f", 0.251, 1.251),
+                  F("x", "HBM", 1.251), X("s", "DDR", "HBM", 1.251), F("s", "DDR", 1.501), C("use", 1.501, 2.501),
+                  F("o", "HBM", 2.501)]
+        assert_rejected(g, plan(events, {"s": "HBM", "x": "HBM"}), "copies a stale value", "is stale at its start")
+
+    def test_offload_overflows_the_lower_tier(self) -> None:
+        assert_rejected(LONG, plan(LONG_OFFLOAD, {"x": "HBM"}, hardware(ddr=100)), "tier DDR exceeds its capacity")
+
+    def test_persistent_tensor_only_in_a_lower_tier_at_the_end(self) -> None:
+        # w starts in HBM, is moved to DDR and never brought back: the next step would find it in the wrong tier.
+        events = [*CHAIN_KEEP[:-1], X("w", "HBM", "DDR", 2), F("w", "HBM", 2.25), F("w", "DDR", 2.25),
+                  F("z", "HBM", 2)]
+        events = [e for e in events if not (isinstance(e, FreeEvent) and e == F("w", "DDR", 2.25))]
+        assert_rejected(CHAIN, plan(events, {"w": "HBM", "x": "HBM"}),
+                        "persistent tensor 'w' ends the step without a copy in HBM",
+                        "persistent tensor 'w' still has a copy in DDR")
+
+
+# ------------------------------------------------------------------- mutations of real planned plans
+
+
+def _planned_cases() -> list[tuple[Graph, Plan]]:
+    """Plans the planner makes on the toy training graph: offloads, write-backs, SSD via DDR, recompute."""
+    from core.liveness import analyze
+    from core.planner import make_plan
+    from tests.builders import hierarchy, toy_training
+
+    cases = []
+    for layers, frac, ddr, link, policy in [
+        (4, 0.6, "100 GiB", "200 GB/s", "tierplan"), (4, 0.45, "100 GiB", "10 GB/s", "tierplan"),
+        (6, 0.5, "20 GiB", "100 GB/s", "tierplan"), (6, 0.3, "16 GiB", "100 GB/s", "mindspore-gsm"),
+        (4, 0.5, "100 GiB", "20 GB/s", "capuchin"),
+    ]:
+        g = toy_training(layers)
+        hbm = int(analyze(g).no_offload_peak_bytes * frac)
+        cases.append((g, make_plan(g, hierarchy(hbm, link, ddr=ddr), policy=policy)))
+    return cases
+
+
+_PLANNED: list[tuple[Graph, Plan]] = []
+
+
+def planned_cases() -> list[tuple[Graph, Plan]]:
+    if not _PLANNED:
+        _PLANNED.extend(_planned_cases())
+    return _PLANNED
+
+
+def test_planned_cases_are_valid_and_move_data() -> None:
+    links: set[str] = set()
+    for g, p in planned_cases():
+        report = validate_plan(g, p)
+        assert report.ok, report.errors[:3]
+        links |= {f"{e.src}->{e.dst}" for e in p.events if isinstance(e, TransferEvent)}
+    assert {"HBM->DDR", "DDR->HBM", "DDR->SSD", "SSD->DDR"} <= links  # write-backs, prefetches, multi-hop
+
+
+MUTATIONS = ["drop_transfer", "shorten_transfer", "overlap_on_link", "free_source_early", "drop_free_before_copy",
+             "delay_past_reader", "drop_write_back"]
+
+
+def _mutations(g: Graph, p: Plan, how: str) -> list[Plan]:
+    """Every perturbation of one kind of the plan's transfer events; each one must break a rule."""
+    from dataclasses import replace
+
+    events = p.events
+    hw = {link["src"] + "->" + link["dst"]: link for link in p.hardware["links"]}
+    size = {t.id: t.bytes for t in g.tensors}
+
+    def takes(e: TransferEvent) -> float:
+        link = hw[f"{e.src}->{e.dst}"]
+        return float(link.get("latency_s", 0.0)) + size[e.tensor] / float(link["bandwidth_Bps"])
+
+    def frees_of(tensor: str, tier: str) -> list[int]:
+        return [j for j, f in enumerate(events) if isinstance(f, FreeEvent) and f.tensor == tensor and f.tier == tier]
+
+    def edit(changes: dict[int, Any]) -> Plan:
+        """Replace (or, for None, delete) events by index."""
+        out = [changes.get(k, e) for k, e in enumerate(events)]
+        return replace(p, events=tuple(e for k, e in enumerate(out) if not (k in changes and changes[k] is None)))
+
+    moves = [k for k, e in enumerate(events) if isinstance(e, TransferEvent) and takes(e) > 1e-9]
+    out: list[Plan] = []
+    for k in moves:
+        e = events[k]
+        if how == "drop_transfer":
+            out.append(edit({k: None}))
+        elif how == "shorten_transfer":
+            out.append(edit({k: e._replace(end=e.start + takes(e) / 2)}))
+        elif how == "overlap_on_link":
+            same = [b for b in moves if b != k and (events[b].src, events[b].dst) == (e.src, e.dst)]
+            for b in same[:3]:
+                shift = events[b].start - e.start
+                out.append(edit({k: e._replace(start=e.start + shift, end=e.end + shift)}))
+        elif how == "free_source_early":
+            later = [j for j in frees_of(e.tensor, e.src) if events[j].time >= e.end]
+            if later:
+                j = min(later, key=lambda j: events[j].time)
+                out.append(edit({j: events[j]._replace(time=(e.start + e.end) / 2)}))
+        elif how == "drop_free_before_copy":  # keep the tier's previous copy: a double allocation
+            earlier = [j for j in frees_of(e.tensor, e.dst) if events[j].time <= e.start]
+            if earlier:
+                out.append(edit({max(earlier, key=lambda j: events[j].time): None}))
+        elif how == "delay_past_reader":  # start the copy-in when the first op that needs it starts
+            readers = [j for j, c in enumerate(events) if isinstance(c, ComputeEvent) and c.tier == e.dst
+                       and c.start >= e.end and e.tensor in g.ops[g.op_index[c.op]].inputs]
+            if readers:
+                at = events[min(readers, key=lambda j: events[j].start)].start
+                out.append(edit({k: e._replace(start=at, end=at + (e.end - e.start))}))
+        elif how == "drop_write_back":  # the update never reaches the home tier
+            home = p.initial.get(e.tensor, ())
+            updates = [c.end for c in events if isinstance(c, ComputeEvent) and e.tensor in g.ops[g.op_index[c.op]].mutates]
+            if e.dst in home and updates and e.start >= max(updates):
+                stale = [j for j in frees_of(e.tensor, e.dst) if events[j].time <= e.start]
+                changes: dict[int, Any] = {k: None}
+                if stale:
+                    changes[max(stale, key=lambda j: events[j].time)] = None
+                out.append(edit(changes))
+    return out
+
+
+@pytest.mark.parametrize("how", MUTATIONS)
+def test_mutated_transfers_of_planned_plans_are_rejected(how: str) -> None:
+    """Every perturbation of every transfer of every planned case (write-backs, prefetches, SSD hops)."""
+    count = 0
+    for g, p in planned_cases():
+        for mutated in _mutations(g, p, how):
+            report = validate_plan(g, mutated, check_metrics=False)
+            assert not report.ok, (how, g.name, p.policy)
+            count += 1
+    assert count >= 5, f"{how}: only {count} targets in the planned cases"

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 
 import streamlit as st
 
-from core.errors import TierplanError
+from core.errors import PlanBugError, TierplanError
 from core.graph import Graph
 from core.hardware import Hardware, hardware_from_dict
 from core.plan import Plan
@@ -120,7 +120,7 @@ def _make(graph: Graph, hw_json: str, policy: str, params_json: str) -> PlanOutc
     try:
         hw = hardware_from_dict(json.loads(hw_json), source="hardware settings")
         return PlanOutcome(make_plan(graph, hw, policy=policy, params=json.loads(params_json)))
-    except TierplanError as exc:
+    except (TierplanError, PlanBugError) as exc:  # PlanBugError: the planner's self-check, shown, never plotted
         return PlanOutcome(None, str(exc))
 
 

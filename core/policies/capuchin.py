@@ -37,11 +37,11 @@ from core.errors import InfeasibleError
 from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness, Span
-from core.policies import ParamSpec, Placement, PolicyInfo, register
-from core.policies.mindspore_gsm import SpanBook
+from core.policies.base import ParamSpec, Placement, PolicyInfo
+from core.policies.book import SpanBook
 from core.units import format_bytes, format_time
 
-__all__ = ["decide_capuchin", "free_time_s"]
+__all__ = ["CAPUCHIN", "decide_capuchin", "free_time_s"]
 
 
 def free_time_s(book: SpanBook, span: Span, tier: str) -> float:
@@ -114,7 +114,8 @@ def decide_capuchin(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
                 raise InfeasibleError(
                     f"policy 'capuchin': {book.C} needs {format_bytes(need)} while op '{graph.ops[op].id}' runs but "
                     f"holds {format_bytes(book.cap)}, and no idle tensor left there can be swapped (no lower tier has "
-                    f"room) or recomputed"
+                    f"room) or recomputed",
+                    op=graph.ops[op].id, tier=book.C, need_bytes=need, have_bytes=book.cap,
                 )
             score, sid, action, tier, cost = best
             span = live.spans[sid]
@@ -132,7 +133,7 @@ def decide_capuchin(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
     return book.placement(scores, terms, reasons)
 
 
-register(PolicyInfo(
+CAPUCHIN = PolicyInfo(
     key="capuchin",
     title="Capuchin (swap if hidden, else recompute)",
     description="Swaps the tensors whose copies hide in their idle time (largest free time first); where "
@@ -145,4 +146,4 @@ register(PolicyInfo(
                   integer=True),
     ),
     decide=decide_capuchin,
-))
+)

@@ -33,10 +33,10 @@ from typing import Any
 from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness
-from core.policies import ParamSpec, Placement, PolicyInfo, register
-from core.policies.mindspore_gsm import SpanBook
+from core.policies.base import ParamSpec, Placement, PolicyInfo
+from core.policies.book import SpanBook
 
-__all__ = ["decide_distance", "span_distance"]
+__all__ = ["HYPEROFFLOAD_DISTANCE", "decide_distance", "span_distance"]
 
 
 def span_distance(live: Liveness, sid: int) -> int:
@@ -85,7 +85,7 @@ def decide_distance(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
     return Placement(placement.assignment, placement.decisions, prefetch_from=prefetch_from)
 
 
-register(PolicyInfo(
+HYPEROFFLOAD_DISTANCE = PolicyInfo(
     key="hyperoffload-distance",
     title="HyperOffload distance-based",
     description="Offloads idle spans at least select_distance ops long (longest first, at most select_num), "
@@ -105,4 +105,4 @@ register(PolicyInfo(
                   "Offload nothing when everything fits in the compute tier.", integer=True),
     ),
     decide=decide_distance,
-))
+)

@@ -9,10 +9,10 @@ from core.errors import InfeasibleError
 from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness
-from core.policies import Placement, PolicyInfo, register
+from core.policies.base import Placement, PolicyInfo
 from core.units import format_bytes
 
-__all__ = ["decide_none"]
+__all__ = ["NONE", "decide_none"]
 
 
 def decide_none(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
@@ -22,16 +22,18 @@ def decide_none(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str,
         worst = int(live.keep_bytes.argmax())
         raise InfeasibleError(
             f"without offloading, {hw.compute_tier} peaks at {format_bytes(int(live.keep_bytes[worst]))} while op "
-            f"'{graph.ops[worst].id}' runs, but holds {format_bytes(cap)}"
+            f"'{graph.ops[worst].id}' runs, but holds {format_bytes(cap)}",
+            op=graph.ops[worst].id, tier=hw.compute_tier, need_bytes=int(live.keep_bytes[worst]), have_bytes=cap,
         )
     if not live.n_ops and graph.persistent_bytes > cap:
         raise InfeasibleError(
-            f"the persistent tensors need {format_bytes(graph.persistent_bytes)} but {hw.compute_tier} holds {format_bytes(cap)}"
+            f"the persistent tensors need {format_bytes(graph.persistent_bytes)} but {hw.compute_tier} holds {format_bytes(cap)}",
+            tier=hw.compute_tier, need_bytes=graph.persistent_bytes, have_bytes=cap,
         )
     return Placement({})
 
 
-register(PolicyInfo(
+NONE = PolicyInfo(
     key="none",
     title="No offload",
     description="Every tensor stays in the compute tier for the whole step. Shows the no-offload peak; "
@@ -39,4 +41,4 @@ register(PolicyInfo(
     source="Reference point (what a framework does by default).",
     params=(),
     decide=decide_none,
-))
+)

@@ -34,10 +34,10 @@ from typing import Any
 from core.graph import Graph
 from core.hardware import Hardware
 from core.liveness import Liveness, Span
-from core.policies import ParamSpec, Placement, PolicyInfo, register
-from core.policies.mindspore_gsm import SpanBook
+from core.policies.base import ParamSpec, Placement, PolicyInfo
+from core.policies.book import SpanBook
 
-__all__ = ["decide_vdnn", "vdnn_candidates", "LAYER_CATEGORIES"]
+__all__ = ["VDNN", "decide_vdnn", "vdnn_candidates", "LAYER_CATEGORIES"]
 
 #: Forward op categories whose input feature maps vDNN_conv offloads.
 LAYER_CATEGORIES = frozenset({"conv", "matmul"})
@@ -83,7 +83,7 @@ def decide_vdnn(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str,
     return book.placement(reasons=reasons)
 
 
-register(PolicyInfo(
+VDNN = PolicyInfo(
     key="vdnn",
     title="vDNN (offload forward activations)",
     description="Offloads the feature maps stashed in forward for backward (conv/matmul inputs, or all), "
@@ -98,4 +98,4 @@ register(PolicyInfo(
                   "Like vDNN_dyn's first step: offload nothing when everything fits.", integer=True),
     ),
     decide=decide_vdnn,
-))
+)

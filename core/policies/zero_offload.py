@@ -35,17 +35,18 @@ from typing import Any
 
 from core.graph import Graph
 from core.hardware import Hardware
-from core.liveness import Liveness
-from core.policies import ParamSpec, Placement, PolicyInfo, register
-from core.policies.mindspore_gsm import SpanBook
+from core.liveness import Liveness, analyze
+from core.policies.base import ParamSpec, Placement, PolicyInfo
+from core.policies.book import SpanBook
+from core.policies.host import host_candidates
 
-__all__ = ["decide_zero_offload", "zero_candidates"]
+__all__ = ["ZERO_OFFLOAD", "decide_zero_offload", "zero_candidates"]
 
 
 def zero_candidates(graph: Graph, live: Liveness, *, gradients: bool, params: bool) -> list[tuple[int, str]]:
     """(span id, why) for every span the rule offloads, optimizer state first."""
     out: list[tuple[int, str]] = []
-    kinds = {"optimizer_state": ("wrap", "unused")}
+    kinds: dict[str, tuple[str, ...]] = {"optimizer_state": ("wrap", "unused")}
     if params:
         kinds["weight"] = ("wrap", "unused")
     if gradients:
@@ -62,9 +63,6 @@ def zero_candidates(graph: Graph, live: Liveness, *, gradients: bool, params: bo
 def decide_zero_offload(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
     """Optimizer state (and optionally gradients, weights) in the first lower tier with room; the updates on
     the host CPUs when it has them."""
-    from core.liveness import analyze
-    from core.planner import host_candidates
-
     host = host_candidates(graph, hw) if int(params.get("cpu_adam", 1)) else None
     op_tiers: dict[int, str] = {}
     if host is not None:
@@ -89,7 +87,7 @@ def decide_zero_offload(graph: Graph, hw: Hardware, live: Liveness, params: Mapp
     return Placement(placement.assignment, placement.decisions, op_tiers, live if op_tiers else None)
 
 
-register(PolicyInfo(
+ZERO_OFFLOAD = PolicyInfo(
     key="zero-offload",
     title="ZeRO-Offload (optimizer state in host memory)",
     description="Optimizer state and fp32 master weights live in DDR; gradients go down after backward; "
@@ -105,4 +103,4 @@ register(PolicyInfo(
                   "Weights also live below and are fetched for each use.", integer=True),
     ),
     decide=decide_zero_offload,
-))
+)

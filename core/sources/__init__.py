@@ -27,18 +27,25 @@ class Workload:
     batch: int = 1
     seq: int = 2048
     checkpointing: bool = False
+    #: Decode only: split the batch into this many micro-batches run one after the other per layer
+    #: (FlexGen's GPU batches within a block), each with its own KV cache.
+    micro_batches: int = 1
 
     def __post_init__(self) -> None:
         if self.kind not in WORKLOAD_KINDS:
             raise InputError(f"unknown workload {self.kind!r}; expected one of {', '.join(WORKLOAD_KINDS)}",
                              field="workload")
-        for key in ("batch", "seq"):
+        for key in ("batch", "seq", "micro_batches"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"must be a whole number >= 1, got {value!r}", field=key)
 
     def to_dict(self) -> dict[str, object]:
-        return {"kind": self.kind, "batch": self.batch, "seq": self.seq, "checkpointing": self.checkpointing}
+        out: dict[str, object] = {"kind": self.kind, "batch": self.batch, "seq": self.seq,
+                                  "checkpointing": self.checkpointing}
+        if self.micro_batches != 1:
+            out["micro_batches"] = self.micro_batches
+        return out
 
 
 def _looks_like_json(data: bytes) -> bool:
@@ -61,10 +68,21 @@ def _json_kind(raw: object, filename: str) -> str:
                      "config.json (no 'hidden_size' or 'model_type')", source=filename)
 
 
+#: A zip archive: what torch.export.save writes (.pt2), also torch.save's format.
+_ZIP_MAGIC = b"PK\x03\x04"
+PT2_REFUSED = ("a zip archive is not a model file Tierplan reads (expected a Tierplan graph JSON, an ONNX model or "
+               "an HF config.json). PyTorch archives (torch.export .pt2, torch.save) are not accepted as uploads: "
+               "loading them unpickles objects (torch.export.load uses torch.load(weights_only=False) and "
+               "pickle.loads), which can run arbitrary code; convert one on your machine with "
+               "`python -m core import-torch FILE` and upload the graph JSON")
+
+
 def detect_format(data: bytes, filename: str) -> str:
     """``"tierplan-graph"``, ``"onnx"`` or ``"hf-config"`` from the content; InputError for anything else."""
     if not data:
         raise InputError("the file is empty", source=filename)
+    if data[:4] == _ZIP_MAGIC:
+        raise InputError(PT2_REFUSED, source=filename)
     if _looks_like_json(data):
         return _json_kind(parse_json(data, filename), filename)
     from core.sources.onnx_import import parse_onnx_model
@@ -79,6 +97,8 @@ def load_model_bytes(data: bytes, filename: str, *, workload: Workload | None = 
     training step of one 2048-token sequence)."""
     if not data:
         raise InputError("the file is empty", source=filename)
+    if data[:4] == _ZIP_MAGIC:
+        raise InputError(PT2_REFUSED, source=filename)
     if _looks_like_json(data):
         raw = parse_json(data, filename)
         kind = _json_kind(raw, filename)

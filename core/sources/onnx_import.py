@@ -54,6 +54,17 @@ REDUCE = frozenset({"ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", "Reduce
                     "ReduceSumSquare", "ReduceLogSumExp", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool"})
 ATTENTION = frozenset({"Attention", "MultiHeadAttention", "GroupQueryAttention", "ScaledDotProductAttention"})
 LOSSES = frozenset({"SoftmaxCrossEntropyLoss", "NegativeLogLikelihoodLoss"})
+#: What PyTorch's autograd keeps for each op kind's backward (docs/sources.md, "Activation accounting").
+#: Ops whose backward needs only their output:
+SAVES_OUTPUT = frozenset({"Relu", "Sigmoid", "Tanh", "Exp", "Softmax", "LogSoftmax", "Sqrt", "Reciprocal", "Elu",
+                          "Selu", "Celu", "HardSigmoid", "LeakyRelu"})
+#: Ops whose backward needs nothing but the incoming gradient (shapes only):
+SAVES_NOTHING = frozenset({"Add", "Sub", "Sum", "Neg", "Concat", "Transpose", "Slice", "Split", "Pad", "Expand",
+                           "Tile", "Cast", "Identity", "Flatten", "Reshape", "Squeeze", "Unsqueeze", "Gather",
+                           "ReduceSum", "ReduceMean", "Mean", "DepthToSpace", "SpaceToDepth"})
+#: Ops whose backward needs the data input and the scale (BatchNorm: input, weight and per-channel stats):
+SAVES_INPUT_AND_SCALE = frozenset({"BatchNormalization", "LayerNormalization", "InstanceNormalization",
+                                   "GroupNormalization", "RMSNormalization", "SimplifiedLayerNormalization"})
 
 
 @dataclass
@@ -252,6 +263,7 @@ def _import(model: Any, *, batch: int | None, train: bool, source: str, dims: di
 
     nodes = _topological(list(graph.node), {i.name for i in graph.input} | inits)
     const: set[str] = set(inits)
+    folded: set[str] = set()
     graph_inputs = [i.name for i in graph.input if i.name not in inits]
     alias: dict[str, str] = {}
     real: list[Any] = []
@@ -260,6 +272,7 @@ def _import(model: Any, *, batch: int | None, train: bool, source: str, dims: di
         ins = [i for i in node.input if i]
         if node.op_type == "Constant" or (ins and all(i in const for i in ins) and node.op_type not in LOSSES):
             const.update(o for o in node.output if o)
+            folded.update(o for o in node.output if o)
             continue
         if node.op_type in VIEW_OPS and ins and ins[0] not in const and sum(1 for o in node.output if o) >= 1:
             extra_used = any(o in read_names for o in node.output[1:] if o)
@@ -300,10 +313,26 @@ def _import(model: Any, *, batch: int | None, train: bool, source: str, dims: di
     for name in graph_inputs:
         if consumers.get(name):
             add_tensor(name, size_of(name, 0) * scale, "input")
-    non_trainable: set[str] = set()
+    # Trainable: constants in a parameter slot (conv / matmul weights and biases, norm scales, embedding
+    # tables; in an elementwise op only a rank <= 1 initializer such as a bias). Other constants (rotary
+    # tables, causal masks, BatchNorm running statistics) are stored but get no gradient and no Adam state.
+    trainable: set[str] = set()
+    has_bn = has_conv = False
+    for node in real:
+        for idx, raw in enumerate(node.input):
+            name = alias.get(raw, raw)
+            if raw and name in const and _parameter_slot(node.op_type, idx, name in inits, info.get(name)):
+                trainable.add(name)
+        has_bn = has_bn or node.op_type == "BatchNormalization"
+        has_conv = has_conv or node.op_type == "Conv"
     for node in real:
         if node.op_type == "BatchNormalization":
-            non_trainable.update(alias.get(i, i) for i in node.input[3:5])
+            trainable.difference_update(alias.get(i, i) for i in node.input[3:5])
+    non_trainable: set[str] = {c for c in const if c not in trainable}
+    if train and has_conv and not has_bn:
+        warnings.append("this CNN has no BatchNormalization: an eval-mode export folds BatchNorm into the convs, "
+                        "so the training step misses BatchNorm's saved inputs and parameters; export with "
+                        "torch.onnx.export(..., training=torch.onnx.TrainingMode.TRAINING) for training")
 
     ops: list[Op] = []
     fwd: list[FwdOp] = []
@@ -341,6 +370,14 @@ def _import(model: Any, *, batch: int | None, train: bool, source: str, dims: di
             add_tensor(o, native * scale, "activation")
             outputs.append(o)
             out_infos.append(info.get(o))
+        extra_saved: list[str] = []
+        if train and node.op_type == "MaxPool" and outputs:
+            # PyTorch's max_pool2d_with_indices keeps int64 indices the size of the output for its backward.
+            idx = f"{outputs[0]}.indices"
+            add_tensor(idx, tensors[outputs[0]].bytes / DTYPE_BYTES.get(info[outputs[0]].dtype if outputs[0] in info else 1, 4) * 8,
+                       "activation")
+            outputs.append(idx)
+            extra_saved.append(idx)
         flops = _flops(node.op_type, node, in_infos, out_infos)
         if flops is None:
             unknown_ops[node.op_type] = unknown_ops.get(node.op_type, 0) + 1
@@ -357,7 +394,11 @@ def _import(model: Any, *, batch: int | None, train: bool, source: str, dims: di
         grad_inputs = tuple(t for t in inputs if t in requires_grad)
         if weights or grad_inputs:
             requires_grad.update(o for o in outputs if is_float(o))
-        fwd.append(FwdOp(op, grad_inputs, weights, tuple(inputs), 2.0 * op.flops))
+        saved = (*_saved_for_backward(node.op_type, inputs, outputs[:1], is_float), *extra_saved)
+        # The backward computes a weight gradient (≈ the forward's FLOPs) and, only when an input needs one,
+        # an input gradient (≈ the forward again): the first conv's input gradient is never computed.
+        factor = (1.0 if weights else 0.0) + (1.0 if grad_inputs else 0.0)
+        fwd.append(FwdOp(op, grad_inputs, weights, saved, factor * op.flops))
 
     for op_type, count in sorted(unknown_ops.items()):
         warnings.append(f"{count} op(s) of type '{op_type}' have no FLOP model: time estimated from bytes accessed")
@@ -383,6 +424,36 @@ def _import(model: Any, *, batch: int | None, train: bool, source: str, dims: di
     }
     name = graph.name or Path(source).stem
     return Graph(name, tuple(tensors.values()), tuple(all_ops), meta)
+
+
+def _parameter_slot(op_type: str, index: int, initializer: bool, info: _Info | None) -> bool:
+    """Whether a constant in input ``index`` of an ``op_type`` node is a trainable parameter."""
+    if op_type in ("Conv", "ConvTranspose", "Gemm"):
+        return index in (1, 2)
+    if op_type in ("MatMul", "FusedMatMul"):
+        return True
+    if op_type in NORMS:
+        return index in (1, 2)
+    if op_type in ("PRelu", "Gather"):
+        return index == (1 if op_type == "PRelu" else 0)
+    if op_type in ELEMENTWISE:
+        return initializer and info is not None and info.dims is not None and len(info.dims) <= 1
+    return False
+
+
+def _saved_for_backward(op_type: str, inputs: list[str], outputs: list[str], is_float: Any) -> tuple[str, ...]:
+    """The tensors PyTorch's autograd saves for this op kind: ReLU (and other output-only ops) its output,
+    BatchNorm / LayerNorm their data input and scale, Add / Concat / views nothing, Conv / Gemm / MatMul /
+    Mul and everything else their float inputs."""
+    if op_type in SAVES_OUTPUT:
+        return tuple(outputs)
+    if op_type in SAVES_NOTHING:
+        return ()
+    if op_type in SAVES_INPUT_AND_SCALE:
+        return tuple(inputs[:2])
+    if op_type in ("MaxPool", "GlobalAveragePool", "AveragePool", "GlobalMaxPool"):
+        return tuple(inputs[:1])
+    return tuple(t for t in inputs if is_float(t))
 
 
 def _training_ops(tensors: dict[str, Tensor], fwd: list[FwdOp], requires_grad: set[str], ops: list[Op],

@@ -39,6 +39,9 @@ class FwdOp:
     saved: tuple[str, ...] = ()
     bwd_flops: float = 0.0
     segment: str | None = None
+    #: Transient bytes the backward allocates besides its gradients (e.g. the fp32 gradient of the loss's
+    #: log-softmax while the saved log-softmax is still alive): a ``workspace`` output of the backward op.
+    bwd_workspace_bytes: int = 0
 
 
 @dataclass(frozen=True)
@@ -116,6 +119,8 @@ def synthesize_training(
             grad = add(Tensor(f"{name}.grad@{f.op.id}", tensors[name].bytes, "gradient", False))
             partials.setdefault(name, []).append(grad)
             outputs.append(grad)
+        if f.bwd_workspace_bytes > 0:
+            outputs.append(add(Tensor(f"{f.op.id}.bwd.workspace", int(f.bwd_workspace_bytes), "workspace", False)))
         saved = [rc_name.get(t, t) if f.segment is not None else t for t in f.saved]
         inputs = _dedupe([*out_grads, *saved])
         touched = sum(tensors[t].bytes for t in inputs) + sum(tensors[t].bytes for t in outputs)
