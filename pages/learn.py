@@ -3,6 +3,7 @@ graph, with the same live charts as the Plan page driven by a few sliders."""
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import streamlit as st
@@ -138,6 +139,13 @@ activation and gradient is {" / ".join(sizes)}, each Adam state {" / ".join(adam
                      "host computes, HBM's compute has nothing to do: that idle time counts as **stall** too.")
     nothing = (f"from {_gib(why.smallest_nothing_moves_gib)} on nothing needs to move"
                if why.smallest_nothing_moves_gib is not None else "something always moves on this slider")
+    moved = [(g, v[1]) for g, v in why.by_hbm.items() if v is not None]
+    if all(b <= a for (_, a), (_, b) in itertools.pairwise(moved)):
+        trend = "with more room, no more bytes move than with less"
+    else:
+        trend = (f"with more room fewer bytes move overall — {format_bytes(moved[0][1])} at {_gib(moved[0][0])}, "
+                 f"{format_bytes(moved[-1][1])} at {_gib(moved[-1][0])} — though not at every step of the slider "
+                 "(the planner's choices are not smooth in the capacity)")
     st.markdown(f"""
 ### 2 · Why tensors move
 A training step runs forward through the layers, then backward, then updates the weights. Activations made in
@@ -146,7 +154,7 @@ Kept in HBM all step, this model would need **{format_bytes(why.no_offload_peak_
 line below — more than the {format_bytes(why.default_capacity_bytes)} there is. So the planner moves idle tensors out
 to DDR and brings them back before they are needed. The coloured area is what stays in HBM with the plan; it never
 crosses the dashed capacity line. **Move the HBM slider** (it needs at least {_gib(min(fits))} to plan at all):
-with more room, no more bytes move than with less, and {nothing}.{host_line}
+{trend}, and {nothing}.{host_line}
 """)
     _why()
     fast = (f"from **{pre.no_stall_from_gbps:g} GB/s** up compute never waits"
