@@ -294,3 +294,27 @@ def test_residency_of_one_tensor_from_the_events():
     lives = next(t for t in fig.data if t.name == "lives here")
     rows = dict(zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals))
     assert list(lives.y) == [rows["HBM"], rows["DDR"], rows["HBM"]] and rows["HBM"] > rows["DDR"]
+
+
+def test_compare_one_colour_per_policy_and_labels_clear_of_reference_lines():
+    """The bars and the occupancy curves give a policy the same colour even when another policy in between
+    is infeasible (colours went by position); bar labels sit inside the bars and the "capacity" and
+    "compute only" labels at the right above their lines, so "80 GiB" no longer lands on "capacity"."""
+    rows = [
+        {"policy": "Tierplan (cost model)", "feasible": True, "step_time_s": 0.012, "compute_only_time_s": 0.01,
+         "peak_bytes": 8 * 2**30},
+        {"policy": "No offload", "feasible": False, "step_time_s": None, "compute_only_time_s": 0.01, "peak_bytes": None},
+        {"policy": "vDNN (offload forward activations)", "feasible": True, "step_time_s": 0.02,
+         "compute_only_time_s": 0.01, "peak_bytes": 7 * 2**30},
+    ]
+    bars = figures.compare_bars_figure(rows, capacity_bytes=8 * 2**30)
+    t = np.array([0.0, 1.0])
+    curves = {r["policy"]: Curve(t, {"weight": np.array([1, 2]) * 2**30}) for r in rows if r["feasible"]}
+    mem = figures.compare_memory_figure(curves, tier="HBM", capacity_bytes=8 * 2**30)
+    bar_colour = dict(zip(bars.data[0].x, bars.data[0].marker.color))
+    for trace in mem.data:
+        assert trace.line.color == bar_colour[trace.name]
+    assert bar_colour["Tierplan (cost model)"] == figures.POLICY_COLORS["tierplan"]
+    assert all(tr.textposition == "inside" for tr in bars.data)
+    assert {a.text: a.xanchor for a in bars.layout.annotations if a.text in ("capacity", "compute only")} == {
+        "capacity": "right", "compute only": "right"}
