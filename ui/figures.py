@@ -275,6 +275,19 @@ def op_knots(starts_s: Sequence[float], end_s: float) -> np.ndarray:
     return np.concatenate((knots, [max(float(end_s), float(knots[-1]) if len(knots) else 0.0)]))
 
 
+def alignment(graph: Any, hardware: Any, plan: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of the op-aligned axis for ``plan`` and for the no-offload run of ``graph`` on ``hardware``
+    (ops back to back in list order on the compute tier), for :func:`memory_figure`'s ``align``."""
+    from core.hardware import op_time_s
+    from core.plan import ComputeEvent
+
+    starts = [e.start for e in plan.events if isinstance(e, ComputeEvent) and not e.recompute]
+    ours = op_knots(starts, float(plan.metrics.get("step_time_s", max(starts, default=0.0))))
+    times = np.array([op_time_s(op, hardware.compute) for op in graph.ops], dtype=float)
+    cum = np.concatenate(([0.0], np.cumsum(times)))
+    return ours, op_knots(cum[:-1], float(cum[-1]))
+
+
 def _to_ops(times: np.ndarray, knots: np.ndarray) -> np.ndarray:
     if len(knots) < 2:
         return times
