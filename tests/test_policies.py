@@ -88,7 +88,6 @@ def plan_or_infeasible(graph: Graph, hw: Hardware, policy: str, params: dict[str
     try:
         plan = make_plan(graph, hw, policy=policy, params=params)
     except InfeasibleError as exc:
-        recheck_infeasible(graph, hw, exc, policy)
         if exc.reason == "policy" and exc.op is not None:
             assert exc.op in graph.op_index and exc.tier == hw.compute_tier
             assert exc.have_bytes is not None and exc.have_bytes <= hw.capacity(hw.compute_tier)
