@@ -384,6 +384,7 @@ class _Builder:
         return {tier: np.cumsum(d[:n]) for tier, d in diffs.items()}
 
     def check(self, occ: Mapping[str, np.ndarray]) -> None:
+        self._check_after_last_op(occ)
         for tier in self.hw.tiers:
             o = occ[tier.name]
             if not len(o):
@@ -398,6 +399,26 @@ class _Builder:
                     f"({format_bytes(need - tier.capacity_bytes)} too much)",
                     reason="policy" if tier.name == self.C else "lower_capacity", op=op.id, tier=tier.name,
                     need_bytes=need, have_bytes=tier.capacity_bytes,
+                )
+
+    def _check_after_last_op(self, occ: Mapping[str, np.ndarray]) -> None:
+        """Write-backs issued after the last op stage their copies in intermediate tiers (SSD via DDR) after
+        every slot: count them on top of what the last slot holds there (an upper bound, nothing freed)."""
+        n = self.n
+        if not n:
+            return
+        extra: dict[str, int] = {}
+        for c in self.copies:
+            if c.alloc_slot >= n and c.tier != self.C:
+                extra[c.tier] = extra.get(c.tier, 0) + c.nbytes
+        for tier, nbytes in extra.items():
+            need = int(occ[tier][n - 1]) + nbytes
+            cap = self.hw.capacity(tier)
+            if need > cap:
+                raise InfeasibleError(
+                    f"{tier} over capacity after the last op: the write-backs staged there at the step end need "
+                    f"{format_bytes(need)} but {tier} holds {format_bytes(cap)} ({format_bytes(need - cap)} too much)",
+                    reason="lower_capacity", tier=tier, need_bytes=need, have_bytes=cap,
                 )
 
     def grant_extents(self, *, heads_first: bool = False) -> dict[str, np.ndarray]:

@@ -602,3 +602,14 @@ def test_sweep_counts_an_unhidden_copy_out_gone_as_the_scheduler_does() -> None:
     assert_valid(graph, plan)
     best_baseline = min(make_plan(graph, hw, policy=p).metrics["step_time_s"] for p in ("mindspore-gsm", "capuchin"))
     assert plan.metrics["step_time_s"] <= best_baseline * 1.05
+
+
+def test_write_backs_staged_after_the_last_op_fit() -> None:
+    """Hypothesis find: two write-backs to SSD via DDR after the last op were staged in DDR at once, over
+    its capacity (no slot counted them). Now counted, so every candidate that schedules keeps DDR within
+    capacity and make_plan returns a valid plan."""
+    graph = load_graph(FUZZ / "graph-staging-end.json")
+    hw = load_hardware((FUZZ / "hardware-staging-end.json").read_bytes())
+    plan = make_plan(graph, hw)
+    assert_valid(graph, plan)
+    assert _copy_violations(graph, plan) == []
