@@ -154,7 +154,7 @@ def _host_time_s(graph: Graph, hw: Hardware, op_index: int, tier: str) -> float:
     compute = hw.tier_by_name[tier].compute
     if compute is None:
         return math.inf
-    return op_time_s(graph.ops[op_index], compute, hw.tier_by_name[hw.compute_tier].compute)
+    return op_time_s(graph.ops[op_index], compute, hw.compute)
 
 
 def _blocks(n: int, max_blocks: int) -> np.ndarray:

@@ -227,7 +227,9 @@ def _params(items: list[str] | None) -> dict[str, Any]:
 
 def register_plan(sub: Any) -> None:
     p = sub.add_parser("plan", help="plan tensor placement for a graph on a hierarchy",
-                       description="Plan one step; prints a one-screen summary and writes the plan JSON.")
+                       description="Plan one step; prints a one-screen summary and writes the plan JSON. The plan "
+                       "is replayed by the validator first: exit 3 when no plan fits (with the reason), 4 when the "
+                       "replay rejects the planner's own plan (a bug; nothing is written).")
     p.add_argument("graph", metavar="GRAPH", help="graph / ONNX / config.json file, or a sample key")
     p.add_argument("--hardware", required=True, metavar="HW", help="hardware JSON file or preset key")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
