@@ -704,16 +704,27 @@ class _Replay:
         """One (tensor, tier) whose events do not alternate: find which creation or free is wrong, and say why."""
         live = -1
         k = 0
+        taken: set[int] = set()
         while k < len(items):
             item = items[k]
             k += 1
+            if item in taken:
+                continue
             if item >= n_c:
                 f = item - n_c
-                if live < 0 and k < len(items) and items[k] < n_c:
-                    c = items[k]
-                    if self.cr_alloc[c] == self.f_r[f] and self.cr_ready[c] <= self.f_r[f]:
-                        live = c  # a zero-length copy, created and freed at the same instant
-                        k += 1
+                if live < 0:
+                    # a zero-length copy, created and freed at the same instant (zero-duration ops): frees at t
+                    # sort before allocations at t, so pair this free with the next such copy made at t
+                    for c in items[k:]:
+                        if c in taken:
+                            continue
+                        if c < n_c and self.cr_alloc[c] == self.f_r[f]:
+                            if self.cr_ready[c] <= self.f_r[f]:
+                                live = c
+                                taken.add(c)
+                            break
+                        if c < n_c or self.f_r[c - n_c] != self.f_r[f]:
+                            break
                 if live < 0:
                     self.error(
                         f"{self.describe(int(self.f_idx[f]))} frees a copy that does not exist "

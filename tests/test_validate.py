@@ -658,6 +658,19 @@ class TestRecomputeVersions:
         assert_rejected(late, plan(events, {"x": "HBM"}), "regenerates 'y'", "reads a stale copy of 'y'")
 
 
+    def test_zero_duration_make_free_remake_at_one_instant(self) -> None:
+        # fuzz find 80791: f makes y, y is dropped, f re-runs for g, y is dropped again, all at t=0
+        g = graph([("x", "input"), ("y", "activation"), ("u", "activation")], [
+            {"id": "f", "inputs": ["x"], "outputs": ["y"], "time_s": 0.0},
+            {"id": "e", "inputs": ["x"], "outputs": ["u"], "time_s": 0.0},
+            {"id": "g", "inputs": ["y", "u"], "outputs": [], "time_s": 0.0}])
+        events = [C("f", 0, 0), F("y", "HBM", 0), C("e", 0, 0), R("f", 0, 0), C("g", 0, 0), F("y", "HBM", 0),
+                  F("u", "HBM", 0), F("x", "HBM", 0)]
+        assert check(g, plan(events, {"x": "HBM"})) == []
+        assert_rejected(g, plan(events[:-3] + events[-2:], {"x": "HBM"}), "'y' still has a copy in HBM at the step end")
+        assert_rejected(g, plan([*events, F("y", "HBM", 0)], {"x": "HBM"}), "frees a copy that does not exist")
+
+
 @pytest.mark.parametrize("case, fragment", [
     ("1412640682", "allocates a copy of 'w8' in DDR while DDR already holds one"),
     ("69645449", "transfer 'w6' DDR->HBM"),
