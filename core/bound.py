@@ -381,7 +381,7 @@ def lower_bound(graph: Graph, hw: Hardware, *, op_tiers: Mapping[int, str] | Non
             lp.row([(rv, 1.0)], float(need[i]), math.inf)
             if lower and need[i] > never_back:
                 held = [(lp.var(ub=hw.capacity(t) / unit_b), t) for t in lower]
-                lp.row([*((z, 1.0) for z, _ in held), *([(rec_prev, 1.0)] if rec else [])],
+                lp.row([*((z, 1.0) for z, _ in held), *([(rec_prev, 1.0)] if rec_prev is not None else [])],
                        float(need[i] - never_back), math.inf)
                 for z, t in held:
                     lp.row([(z, 1.0), (step, -out_bw[t])], -math.inf, 0.0)
