@@ -23,6 +23,11 @@ block also holds the time after the last op until the step ends. The step time i
   once, between its creation and the end of the window; one copy-out serves every span of a version.
   Per block, copy-ins are at most the summed bandwidth of the links into the compute tier times ``τ_k``,
   copy-outs likewise for the links out of it.
+* **Storage.** What is away at op ``i``, not recomputed and used again on the compute tier (tensors it
+  never uses may stay below for good) has a copy in some lower tier (at most its
+  capacity), and what sits in tier ``T`` must leave ``T`` over its out-links before its next use, within
+  one step: ``bytes in T at i ≤ Σ out-bandwidth(T) × step``. (This is what makes a spill to SSD cost SSD
+  time.)
 * **Host ops.** An op on a host tier needs its compute-tier-produced inputs (gradients) copied out after
   they are produced, and a weight it updates that the compute tier reads again is copied back in before
   that read.
@@ -33,7 +38,8 @@ block also holds the time after the last op until the step ends. The step time i
 What is relaxed (why it is a bound and not a plan): fractional decisions; fluid copies (no latency, a copy's
 bytes may split across blocks, copy-ins and copy-outs run at once); links aggregated per direction and per
 block; a span counts as away for its whole idle window, even while its copy is still there or already
-back; lower-tier capacities, staging copies and multi-hop routes are not constrained; a recompute's inputs
+back; lower tiers only constrain what must leave them within a step, and staging copies and the other hops
+of multi-hop routes are not constrained; a recompute's inputs
 need not be present; and with ``K < n`` a span's copies may use whole blocks it only partly overlaps. Every
 plan's step time is at least the bound; the bound is not always reachable.
 """
@@ -65,7 +71,8 @@ RELAXATIONS = (
     "fractional keep / offload / recompute per idle span",
     "fluid copies: no latency, bytes split freely across the span's window, both directions at once",
     "links aggregated per direction (into / out of the compute tier) and per block of ops",
-    "a span counts as away for its whole idle window; lower-tier capacities and staging copies are free",
+    "a span counts as away for its whole idle window; lower tiers only bound what must come back over their "
+    "out-links within a step; staging copies are free",
     "a recompute's inputs need not be present; op order and host placement fixed",
 )
 #: Blocks of ops the LP works on; bigger graphs group consecutive ops (weaker but faster).
@@ -340,16 +347,44 @@ def lower_bound(graph: Graph, hw: Hardware, *, op_tiers: Mapping[int, str] | Non
                 continue
             starts[lo].extend(terms)
             starts[hi].extend((v, -c) for v, c in terms)
+    # recompute relief alone (for the storage rows below)
+    rec_starts: list[list[tuple[int, float]]] = [[] for _ in range(n + 1)]
+    for s in spans:
+        if s.id in rec:
+            for lo, hi in _covered(s, n):
+                if hi > lo:
+                    rec_starts[lo].append((rec[s.id], s.bytes / unit_b))
+                    rec_starts[hi].append((rec[s.id], -s.bytes / unit_b))
+    # storage: what is away at op i and not to be recomputed has a copy in some lower tier, at most its
+    # capacity; whatever sits in tier T must leave T (over T's out-links) before its next use, within one step
+    lower = [t.name for t in hw.tiers if t.name != C]
+    out_bw = {t: sum(link.bandwidth_Bps for link in hw.links if link.src == t) * unit_t / unit_b for t in lower}
+    step = lp.var()
+    lp.row([(step, 1.0), *((t, -1.0) for t in tau)], 0.0, 0.0)
+    # tensors no compute-tier op uses may stay below for good: they never have to come back
+    never_back = sum(sp.bytes for sp in spans if sp.kind == "unused") / unit_b
     relief_prev: int | None = None
+    rec_prev: int | None = None
     for i in range(n):
         rv = lp.var()
         lp.row([(rv, 1.0), *([(relief_prev, -1.0)] if relief_prev is not None else []),
                 *((v, -c) for v, c in starts[i])], 0.0, 0.0)
         relief_prev = rv
+        if rec:
+            cv = lp.var()
+            lp.row([(cv, 1.0), *([(rec_prev, -1.0)] if rec_prev is not None else []),
+                    *((v, -c) for v, c in rec_starts[i])], 0.0, 0.0)
+            rec_prev = cv
         # (an op that takes no time has no instant at which its outputs must coexist with the rest: frees at
         # t come before allocations at t, so its row is left out)
         if need[i] > 0 and i not in host and dur[i] > 0:
             lp.row([(rv, 1.0)], float(need[i]), math.inf)
+            if lower and need[i] > never_back:
+                held = [(lp.var(ub=hw.capacity(t) / unit_b), t) for t in lower]
+                lp.row([*((z, 1.0) for z, _ in held), *([(rec_prev, 1.0)] if rec_prev is not None else [])],
+                       float(need[i] - never_back), math.inf)
+                for z, t in held:
+                    lp.row([(z, 1.0), (step, -out_bw[t])], -math.inf, 0.0)
 
     res = lp.solve()
     solve_s = time.perf_counter() - started
