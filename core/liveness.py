@@ -8,6 +8,7 @@ span from step start to their first use.
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -126,6 +127,18 @@ def analyze(graph: Graph, host_ops: frozenset[int] = frozenset(),
     are not in the graph, such as the inputs of an op recomputed just before op ``i`` (they must be in the
     compute tier there).
     """
+    # Millions of spans and tuples, none in a cycle: full collections over the caller's heap (a 10⁶-op
+    # graph is ~10⁷ objects) would otherwise cost more than the analysis itself.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze(graph, host_ops, extra_uses)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyze(graph: Graph, host_ops: frozenset[int], extra_uses: Mapping[str, tuple[int, ...]] | None) -> Liveness:
     n = len(graph.ops)
     refs = graph_refs(graph)
     n_t = len(refs.names)
