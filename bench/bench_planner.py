@@ -306,7 +306,8 @@ def profile_planner(n: int, lines: int) -> None:
     text = profiler.output_text(unicode=False, color=False)
     body = [ln for ln in text.splitlines() if ln.strip()]
     start = next((k for k, ln in enumerate(body) if "make_plan" in ln), 0)
-    print(f"pyinstrument, make_plan on {len(g.ops):,} ops (top {lines} lines):\n")
+    header = next((" ".join(ln[ln.index("Duration:"):].split()) for ln in body if "Duration:" in ln), "")
+    print(f"pyinstrument, make_plan on {len(g.ops):,} ops (top {lines} lines; {header} s):\n")
     print("```")
     print("\n".join(body[start:start + lines]))
     print("```")
