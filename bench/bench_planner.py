@@ -5,7 +5,8 @@ Prints Markdown tables (the README quotes them). Timings are wall-clock seconds 
 ``--repeat`` runs for rows under 10k ops, one run above.
 
 - **Speed** (per size, each in a fresh process so its peak RSS is its own): load (graph JSON → Graph),
-  analyse (liveness), first plan (``make_plan`` with one ranking order and no baseline candidates),
+  analyse (liveness), first plan (``make_plan``'s fast path: one ranking order, no baseline candidates,
+  no reordering, bound-guided rounding or local search),
   refined plan (``make_plan`` as the CLI runs it: the portfolio), schedule (one build of the first plan's
   schedule, on its own; both plans include one or more), validate (independent replay), metrics
   (core.metrics.compute_metrics on the refined plan), write (plan JSON),
@@ -113,8 +114,17 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-#: the fast path: one ranking order, no baselines as extra candidates (each still validated)
+#: the fast path: one ranking order, no baseline candidates, no reordering, bound-guided rounding or
+#: local search (each plan is still validated); whichever of these the planner knows
 FIRST_PARAMS = {"portfolio": 0, "baselines": 0}
+FIRST_KWARGS = {"reorder": False, "bound": False, "search_s": 0.0}
+
+
+def _first_kwargs() -> dict:
+    import inspect
+
+    known = inspect.signature(make_plan).parameters
+    return {k: v for k, v in FIRST_KWARGS.items() if k in known}
 
 
 def _first_params() -> dict:
@@ -158,7 +168,8 @@ def measure_size(n: int, repeat: int, plan: bool) -> dict:
         if plan:
             hw = hierarchy(int(live.no_offload_peak_bytes * 0.5))
             fast = _first_params()
-            row["first_s"], first = best_of(lambda: make_plan(g, hw, liveness=live, params=fast), repeat)
+            kw = _first_kwargs()
+            row["first_s"], first = best_of(lambda: make_plan(g, hw, liveness=live, params=fast, **kw), repeat)
             row["refined_s"], refined = best_of(lambda: make_plan(g, hw, liveness=live), repeat)
             row["schedule_s"] = _schedule_s(g, hw, live, fast)
             from core.metrics import compute_metrics
@@ -306,7 +317,8 @@ def profile_planner(n: int, lines: int) -> None:
     text = profiler.output_text(unicode=False, color=False)
     body = [ln for ln in text.splitlines() if ln.strip()]
     start = next((k for k, ln in enumerate(body) if "make_plan" in ln), 0)
-    print(f"pyinstrument, make_plan on {len(g.ops):,} ops (top {lines} lines):\n")
+    header = next((" ".join(ln[ln.index("Duration:"):].split()) for ln in body if "Duration:" in ln), "")
+    print(f"pyinstrument, make_plan on {len(g.ops):,} ops (top {lines} lines; {header} s):\n")
     print("```")
     print("\n".join(body[start:start + lines]))
     print("```")

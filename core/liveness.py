@@ -8,11 +8,13 @@ span from step start to their first use.
 
 from __future__ import annotations
 
+import gc
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import chain
+from operator import attrgetter
 
 import numpy as np
 
@@ -79,20 +81,21 @@ class GraphRefs:
     (the planner analyses the same graph again with host ops and recompute inputs)."""
 
     def __init__(self, graph: Graph) -> None:
-        index = {t.id: k for k, t in enumerate(graph.tensors)}
+        tensors = graph.tensors
+        self.names = list(map(attrgetter("id"), tensors))
+        index = dict(zip(self.names, range(len(tensors))))
         self.index = index
-        self.names = [t.id for t in graph.tensors]
-        self.bytes = np.fromiter((t.bytes for t in graph.tensors), dtype=np.int64, count=len(graph.tensors))
-        self.persistent = np.fromiter((t.persistent for t in graph.tensors), dtype=bool, count=len(graph.tensors))
+        self.bytes = np.fromiter(map(attrgetter("bytes"), tensors), dtype=np.int64, count=len(tensors))
+        self.persistent = np.fromiter(map(attrgetter("persistent"), tensors), dtype=bool, count=len(tensors))
         self.in_op, self.in_t = self._flat(graph, index, "inputs")
         self.out_op, self.out_t = self._flat(graph, index, "outputs")
         self.mut_op, self.mut_t = self._flat(graph, index, "mutates")
-        self.produced = np.zeros(len(graph.tensors), dtype=bool)
+        self.produced = np.zeros(len(tensors), dtype=bool)
         self.produced[self.out_t] = True
 
     @staticmethod
     def _flat(graph: Graph, index: Mapping[str, int], attr: str) -> tuple[np.ndarray, np.ndarray]:
-        lists = [getattr(op, attr) for op in graph.ops]
+        lists = list(map(attrgetter(attr), graph.ops))
         counts = np.fromiter(map(len, lists), dtype=np.int64, count=len(lists))
         total = int(counts.sum())
         tensors = np.fromiter(map(index.__getitem__, chain.from_iterable(lists)), dtype=np.int64, count=total)
@@ -126,6 +129,18 @@ def analyze(graph: Graph, host_ops: frozenset[int] = frozenset(),
     are not in the graph, such as the inputs of an op recomputed just before op ``i`` (they must be in the
     compute tier there).
     """
+    # Millions of spans and tuples, none in a cycle: full collections over the caller's heap (a 10⁶-op
+    # graph is ~10⁷ objects) would otherwise cost more than the analysis itself.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _analyze(graph, host_ops, extra_uses)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _analyze(graph: Graph, host_ops: frozenset[int], extra_uses: Mapping[str, tuple[int, ...]] | None) -> Liveness:
     n = len(graph.ops)
     refs = graph_refs(graph)
     n_t = len(refs.names)

@@ -104,14 +104,15 @@ class _GraphFacts:
     """Per-graph arrays reused across plans (sweeps plan the same graph many times)."""
 
     def __init__(self, graph: Graph) -> None:
-        self.tensor_index = {t.id: k for k, t in enumerate(graph.tensors)}
-        self.bytes = np.array([t.bytes for t in graph.tensors], dtype=_I64)
-        self.kind_of = np.array([TENSOR_KINDS.index(t.kind) for t in graph.tensors], dtype=_I64)
+        refs = graph_refs(graph)  # the flat references core.liveness already built for this graph
+        self.tensor_index = refs.index
+        self.bytes = refs.bytes
+        kind_code = {k: j for j, k in enumerate(TENSOR_KINDS)}
+        self.kind_of = np.fromiter((kind_code[t.kind] for t in graph.tensors), dtype=_I64, count=len(graph.tensors))
         self.op_index = graph.op_index
-        ti = self.tensor_index
         self.out_ptr = np.zeros(len(graph.ops) + 1, dtype=_I64)
-        self.out_ptr[1:] = np.cumsum([len(op.outputs) for op in graph.ops])
-        self.out_t = np.array([ti[x] for op in graph.ops for x in op.outputs], dtype=_I64)
+        self.out_ptr[1:] = np.cumsum(np.bincount(refs.out_op, minlength=len(graph.ops)))
+        self.out_t = refs.out_t
         self.category = [op.category for op in graph.ops]
         self._times: dict[Compute, np.ndarray] = {}
         self._peak: int | None = None
