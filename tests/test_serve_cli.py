@@ -58,6 +58,7 @@ class TestTimed:
     (["serve", "synthetic:50", "--model", "llama-2-7b", "--pool-capacity", "1GiB"], "has no POOL tier"),
     (["serve", "synthetic:50", "--model", "llama-2-7b", "--write-through"], "write-through keeps a copy"),
     (["serve", "synthetic:x"], "expected synthetic[:REQUESTS[:SEED]]"),
+    (["serve", "synthetic:50", "--model", "llama-2-7b", "--ddr-capacity", "1TiB"], "DDR.capacity: a cache of 1024.0 GiB does not fit in DDR (256.0 GiB)"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
     assert main(argv) == 2
