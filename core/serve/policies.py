@@ -544,7 +544,7 @@ class TierplanPolicy(_HeapPolicy):
       On the shipped trace such a block is read again 5 % of the time against 66 % for other blocks (the next
       turn fills it with new tokens, so its hash changes);
     - a block seen for the first time enters ``shift_new`` touches older: on the shipped trace 42 % of
-      first-seen blocks are read again, against 73–84 % of blocks already read once or more;
+      first-seen blocks are read again, against 68–84 % of blocks already read one to five times;
     - every block is credited ``w·log2(blocks from it to the prompt's end)`` touches: a hit on a prompt's
       head saves recomputing the whole prompt, a hit on its tail only the tail (LMCache's recompute-cost
       score, in the log domain where age decay is a shift).
