@@ -204,10 +204,12 @@ def _knobs() -> tuple[str, Hardware, ServeConfig]:
     if abs(hbm_gib * GiB - hw.capacity(top)) >= 1:
         hw = with_capacity(hw, top, int(hbm_gib * GiB))
     for col, tier in zip(cols[2:], lower):
-        cap_gib = col.number_input(f"{tier} cache (GiB)", 0.0, float(hw.capacity(tier)) / GiB,
-                                   float(hw.capacity(tier)) / GiB, key=f"sv:cap:{tier}",
+        full = float(hw.capacity(tier)) / GiB
+        # another hardware may have a smaller tier: never let a remembered value exceed the widget's maximum
+        top_gib = max(full, float(st.session_state.get(f"sv:cap:{tier}", 0.0)))
+        cap_gib = col.number_input(f"{tier} cache (GiB)", 0.0, top_gib, full, key=f"sv:cap:{tier}",
                                    help=f"Share of {tier} ({format_bytes(hw.capacity(tier))}) used for cached blocks; 0 = off")
-        caps.append((tier, int(cap_gib * GiB)))
+        caps.append((tier, int(min(cap_gib, full) * GiB)))
         if cap_gib > 0:
             used.append(tier)
     with st.expander("Links and placement", expanded=False):

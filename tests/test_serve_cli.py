@@ -40,6 +40,11 @@ class TestTimed:
         assert out["capacity_blocks"]["DDR"] == 32 * 2**30 // (512 * 2 * 32 * 32 * 128 * 2)
         assert set(out["ttft_s"]) == {"p50", "p90", "p99", "mean"}
 
+    @pytest.mark.parametrize("model", ["llama2-7b-decode", "sample_models/configs/llama-2-7b.json", "llama-2-7b"])
+    def test_model_by_sample_key_file_or_name(self, capsys, model):
+        out = _json(capsys, ["serve", "synthetic:60:1", "--model", model, "--json"])
+        assert out["model"] == "llama-2-7b" and out["block_bytes"] == 512 * 2 * 32 * 32 * 128 * 2
+
     def test_text_output(self, capsys):
         assert main(["serve", "synthetic:100", "--model", "llama-2-7b", "--set", "DDR->HBM.bandwidth=16GB/s"]) == 0
         assert "TTFT p50" in capsys.readouterr().out
@@ -53,6 +58,7 @@ class TestTimed:
     (["serve", "synthetic:50", "--model", "llama-2-7b", "--pool-capacity", "1GiB"], "has no POOL tier"),
     (["serve", "synthetic:50", "--model", "llama-2-7b", "--write-through"], "write-through keeps a copy"),
     (["serve", "synthetic:x"], "expected synthetic[:REQUESTS[:SEED]]"),
+    (["serve", "synthetic:50", "--model", "llama-2-7b", "--ddr-capacity", "1TiB"], "DDR.capacity: a cache of 1024.0 GiB does not fit in DDR (256.0 GiB)"),
 ])
 def test_bad_input_exits_2_with_one_line(capsys, argv, needle):
     assert main(argv) == 2

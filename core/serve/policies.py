@@ -534,23 +534,26 @@ class BeladyPolicy(_HeapPolicy):
 
 
 class TierplanPolicy(_HeapPolicy):
-    """Tierplan's default: the reference LRU order, made prefix-aware only under measured pressure.
+    """Tierplan's default: the reference LRU order, made prefix- and reuse-aware only under measured pressure.
 
-    Two corrections to a block's last-touch time, both zero until the cache shows pressure, so without
+    Three corrections to a block's last-touch time, all zero until the cache shows pressure, so without
     pressure this is exactly ``lru`` (which is why it never fell below ``lru`` at any capacity in the sweeps
     of ``tests/test_serve_capacity.py``):
 
     - a prompt's partial last block (``input_length % 512 != 0``) enters as if touched ``shift`` touches ago.
       On the shipped trace such a block is read again 5 % of the time against 66 % for other blocks (the next
       turn fills it with new tokens, so its hash changes);
-    - every other block is credited ``w·log2(blocks from it to the prompt's end)`` touches: a hit on a
-      prompt's head saves recomputing the whole prompt, a hit on its tail only the tail (LMCache's
-      recompute-cost score, in the log domain where age decay is a shift).
+    - a block seen for the first time enters ``shift_new`` touches older: on the shipped trace 42 % of
+      first-seen blocks are read again, against 68–84 % of blocks already read one to five times;
+    - every block is credited ``w·log2(blocks from it to the prompt's end)`` touches: a hit on a prompt's
+      head saves recomputing the whole prompt, a hit on its tail only the tail (LMCache's recompute-cost
+      score, in the log domain where age decay is a shift).
 
-    ``shift`` adapts as ARC does, from ghost lists of recent victims, on the one block of a request that
-    matters, its first miss: a recently evicted ordinary block means pressure (``shift += grow·N``), a
-    recently evicted partial tail means tails leave too early (``shift −= shrink·N``); ``w`` ramps with
-    ``shift`` up to ``value·N``.
+    The shifts adapt as ARC does, from ghost lists of recent victims, on the one block of a request that
+    matters, its first miss: a recently evicted partial tail means tails leave too early (``shift`` shrinks);
+    a recently evicted block that had been read before means pressure (``shift`` and ``shift_new`` grow); a
+    recently evicted first-seen block means those leave too early (``shift_new`` shrinks, ``shift`` grows).
+    Steps are ``grow·N`` and ``shrink·N``; ``w`` ramps with ``shift`` up to ``value·N``.
     """
 
     name = "tierplan"
@@ -563,9 +566,14 @@ class TierplanPolicy(_HeapPolicy):
         self.grow, self.shrink, self.max_shift = grow * cap, shrink * cap, max_shift * cap
         self.value_weight = value * cap
         self.ramp = value * cap
+        self.shift_new = 0.0
+        self.grow_new, self.shrink_new = grow * cap, shrink * cap
         self.tails: set[int] = set()
+        self.fresh: set[int] = set()  # cached blocks first seen when inserted, not read again since
+        self.seen: set[int] = set()
         self.ghost_tail: OrderedDict[int, None] = OrderedDict()
         self.ghost_main: OrderedDict[int, None] = OrderedDict()
+        self.ghost_fresh: OrderedDict[int, None] = OrderedDict()
 
     def access(self, blocks: Sequence[int], req: int, first_pos: int = -1, *, hit: int = -1,
                partial_tail: bool = False, prompt: bool = True) -> list[int]:
@@ -584,8 +592,14 @@ class TierplanPolicy(_HeapPolicy):
                 del self.ghost_tail[miss]
             elif miss in self.ghost_main:
                 self.shift = min(self.max_shift, self.shift + self.grow)
+                self.shift_new = min(self.max_shift, self.shift_new + self.grow_new)
                 del self.ghost_main[miss]
-        key, heap, tails = self.key, self.heap, self.tails
+            elif miss in self.ghost_fresh:
+                self.shift = min(self.max_shift, self.shift + self.grow)
+                self.shift_new = max(0.0, self.shift_new - self.shrink_new)
+                del self.ghost_fresh[miss]
+        key, heap, tails, fresh, seen = self.key, self.heap, self.tails, self.fresh, self.seen
+        shift_new = self.shift_new if prompt else 0.0
         push = heapq.heappush
         weight = self.value_weight * min(1.0, self.shift / self.ramp) if self.ramp > 0 and prompt else 0.0
         log2 = math.log2
@@ -600,6 +614,13 @@ class TierplanPolicy(_HeapPolicy):
                 primary = tick + weight * log2(n - k) if weight else tick
                 if tails:
                     tails.discard(b)
+                if prompt and b not in seen:
+                    primary -= shift_new
+                    fresh.add(b)
+                elif fresh:
+                    fresh.discard(b)
+            if prompt:
+                seen.add(b)
             key[b] = tick
             push(heap, (primary, tick, b))
         self.tick = tick
@@ -611,8 +632,8 @@ class TierplanPolicy(_HeapPolicy):
     def evict_to(self, capacity: int) -> list[int]:
         """Evict down to ``capacity``, remembering each victim in its ghost list."""
         out: list[int] = []
-        tails, key, heap = self.tails, self.key, self.heap
-        gt, gm = self.ghost_tail, self.ghost_main
+        tails, fresh, key, heap = self.tails, self.fresh, self.key, self.heap
+        gt, gm, gf = self.ghost_tail, self.ghost_main, self.ghost_fresh
         bound = max(1, self.capacity or 0)
         pop = heapq.heappop
         while len(key) > capacity:
@@ -624,6 +645,9 @@ class TierplanPolicy(_HeapPolicy):
             if b in tails:
                 tails.discard(b)
                 ghost = gt
+            elif b in fresh:
+                fresh.discard(b)
+                ghost = gf
             else:
                 ghost = gm
             ghost[b] = None
@@ -634,6 +658,7 @@ class TierplanPolicy(_HeapPolicy):
     def _drop(self, block: int) -> None:
         super()._drop(block)
         self.tails.discard(block)
+        self.fresh.discard(block)
 
 
 POLICIES: tuple[str, ...] = ("lru", "lfu", "s3fifo", "arc", "cost", "tierplan", "belady")
@@ -643,7 +668,7 @@ POLICY_HELP: dict[str, str] = {
     "s3fifo": "S3-FIFO: small probationary FIFO, main FIFO, ghost queue",
     "arc": "ARC: adaptive split between recency and frequency",
     "cost": "LMCache-style cost-aware: recompute cost saved per byte, with age decay",
-    "tierplan": "Tierplan default: lru, with partial last blocks aged adaptively under pressure",
+    "tierplan": "Tierplan default: lru, made prefix- and reuse-aware under measured pressure",
     "belady": "offline ceiling: evict the block used farthest in the future",
 }
 

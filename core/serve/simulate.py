@@ -227,9 +227,12 @@ class _Sim:
                                   "(tensor_parallel)")
         self.hbm_free_bytes = cfg.prefill_instances * (hbm_bytes - model.weight_bytes)
         overrides = dict(cfg.tier_capacity_bytes)
-        for name in overrides:
+        for name, value in overrides.items():
             if name not in hw.tier_by_name:
                 raise InputError(f"no tier '{name}' in hardware '{hw.name}'", field=f"{name}.capacity")
+            if value > hw.capacity(name):
+                raise InputError(f"a cache of {value / 2**30:.1f} GiB does not fit in {name} "
+                                 f"({hw.capacity(name) / 2**30:.1f} GiB)", field=f"{name}.capacity")
         lower = [t for t in hw.offload_tiers if cfg.cache_tiers is None or t in cfg.cache_tiers]
         future = FutureIndex(trace) if cfg.policy == "belady" else None
         self.future = future
