@@ -419,6 +419,12 @@ class TestSliders:
         at.number_input(key="in:cap:HBM").set_value(10.0).run()
         assert at.slider(key="sl:in:cap:HBM").value == 10.0  # the slider follows the field
 
+    def test_sliders_show_their_fields_values(self):
+        at = _app(model="deepseek-v3-decode", policy="none")  # 128 GiB HBM: a slider once showed 130
+        fields = {n.key: n.value for n in at.number_input if n.key and n.key.startswith(("in:cap:", "in:bw:"))}
+        sliders = {s.key.removeprefix("sl:"): s.value for s in at.slider if s.key and s.key.startswith("sl:")}
+        assert sliders and all(sliders[k] == pytest.approx(v, abs=1e-9) for k, v in fields.items() if k in sliders)
+
     def test_one_click_share_of_the_no_offload_peak(self):
         from core.metrics import no_offload_peak_bytes
 

@@ -321,7 +321,7 @@ def _slider(num_key: str, base: float, label: str) -> None:
     """A slider under a number field, for dragging: 0 … 2× the preset's value (or the current value)."""
     current = float(st.session_state[num_key])
     top = max(2.0 * base, current, 1.0)
-    step = _step(top) if top >= 1 else 0.01
+    step = max(0.001, 10 ** math.floor(math.log10(top)) / 1000)  # fine enough to show the field's value
     top = math.ceil(top / step) * step
     sl_key = f"sl:{num_key}"
     st.session_state[sl_key] = min(max(0.0, round(current / step) * step), top)
@@ -350,11 +350,11 @@ def _tier_editor(raw: Mapping[str, Any], peak_bytes: int | None = None) -> None:
         _slider(key, int(tier["capacity_bytes"]) / size, f"drag {name} capacity")
         if name == compute_tier and peak_bytes:
             _init("in:peak_pct", 50.0)
-            c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
-            c1.number_input("% of no-offload peak", min_value=1.0, max_value=200.0, step=5.0, format="%g",
+            st.number_input(f"{name} as % of the no-offload peak", min_value=1.0, max_value=200.0, step=5.0, format="%g",
                             key="in:peak_pct", help=f"The model needs {format_bytes(peak_bytes)} in {name} if nothing "
                                                      "moves; set the capacity to this share of it.")
-            c2.button(f"Set {name} to {float(st.session_state['in:peak_pct']):g} %", key="set:peak_pct",
+            st.button(f"Set {name} to {float(st.session_state['in:peak_pct']):g} % of "
+                      f"{format_bytes(peak_bytes)}", key="set:peak_pct",
                       on_click=_set_fraction_of_peak, args=(key, peak_bytes, size), width="stretch",
                       help=f"{name} = {float(st.session_state['in:peak_pct']):g} % × {format_bytes(peak_bytes)}")
     st.markdown("**Links** (bandwidth GB/s · latency µs)")
