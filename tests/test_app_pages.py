@@ -480,3 +480,11 @@ class TestAB:
         assert (step["B − A"] == "no change") == (a.metrics["step_time_s"] == b.metrics["step_time_s"])
         spec = next(_spec(c) for c in _charts(at) if "A vs B" in str(_spec(c)["layout"].get("title", {}).get("text", "")))
         assert [t["name"] for t in spec["data"]] == ["A", "B"]
+
+
+def test_compare_note_column_gets_the_room_it_needs():
+    at = _app(model="tiny")
+    at.switch_page("pages/compare.py").run()
+    _clean(at)
+    table = next(d for d in at.dataframe if "note" in getattr(d.value, "columns", []))
+    assert json.loads(table.proto.columns)["note"]["width"] == "large"
