@@ -411,6 +411,8 @@ class TestCharts:
 class TestSliders:
     def test_dragging_a_slider_sets_the_field_and_replans(self):
         at = _app(model="tiny")
+        assert not [s for s in at.slider if s.key and s.key.startswith("sl:")]  # off by default (latency)
+        at.toggle(key="in:sliders").set_value(True).run()
         before = _metric(at, "Bytes moved")
         at.slider(key="sl:in:cap:HBM").set_value(13.0).run()
         _clean(at)
@@ -421,6 +423,7 @@ class TestSliders:
 
     def test_sliders_show_their_fields_values(self):
         at = _app(model="deepseek-v3-decode", policy="none")  # 128 GiB HBM: a slider once showed 130
+        at.toggle(key="in:sliders").set_value(True).run()
         fields = {n.key: n.value for n in at.number_input if n.key and n.key.startswith(("in:cap:", "in:bw:"))}
         sliders = {s.key.removeprefix("sl:"): s.value for s in at.slider if s.key and s.key.startswith("sl:")}
         assert sliders and all(sliders[k] == pytest.approx(v, abs=1e-9) for k, v in fields.items() if k in sliders)

@@ -312,13 +312,21 @@ def hardware_label(name: str, base: Mapping[str, Any], current: Mapping[str, Any
     return f"{name} (edited: {summary})" if summary else name
 
 
+#: Session key of the sidebar's "Sliders" switch.
+SLIDERS_KEY = "in:sliders"
+
+
 def _copy(src: str, dst: str) -> None:
     """on_change of a slider: the number field beside it takes its value (the field is what is planned)."""
     st.session_state[dst] = float(st.session_state[src])
 
 
 def _slider(num_key: str, base: float, label: str) -> None:
-    """A slider under a number field, for dragging: 0 … 2× the preset's value (or the current value)."""
+    """A slider under a number field, for dragging: 0 … 2× the preset's value (or the current value).
+    Only when *Sliders* is on: two dozen sliders in the sidebar doubled the browser's time to show new KPIs
+    on a loaded machine (bench/bench_dashboard.py, tiny sample: 0.45 s median without, 1.04 s with)."""
+    if not st.session_state.get(SLIDERS_KEY):
+        return
     current = float(st.session_state[num_key])
     top = max(2.0 * base, current, 1.0)
     step = max(0.001, 10 ** math.floor(math.log10(top)) / 1000)  # fine enough to show the field's value
@@ -431,6 +439,8 @@ def _hardware_section(problems: list[str], graph: Graph | None = None) -> tuple[
 
         peak = int(no_offload_peak_bytes(graph))
     with st.expander("Tiers and links", expanded=True):
+        _init(SLIDERS_KEY, False)
+        st.toggle("Sliders to drag", key=SLIDERS_KEY, help="A slider under every capacity and bandwidth field.")
         _tier_editor(raw, peak)
         _add_tier_form([t["name"] for t in raw["tiers"]])
     values = {k: v for k, v in st.session_state.items() if isinstance(k, str) and k.startswith(("in:cap:", "in:bw:", "in:lat:"))}
