@@ -26,6 +26,7 @@ test: $(VENV)/.dev
 	$(PY) -m ruff check .
 	$(PY) -m mypy core
 	$(PY) -m pytest -n 2 --dist loadgroup
+	$(PY) -m core fuzz --seconds 60 --seed 20261201 --out artifacts/fuzz  # every policy; fails on an invalid plan or crash
 
 lint: $(VENV)/.dev
 	$(PY) -m ruff check .

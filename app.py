@@ -25,6 +25,7 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page("pages/whatif.py", title="What-if", icon=":material/tune:", url_path="whatif"),
     st.Page("pages/model.py", title="Model", icon=":material/account_tree:", url_path="model"),
+    st.Page("pages/serve.py", title="Serve", icon=":material/dns:", url_path="serve"),
     st.Page("pages/learn.py", title="Learn", icon=":material/school:", url_path="learn"),
 ]
 page = st.navigation(PAGES, position="top")

@@ -9,12 +9,12 @@ True
 
 from __future__ import annotations
 
-from core.errors import InfeasibleError, InputError, TierplanError
+from core.errors import InfeasibleError, InputError, PlanBugError, TierplanError
 from core.graph import Graph, load_graph
 from core.hardware import Hardware, apply_setting, load_hardware, with_capacity
 from core.plan import Plan, load_plan, plan_to_dict
 from core.planner import make_plan
-from core.policies import list_policies
+from core.policies.registry import list_policies
 from core.sources import Workload, load_model_bytes
 from core.validate import validate_plan
 
@@ -35,7 +35,7 @@ def __getattr__(name: str) -> object:
 
 __all__ = [
     "Graph", "Hardware", "Plan", "Workload",
-    "TierplanError", "InputError", "InfeasibleError",
+    "TierplanError", "InputError", "InfeasibleError", "PlanBugError",
     "load_graph", "load_hardware", "load_plan", "load_model_bytes", "load_sample", "load_preset",
     "list_samples", "list_presets", "list_policies",
     "apply_setting", "with_capacity", "make_plan", "validate_plan", "plan_to_dict",

@@ -52,6 +52,49 @@ def register_serve(sub: Any) -> None:
 COMMANDS: list[Callable[[Any], None]] = [*_BUILTIN, register_serve]
 
 
+# ------------------------------------------------------------------------------------- fuzz (issue #9)
+
+
+def _cases(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register_fuzz(sub: Any) -> None:
+    """``fuzz``: random cases, every policy, the validator on every plan (see core/fuzz.py)."""
+    p = sub.add_parser("fuzz", help="plan random graphs with every policy and validate every plan",
+                       description="Plan random graphs and hierarchies with every policy, replay each plan with "
+                       "the validator, print the seed of every failure and write its files to --out. Exit 1 on "
+                       "any invalid plan or crash.")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long to run (default 60)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the case seeds (default 0)")
+    p.add_argument("--policy", action="append", metavar="P", help="a policy to run (repeatable; default: all)")
+    p.add_argument("--max-cases", type=_cases, default=None, help="stop after this many cases")
+    p.add_argument("--out", required=True, metavar="DIR", help="where failing graphs, hardware and plans go")
+    p.set_defaults(run=run_fuzz_command)
+
+
+def run_fuzz_command(args: argparse.Namespace) -> int:
+    from core.fuzz import all_policies, format_summary, run_fuzz
+
+    known = all_policies()
+    for policy in args.policy or []:
+        if policy not in known:
+            raise InputError(f"unknown policy '{policy}' (known: {', '.join(known)})", field="--policy")
+    summary = run_fuzz(seconds=args.seconds, seed=args.seed, out=args.out, policies=args.policy,
+                       max_cases=args.max_cases, log=sys.stdout)
+    print(format_summary(summary))
+    return EXIT_OK if summary.ok else 1
+
+
+COMMANDS.append(register_fuzz)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m core", description="Tierplan: plan tensor placement across memory tiers.",
                      epilog=EPILOG)

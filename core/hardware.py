@@ -361,17 +361,14 @@ def op_time_s(op: Op, compute: Compute, device: Compute | None = None) -> float:
 
     Without ``time_s`` it is the roofline on ``compute``. A fixed ``time_s`` is the op's time on the
     device (``device``, the hardware's main compute; ``None`` = ``compute`` is the device). On another
-    compute (host CPUs) it is scaled by how much slower that compute runs this op: ``time_s ×
-    roofline(op, compute) / roofline(op, device)`` when the op gives ``flops`` or ``bytes_accessed``,
-    else ``time_s ×`` :func:`speed_ratio` ``(device, compute)`` (docs/formats.md, "Op time").
+    compute (host CPUs) it is ``time_s ×`` :func:`speed_ratio` ``(device, compute)``: the larger of the
+    effective-flops and effective-bandwidth ratios (docs/formats.md, "Op time on a compute"). That is never
+    less than the ratio of the op's own rooflines, so the host is never modelled faster than it can be.
     """
     if op.time_s is None:
         return roofline_s(op, compute)
     if device is None or device == compute:
         return op.time_s
-    on_device = roofline_s(op, device)
-    if on_device > 0:
-        return op.time_s * (roofline_s(op, compute) / on_device)
     return op.time_s * speed_ratio(device, compute)
 
 

@@ -13,6 +13,13 @@ A policy says, per idle span, keep / offload to a tier / recompute. This module 
    earlier than its slot, each op after its inputs are ready, and makes a slot wait for every copy the
    capacity count assumed gone. So the count is an upper bound of the real occupancy at every instant and
    the plan is physically valid; estimates that were too optimistic only cost stall time.
+4. **Refining passes.** When the simulated step stalls, the extents are granted again against the slot
+   starts the simulation found (write-backs first, then copy-ins first) and the faster timing is kept: in
+   link-bound phases a copy-in then streams in while the previous copy-out drains, when capacity allows.
+   Each pass is steps 2-3 again, so it is valid by the same argument.
+
+Policy parameters the scheduler reads: ``prefetch_slack`` (start copy-ins earlier by this fraction of
+their duration; Tierplan's own knob, default 0 for policies without it).
 """
 
 from __future__ import annotations
@@ -393,11 +400,24 @@ class _Builder:
                     need_bytes=need, have_bytes=tier.capacity_bytes,
                 )
 
-    def grant_extents(self) -> dict[str, np.ndarray]:
-        """Grow tails and heads toward the link-timing estimate wherever capacity allows."""
+    def grant_extents(self, *, heads_first: bool = False) -> dict[str, np.ndarray]:
+        """Grow tails and heads toward the link-timing estimate wherever capacity allows.
+
+        Whoever is granted first gets the room where both want it: write-backs first keep compute from
+        waiting for copy-outs; copy-ins first let the next tensor stream in while the previous one drains
+        (the refining passes of :func:`build_schedule` try both)."""
         occ = self.occupancy()
         self.check(occ)
         caps = {t.name: t.capacity_bytes for t in self.hw.tiers}
+        if heads_first:
+            self._grant_heads(occ, caps)
+            self._grant_tails(occ, caps)
+        else:
+            self._grant_tails(occ, caps)
+            self._grant_heads(occ, caps)
+        return occ
+
+    def _grant_tails(self, occ: dict[str, np.ndarray], caps: Mapping[str, int]) -> None:
         hbm, cap = occ[self.C], caps[self.C]
         link_free: dict[tuple[str, str], float] = {}
         for m in sorted((m for m in self.moves if m.tail_copy is not None), key=lambda m: m.issue_slot):
@@ -413,6 +433,9 @@ class _Builder:
                 if hi > lo:
                     hbm[lo:hi] += m.nbytes
                     m.tail_copy.free_slot = hi  # type: ignore[union-attr]
+
+    def _grant_heads(self, occ: dict[str, np.ndarray], caps: Mapping[str, int]) -> None:
+        hbm, cap = occ[self.C], caps[self.C]
         heads = sorted((m for m in self.moves if m.head_copy is not None), key=lambda m: m.deadline_slot or 0)
         link_start: dict[tuple[str, str], float] = {}
         wanted: dict[int, int] = {}
@@ -448,11 +471,22 @@ class _Builder:
             m.head_copy.alloc_slot = lo  # type: ignore[union-attr]
             for st in m.staging:
                 st.alloc_slot = min(lo, d)
-        return occ
 
     # ------------------------------------------------------------------------------------ timing
+    def snapshot(self) -> tuple[list[tuple[int, int]], list[int]]:
+        """Every copy's slot range and every move's issue slot, to undo :meth:`grant_extents`."""
+        return [(c.alloc_slot, c.free_slot) for c in self.copies], [m.issue_slot for m in self.moves]
+
+    def restore(self, snap: tuple[list[tuple[int, int]], list[int]]) -> None:
+        for c, (alloc, free) in zip(self.copies, snap[0], strict=True):
+            c.alloc_slot, c.free_slot = alloc, free
+        for m, issue in zip(self.moves, snap[1], strict=True):
+            m.issue_slot = issue
+
     def simulate(self) -> list[Event]:
         g, n, C = self.graph, self.n, self.C
+        self.last_read = {}
+        self.slot_begin_s = np.zeros(n + 1, dtype=np.float64)
         events: list[Event] = []
         issued: list[list[_Move]] = [[] for _ in range(n + 1)]
         for m in self.moves:
@@ -474,6 +508,7 @@ class _Builder:
             self._run_move(m, 0.0, link_free, ready, gone, enforce, events)
         for i in range(n):
             slot_begin = max(compute_free, enforce[i])
+            self.slot_begin_s[i] = slot_begin
             if i:
                 for m in issued[i]:
                     if m.head_copy is not None:
@@ -485,6 +520,9 @@ class _Builder:
                 events.append(ComputeEvent(op.id, start, end, C, True))
                 for out in op.outputs:
                     ready[(out, C)] = end
+                if self.host_tier_of:  # a re-run reads its inputs again: a host update must wait for it
+                    for x in (*op.inputs, *op.outputs):
+                        self.last_read[x] = end
                 compute_free = end
             op = g.ops[i]
             if i in self.op_tiers:  # on the host tier's own stream; the compute stream goes on meanwhile
@@ -509,6 +547,7 @@ class _Builder:
                 if m.head_copy is None:
                     self._run_move(m, end, link_free, ready, gone, enforce, events)
         if n:
+            self.slot_begin_s[n] = compute_free
             for m in issued[n]:
                 if m.head_copy is not None:
                     self._run_move(m, compute_free, link_free, ready, gone, enforce, events)
@@ -523,6 +562,10 @@ class _Builder:
         # after every earlier op that touched its inputs (an in-place update must not race their reads)
         start = max(host_free.get(H, 0.0), *(ready[(x, H)] for x in op.inputs),
                     *(self.last_read.get(x, 0.0) for x in op.inputs))
+        if any(x in self.last_read and self.last_read[x] >= start for x in op.mutates):
+            # a read that ends exactly now may have taken no time at all; one ulp later the update is
+            # unambiguously after it on the timeline (two streams share no event order)
+            start = float(np.nextafter(start, np.inf))
         end = start + float(self.host_durations[i])
         events.append(ComputeEvent(op.id, start, end, H))
         host_free[H] = end
@@ -580,20 +623,51 @@ class _Builder:
             t = end
 
 
+#: Re-grant extents against the simulated slot starts when the step stalls more than this fraction.
+_REFINE_STALL = 0.01
+#: At most this many extra passes (each against the slot starts the previous one simulated), while they help.
+_REFINE_PASSES = 4
+
+
 def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment,
                    params: Mapping[str, Any] | None = None, op_tiers: Mapping[int, str] | None = None,
-                   prefetch_from: Mapping[int, int] | None = None) -> Schedule:
+                   prefetch_from: Mapping[int, int] | None = None, *, refine: bool = True) -> Schedule:
     """Copies, capacity-checked extents and timed events for ``assignment`` (see module docstring).
 
     ``op_tiers`` runs those ops on a lower tier's own compute; ``live`` must be built with them as
     ``host_ops``. ``prefetch_from`` (span id -> op index) asks for a span's copy-in to be issued at that op
-    instead of as late as the link estimate allows (a policy's prefetch distance); capacity still rules."""
+    instead of as late as the link estimate allows (a policy's prefetch distance); capacity still rules.
+    ``refine`` allows the second pass below (portfolios rank candidates without it and refine the best)."""
     b = _Builder(graph, hw, live, assignment, params or {}, op_tiers, prefetch_from)
     for t in graph.tensors:
         b.tensor(t.id)
+    minimum = b.snapshot()
     occ = b.grant_extents()
     events = b.simulate()
-    return Schedule(b.initial, events, occ)
+    best = Schedule(b.initial, events, occ)
+    # Further passes: the extents were granted against slot starts that assume nothing ever waits. Where the
+    # simulation stalled (link-bound phases), the real slot starts say much better how long a copy-out
+    # keeps its source and how early a copy-in must start: grant again against them (a copy-in then
+    # streams in while the previous copy-out drains, when capacity allows) and keep the faster timing.
+    step = schedule_end_s(best)
+    ideal = float(b.est[b.n])
+    starts = b.slot_begin_s.copy()
+    for _ in range(_REFINE_PASSES if refine else 0):
+        if step <= ideal * (1 + _REFINE_STALL) + 1e-12:
+            break
+        improved = False
+        for heads_first in (False, True):
+            b.est = np.maximum.accumulate(starts)
+            b.restore(minimum)
+            occ = b.grant_extents(heads_first=heads_first)
+            again = Schedule(b.initial, b.simulate(), occ)
+            if schedule_end_s(again) < step * (1 - 1e-9):
+                best, step, improved = again, schedule_end_s(again), True
+                next_starts = b.slot_begin_s.copy()
+        if not improved:
+            break
+        starts = next_starts
+    return best
 
 
 def schedule_end_s(schedule: Schedule) -> float:

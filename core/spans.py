@@ -139,9 +139,10 @@ def recompute_blocker(graph: Graph, live: Liveness, span_id: int) -> str | None:
 
     The producer ``q`` re-runs just before the span's end ``b``. Allowed only for an ``inner`` span of a
     non-persistent tensor whose producer is recomputable, has one output and updates nothing in place, when
-    neither the tensor (ops ``q < j < b``) nor any of ``q``'s inputs (ops ``q < j < b``) is updated in place
-    before the re-run: otherwise the re-run would regenerate a different version (a stale value, or one
-    computed from updated inputs). An update at ``b`` itself is fine: the re-run happens before op ``b``.
+    neither the tensor nor any of ``q``'s inputs is updated in place by an op ``q < j <= b``: otherwise the
+    re-run would regenerate a different version (a stale value, or one computed from updated inputs). An
+    update by op ``b`` itself would come after the re-run, but with zero-duration ops both happen at one
+    instant and the order is not on the timeline, so it is excluded too (it costs a rare recompute).
     """
     span = live.spans[span_id]
     if span.kind != "inner":
@@ -156,14 +157,14 @@ def recompute_blocker(graph: Graph, live: Liveness, span_id: int) -> str | None:
         return f"op '{op.id}' has more than one output or updates a tensor in place"
     if graph.tensor_by_id[span.tensor].persistent:
         return "persistent tensors are never recomputed"
-    b = span.end_op
+    b = span.end_op + 1  # through op b itself (see above)
     j = mutated_between(graph, span.tensor, q, b)
     if j is not None:
-        return f"'{span.tensor}' is updated in place by op '{graph.ops[j].id}' before the re-run"
+        return f"'{span.tensor}' is updated in place by op '{graph.ops[j].id}' by the time of the re-run"
     for x in op.inputs:
         j = mutated_between(graph, x, q, b)
         if j is not None:
-            return f"input '{x}' of op '{op.id}' is updated in place by op '{graph.ops[j].id}' before the re-run"
+            return f"input '{x}' of op '{op.id}' is updated in place by op '{graph.ops[j].id}' by the time of the re-run"
     return None
 
 

@@ -75,12 +75,21 @@ class ValidationReport:
     error_count: int = 0
 
 
+def _roofline_s(op: Op, compute: Compute) -> float:
+    t_flops = op.flops / (compute.peak_flops * compute.efficiency)
+    t_mem = 0.0
+    if compute.memory_bandwidth_Bps > 0:
+        t_mem = op.bytes_accessed / (compute.memory_bandwidth_Bps * compute.memory_efficiency)
+    return max(t_flops, t_mem)
+
+
 def host_time_scale(device: Compute, host: Compute) -> float:
     """How many times longer a fixed-``time_s`` op takes on ``host`` than on the accelerator ``device``.
 
-    ``time_s`` is measured on the accelerator; elsewhere it is scaled by the ratio of the two rooflines, the
-    larger of the effective FLOP rates' ratio and the effective memory bandwidths' ratio (the latter only when
-    both computes model memory bandwidth), so a slow host can never look as fast as the device.
+    ``time_s`` is the op's time on the device (docs/formats.md, "Op time on a compute"): on a host it is
+    scaled by the larger of the effective FLOP rates' ratio and the effective memory bandwidths' ratio (the
+    latter only when both computes give a bandwidth). That is never below the ratio of any op's own
+    rooflines, so a slow host never looks as fast as the device, whatever work the measured time stood for.
     """
     ratios = [(device.peak_flops * device.efficiency) / (host.peak_flops * host.efficiency)]
     if device.memory_bandwidth_Bps > 0 and host.memory_bandwidth_Bps > 0:
@@ -95,13 +104,9 @@ def modelled_time_s(op: Op, compute: Compute, device: Compute) -> float:
 
     Written here rather than imported so that a fault in the planner's timing cannot hide from the replay.
     """
-    if op.time_s is not None:
-        return op.time_s if compute == device else op.time_s * host_time_scale(device, compute)
-    t_flops = op.flops / (compute.peak_flops * compute.efficiency)
-    t_mem = 0.0
-    if compute.memory_bandwidth_Bps > 0:
-        t_mem = op.bytes_accessed / (compute.memory_bandwidth_Bps * compute.memory_efficiency)
-    return max(t_flops, t_mem)
+    if op.time_s is None:
+        return _roofline_s(op, compute)
+    return op.time_s if compute == device else op.time_s * host_time_scale(device, compute)
 
 
 class _Ids(dict):  # type: ignore[type-arg]
@@ -847,14 +852,9 @@ class _Replay:
         if len(rows) == 0 or len(self.m_comp) == 0:
             return
         t, sr = self.r_t[rows], self.r_sr[rows]
-        base = np.searchsorted(self.m_comp, t * self.m, side="left")
-        hi = np.searchsorted(self.m_comp, t * self.m + sr, side="right") - base
-        zero = self.m_sr == self.m_er
-        z_comp = self.m_comp[zero]  # already sorted
-        ties = np.searchsorted(z_comp, t * self.m + sr, side="right") - np.searchsorted(z_comp, t * self.m + sr)
+        base, lo, hi = self.updates_done(t, sr)
         own = (self.r_mut[rows] & (self.r_er[rows] == sr)).astype(_I64)  # a zero-time update is not its own input
         hi -= own
-        lo = hi - (ties - own)
         want = self.read_version[self.r_flat[rows]]
         bad = np.flatnonzero((want < lo) | (want > hi))
         ops = self.g.ops
@@ -894,6 +894,17 @@ class _Replay:
                 "the re-run yields the old value and the update is lost",
             )
 
+    def updates_done(self, tensors: np.ndarray, ranks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per query: the index of the tensor's first update (by end time), and how many of its updates are
+        surely / possibly complete at that time. A zero-time update at exactly that instant is only possibly
+        complete: equal times do not order it against the reader."""
+        key = tensors * self.m + ranks
+        base = np.searchsorted(self.m_comp, tensors * self.m, side="left")
+        possibly = np.searchsorted(self.m_comp, key, side="right") - base
+        z_comp = self.m_comp[self.m_sr == self.m_er]  # still sorted
+        ties = np.searchsorted(z_comp, key, side="right") - np.searchsorted(z_comp, key, side="left")
+        return base, possibly - ties, possibly
+
     def last_update(self, tensors: np.ndarray, ranks: np.ndarray) -> np.ndarray:
         """Index of the tensor's last update completed by each time (an index below the tensor's own if none)."""
         return np.searchsorted(self.m_comp, tensors * self.m + ranks, side="right") - 1
@@ -928,8 +939,8 @@ class _Replay:
         # is a zero-time tie, ordered by the execution order). A recompute after an update yields the old value.
         outs = np.flatnonzero((self.cr_kind == _RECOMPUTE) & self.mutated[self.cr_t])
         if len(outs):
-            k = self.last_update(self.cr_t[outs], self.cr_vt[outs])
-            self.fresh0[outs] = ~((k >= 0) & (self.m_t[np.maximum(k, 0)] == self.cr_t[outs]))
+            _, surely, _ = self.updates_done(self.cr_t[outs], self.cr_vt[outs])
+            self.fresh0[outs] = surely == 0
         n_op_reads = int(self.r_is_op.sum())
         src = self.r_copy[n_op_reads:]
         sel = np.flatnonzero(self.mutated[self.x_t] & (src >= 0))

@@ -213,3 +213,7 @@ def _compute_only() -> float:
 
 
 main()
+
+from ui.serve_learn import prefix_caching_section  # noqa: E402  (serve's section, appended at the end)
+
+prefix_caching_section()

@@ -5,7 +5,7 @@ short would pass. Here the reason must hold: an op whose own footprint exceeds t
 bytes above every tier, a no-offload peak above the tier. Any other reason is a claim about the policy's own
 search; for the default policy it is then checked by completeness (no other policy finds a valid plan), and
 for a baseline its figures must be the tier's real capacity and more than it. Structured reasons
-(``InfeasibleError.reason``) are checked by kind when the planner provides them.
+(``InfeasibleError.reason`` with ``op``, ``tier``, ``need_bytes``, ``have_bytes``) are checked first.
 """
 
 from __future__ import annotations
@@ -84,16 +84,14 @@ def _check_claim(graph: Graph, hw: Hardware, message: str) -> None:
 def check_infeasible(graph: Graph, hw: Hardware, exc: InfeasibleError, policy: str = "tierplan",
                      params: dict[str, Any] | None = None) -> str:
     """Assert that ``exc`` (raised by ``policy`` on graph, hw) gives a reason that holds; return its kind."""
-    reason = getattr(exc, "reason", None)
     message = str(exc)
-    kind = check_infeasible_message(graph, hw, message)
+    reason = getattr(exc, "reason", None)
+    kind = _check_structured(graph, hw, exc) if isinstance(reason, str) else None
+    if kind is None:
+        kind = check_infeasible_message(graph, hw, message)
     if kind is not None:
         return kind
     _check_claim(graph, hw, message)
-    if reason is not None and getattr(reason, "kind", None) is not None:
-        structured = _check_structured(graph, hw, reason)
-        if structured is not None:
-            return structured
     if policy == "tierplan" and not params:
         witness = _valid_plan_by_another_policy(graph, hw)
         assert witness is None, f"the default policy gave up ({message}) but '{witness}' finds a valid plan"
@@ -101,23 +99,33 @@ def check_infeasible(graph: Graph, hw: Hardware, exc: InfeasibleError, policy: s
     return "policy-claim"
 
 
-def _check_structured(graph: Graph, hw: Hardware, reason: Any) -> str | None:
-    """Structured reasons: re-check the ones graph and hardware decide (fields as named in core.errors)."""
-    kind = str(reason.kind)
-    fields = {k: getattr(reason, k) for k in dir(reason) if not k.startswith("_")}
-    op, tier = fields.get("op"), fields.get("tier")
-    need, have = fields.get("need_bytes"), fields.get("capacity_bytes")
-    if tier is not None and have is not None:
-        assert hw.capacity(str(tier)) == have, (reason, hw.capacity(str(tier)))
+def _check_structured(graph: Graph, hw: Hardware, exc: InfeasibleError) -> str | None:
+    """The structured reason (``reason``, ``op``, ``tier``, ``need_bytes``, ``have_bytes``; core.errors):
+    the figures must be the graph's and the hardware's, and the kinds graph and hardware decide must hold."""
+    reason = str(getattr(exc, "reason", ""))
+    op, tier = getattr(exc, "op", None), getattr(exc, "tier", None)
+    need, have = getattr(exc, "need_bytes", None), getattr(exc, "have_bytes", None)
+    if op is not None:
+        assert op in graph.op_index, (str(exc), op)
+    if tier is not None:
+        assert tier in hw.tier_by_name, (str(exc), tier)
     if need is not None and have is not None:
-        assert need > have, reason
-    if "footprint" in kind and op is not None:
-        assert _footprint(graph, str(op)) > hw.capacity(hw.compute_tier), reason
+        assert need > have, str(exc)
+    if reason == "op_footprint":
+        assert op is not None, str(exc)
+        cap = hw.capacity(tier or hw.compute_tier)
+        footprint = _footprint(graph, op)
+        assert footprint > cap, (str(exc), footprint, cap)
+        assert need in (None, footprint) and have in (None, cap), (str(exc), footprint, cap)
         return "op-footprint"
-    if "persistent" in kind:
-        assert graph.persistent_bytes > sum(t.capacity_bytes for t in hw.tiers), reason
+    if reason == "persistent_total":
+        total = sum(t.capacity_bytes for t in hw.tiers)
+        assert graph.persistent_bytes > total, (str(exc), graph.persistent_bytes, total)
+        assert need in (None, graph.persistent_bytes) and have in (None, total), str(exc)
         return "persistent-bytes"
-    return None
+    if tier is not None and have is not None:
+        assert hw.capacity(tier) == have, (str(exc), hw.capacity(tier))
+    return None  # a policy's own claim: checked by its wording and by completeness
 
 
 def _valid_plan_by_another_policy(graph: Graph, hw: Hardware) -> str | None:

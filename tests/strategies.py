@@ -32,7 +32,7 @@ def graphs(draw: Any, max_ops: int = 24, optimizer: bool | None = None) -> Graph
     tensors: list[dict[str, Any]] = []
     ops: list[dict[str, Any]] = []
     size = st.sampled_from(SIZES)
-    weights = [f"w{k}" for k in range(draw(st.sampled_from([1, 2, 3, 4, 0])))]
+    weights = [f"w{k}" for k in range(draw(st.sampled_from([1, 2, 3, 4, 6, 8, 0])))]
     for w in weights:
         tensors.append({"id": w, "bytes": draw(size), "kind": "weight"})
     inputs = [f"in{k}" for k in range(draw(st.integers(0, 2)))]
@@ -99,12 +99,13 @@ def graphs(draw: Any, max_ops: int = 24, optimizer: bool | None = None) -> Graph
                 weight_reads.setdefault(x, i)
         ops.append(op)
     if optimizer is None:
-        optimizer = bool(weights) and draw(st.integers(0, 3)) > 0
+        optimizer = bool(weights) and draw(st.integers(0, 4)) > 0
     if optimizer:
         if not weights:
             weights = ["w_opt"]
             tensors.append({"id": "w_opt", "bytes": draw(size), "kind": "weight"})
-        updated = sorted(set(draw(st.lists(st.sampled_from(weights), min_size=1, max_size=len(weights)))))
+        updated = weights if draw(st.integers(0, 3)) else sorted(set(draw(st.lists(st.sampled_from(weights),
+                                                                                   min_size=1))))
         grads = []
         for k, w in enumerate(updated):  # backward-like ops make one gradient per weight, read only by its update
             grad = f"g{k}"
@@ -130,7 +131,7 @@ def graphs(draw: Any, max_ops: int = 24, optimizer: bool | None = None) -> Graph
 #: The lower tiers of a hierarchy (the compute tier HBM comes first); SSD is reached through the tier
 #: before it when ``via`` says so.
 LOWER = [("DDR",), ("POOL",), ("DDR", "SSD"), ("DDR", "SSD"), ("DDR", "POOL"), ("POOL", "SSD"),
-         ("DDR", "SSD", "POOL")]
+         ("DDR", "SSD", "POOL"), ("DDR", "SSD"), ("POOL", "SSD")]
 
 
 @st.composite
@@ -144,30 +145,44 @@ def hierarchies(draw: Any, graph: Graph, host_compute: bool | None = None) -> Ha
     # uniform fractions: hypothesis' own numbers favour the ends of a range (0, the maximum), which would make
     # most budgets "just the largest op" or "everything fits"
     rng = random.Random(draw(st.integers(0, 2**32 - 1)))
-    if rng.random() < 0.08:  # a few draws have room for everything
+    lower = draw(st.sampled_from(LOWER))
+    # most inference graphs stream their weights: a budget near the largest op and a DDR too small for the
+    # weights, so they start on the SSD and come up through DDR (a multi-hop route) every step
+    inference = not any(op.host_ok for op in graph.ops)
+    streaming = inference and graph.persistent_bytes > 0 and rng.random() < 0.75
+    if streaming:
+        hbm = need + int((peak - need) * 0.15 * rng.random())
+        lower = ("DDR", "SSD")
+    elif rng.random() < 0.08:  # a few draws have room for everything
         hbm = peak + int(peak * 0.1 * rng.random())
     else:
         hbm = need + int((peak - need) * 0.97 * rng.random())
-    lower = draw(st.sampled_from(LOWER))
     total = max(sum(t.bytes for t in graph.tensors), 1)
     tiers: list[dict[str, Any]] = [{"name": "HBM", "capacity_bytes": hbm}]
     links: list[dict[str, Any]] = []
-    fast = st.sampled_from([1e9, 4e9, 16e9, 64e9, 200e9, 500e9])
-    slow = st.sampled_from([1e9, 2e9, 8e9])
+    fast = st.sampled_from([1e9, 4e9, 16e9, 64e9, 200e9, 500e9, 2e9, 8e9])
+    slow = st.sampled_from([2e9, 8e9, 25e9])
     lat = st.sampled_from([0.0, 1e-6, 2e-6, 1e-4])
+    # SSD mostly sits behind the first lower tier (DDR or the pool): a multi-hop route
+    ssd_via = "HBM"
+    if "SSD" in lower and lower[0] != "SSD" and (streaming or draw(st.integers(0, 5))):
+        ssd_via = lower[0]
+    persistent = graph.persistent_bytes
     for name in lower:
         if name == "SSD":
-            capacity = 4 * total
-            via = "HBM"
-            first = lower[0]
-            if first != "SSD" and draw(st.integers(0, 3)):  # mostly behind DDR or the pool: a multi-hop route
-                via = first
-            bw = slow
+            capacity, via, bw = 4 * total, ssd_via, slow
+        elif name == ssd_via:
+            # a first hop that is often too small for all it would take: the rest goes on to the SSD
+            excess = max(peak - hbm, 0) + 1  # what must leave the compute tier at the worst op
+            largest = max((t.bytes for t in graph.tensors), default=0)
+            # weights that fit neither here nor in the compute tier start on the SSD and come up in two hops
+            if streaming:
+                capacity = max(persistent // 4, 2 * largest)
+            else:
+                capacity = draw(st.sampled_from([persistent // 2 + excess // 2, persistent + excess, 2 * total]))
+            via, bw = "HBM", fast
         else:
-            # a first lower tier is often too small for everything it would take: the rest goes further down
-            capacity = draw(st.sampled_from([total // 4, total // 2, total, 2 * total]))
-            via = "HBM"
-            bw = fast
+            capacity, via, bw = draw(st.sampled_from([2 * total, total, total // 2])), "HBM", fast
         tiers.append({"name": name, "capacity_bytes": capacity})
         for src, dst in ((via, name), (name, via)):
             links.append({"src": src, "dst": dst, "bandwidth_Bps": draw(bw), "latency_s": draw(lat)})
@@ -176,8 +191,8 @@ def hierarchies(draw: Any, graph: Graph, host_compute: bool | None = None) -> Ha
         "compute": {"peak_flops": 1e14, "efficiency": 0.5, "memory_bandwidth_Bps": 1e12},
         "compute_tier": "HBM", "tiers": tiers, "links": links,
     }
-    if host_compute if host_compute is not None else draw(st.integers(0, 3)) > 0:
+    if host_compute if host_compute is not None else (not streaming and draw(st.integers(0, 4)) > 0):
         host = draw(st.sampled_from([t for t in tiers[1:] if t["name"] != "SSD"]))
-        host["compute"] = {"peak_flops": draw(st.sampled_from([1e12, 5e12])),
-                           "memory_bandwidth_Bps": draw(st.sampled_from([1e11, 2e11]))}
+        host["compute"] = {"peak_flops": draw(st.sampled_from([2e12, 1e13])),
+                           "memory_bandwidth_Bps": draw(st.sampled_from([2e11, 5e11]))}
     return hardware_from_dict(raw)

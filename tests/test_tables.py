@@ -69,7 +69,7 @@ def test_sizes_in_a_readable_unit_and_order_explained(setup):
     assert tables._byte_unit([16 * 2**10] * 5) == (2**10, "KiB")  # not 0.01563 MiB
     if any("order" in d.terms for d in plan.decisions):
         assert "order" not in t.frame.columns and "ranking order" in t.frame.columns
-        from core.planner import ORDERS
+        from core.policies.tierplan import ORDERS
 
         assert set(t.frame["ranking order"]) <= set(ORDERS)
         assert "portfolio" in t.help["ranking order"]

@@ -635,6 +635,29 @@ class TestRecomputeVersions:
         assert check(g, plan(events, {"x": "HBM"})) == []
 
 
+    def test_zero_time_recompute_and_update_at_one_instant_are_ordered_by_the_graph(self) -> None:
+        # f and m take no time: re-running f at t=1 and updating y at t=1 is the graph's order, not a stale y.
+        g = graph(
+            [("x", "input"), ("y", "activation"), ("u", "activation"), ("o", "activation")],
+            [{"id": "f", "inputs": ["x"], "outputs": ["y"], "time_s": 0.0}, {"id": "g", "inputs": ["x"], "outputs": ["u"]},
+             {"id": "m", "inputs": ["y", "u"], "outputs": [], "mutates": ["y"], "time_s": 0.0},
+             {"id": "h", "inputs": ["y"], "outputs": ["o"]}],
+        )
+        events = [C("f", 0, 0), F("y", "HBM", 0), C("g", 0, 1), R("f", 1, 1), F("x", "HBM", 1), C("m", 1, 1),
+                  F("u", "HBM", 1), C("h", 1, 2), F("y", "HBM", 2), F("o", "HBM", 2)]
+        assert check(g, plan(events, {"x": "HBM"})) == []
+        # the same with an update that takes time and ends as the re-run starts: y was updated first
+        late = graph(
+            [("x", "input"), ("y", "activation"), ("u", "activation"), ("o", "activation")],
+            [{"id": "f", "inputs": ["x"], "outputs": ["y"], "time_s": 0.0}, {"id": "g", "inputs": ["x"], "outputs": ["u"]},
+             {"id": "m", "inputs": ["y", "u"], "outputs": [], "mutates": ["y"]},
+             {"id": "h", "inputs": ["y"], "outputs": ["o"]}],
+        )
+        events = [C("f", 0, 0), C("g", 0, 1), C("m", 1, 2), F("y", "HBM", 2), F("u", "HBM", 2), R("f", 2, 2),
+                  F("x", "HBM", 2), C("h", 2, 3), F("y", "HBM", 3), F("o", "HBM", 3)]
+        assert_rejected(late, plan(events, {"x": "HBM"}), "regenerates 'y'", "reads a stale copy of 'y'")
+
+
 @pytest.mark.parametrize("case, fragment", [
     ("1412640682", "allocates a copy of 'w8' in DDR while DDR already holds one"),
     ("69645449", "transfer 'w6' DDR->HBM"),
@@ -670,7 +693,7 @@ class TestHostDurations:
         host = Compute(1e12, 0.6, 1e11, 0.8)
         op = Op("adam", (), (), time_s=1e-3)
         assert modelled_time_s(op, device, device) == 1e-3
-        # flops: 5e13 / 6e11 = 83.3; memory: 8e11 / 8e10 = 10 -> the larger one
+        # flops 5e13 / 6e11 = 83.3; memory 8e11 / 8e10 = 10 -> the larger one
         assert host_time_scale(device, host) == pytest.approx(5e13 / 6e11)
         assert modelled_time_s(op, host, device) == pytest.approx(1e-3 * 5e13 / 6e11)
         # a host with fast flops but slow memory is limited by memory
@@ -678,7 +701,11 @@ class TestHostDurations:
         assert host_time_scale(device, slow_mem) == pytest.approx(100.0)
         # without a memory roofline on either side only flops count
         assert host_time_scale(Compute(1e14, 0.5), Compute(1e12, 0.5, 1e9)) == pytest.approx(100.0)
-        # flops and bytes use the compute's own roofline, whatever the device
+        # the factor never falls below the ratio of an op's own rooflines (a memory-bound update: 10x)
+        adam = Op("adam", (), (), time_s=1e-3, flops=1e6, bytes_accessed=1e9)
+        own = max(1e6 / 6e11, 1e9 / 8e10) / max(1e6 / 5e13, 1e9 / 8e11)
+        assert own == pytest.approx(10.0) and modelled_time_s(adam, host, device) >= 1e-3 * own
+        # without time_s, the compute's own roofline, whatever the device
         work = Op("mm", (), (), flops=1e12, bytes_accessed=1e9)
         assert modelled_time_s(work, host, device) == pytest.approx(max(1e12 / 6e11, 1e9 / 8e10))
 
@@ -968,3 +995,27 @@ def test_mutated_transfers_of_planned_plans_are_rejected(how: str) -> None:
             assert not report.ok, (how, g.name, p.policy)
             count += 1
     assert count >= 5, f"{how}: only {count} targets in the planned cases"
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                                                 HealthCheck.filter_too_much])
+@given(st.data())
+def test_mutated_transfers_of_random_planned_plans_are_rejected(data: st.DataObject) -> None:
+    """The same perturbations on plans the planner makes for the hard-case generators (tests/strategies.py)."""
+    from core.errors import InfeasibleError
+    from core.planner import make_plan
+    from tests.strategies import graphs, hierarchies
+
+    g = data.draw(graphs(max_ops=16), label="graph")
+    hw = data.draw(hierarchies(g), label="hardware")
+    try:
+        p = make_plan(g, hw)
+    except InfeasibleError:
+        return
+    assert validate_plan(g, p).ok
+    how = data.draw(st.sampled_from(MUTATIONS), label="mutation")
+    mutated = _mutations(g, p, how)
+    if not mutated:
+        return
+    pick = mutated[data.draw(st.integers(0, len(mutated) - 1), label="which")]
+    assert not validate_plan(g, pick, check_metrics=False).ok, how

@@ -93,7 +93,7 @@ def _term_column(key: str, byte_unit: tuple[float, str] = (_MIB, "MiB")) -> tupl
 
 def _order_names() -> tuple[str, ...]:
     try:
-        from core.planner import ORDERS
+        from core.policies.tierplan import ORDERS
     except ImportError:  # pragma: no cover - an older planner without a portfolio
         return ()
     return tuple(ORDERS)

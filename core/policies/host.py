@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.graph import Graph
 from core.hardware import Hardware
+from core.spans import mutation_ops
 
 __all__ = ["host_candidates"]
 
@@ -13,7 +14,7 @@ def host_candidates(graph: Graph, hw: Hardware) -> tuple[str, frozenset[int]] | 
 
     An op qualifies when it is ``host_ok``, writes no new tensor, and each input is either persistent state
     only host ops read (optimizer state: it then lives in that tier), a persistent tensor the op updates as
-    its last use (the weight: refreshed in the compute tier afterwards), or a tensor produced in the compute
+    its last use and that no other op updates (the weight: refreshed in the compute tier afterwards), or a tensor produced in the compute
     tier that this op reads last (the gradient: copied out once). The tier is the fastest-reached one with
     compute and direct links both ways.
     """
@@ -37,7 +38,10 @@ def host_candidates(graph: Graph, hw: Hardware) -> tuple[str, frozenset[int]] | 
                 mine = users[x]
                 if t.persistent and all(u in ops for u in mine):
                     continue
-                if t.persistent and x in op.mutates and mine[-1] == i and sum(u in ops for u in mine) == 1:
+                # the weight: updated here only (an update in the compute tier before would leave the
+                # host's copy stale when this op reads it)
+                if t.persistent and x in op.mutates and mine[-1] == i and sum(u in ops for u in mine) == 1 \
+                        and mutation_ops(graph).get(x, ()) == (i,):
                     continue
                 if not t.persistent and x in graph.producer and graph.producer[x] not in ops and mine[-1] == i \
                         and x not in op.mutates and sum(u in ops for u in mine) == 1:

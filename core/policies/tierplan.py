@@ -635,7 +635,7 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
             key = tuple(sorted(placement.assignment.items()))
             if key in tried:  # another order reached the same decisions: same schedule
                 return True
-            sched = build_schedule(graph, hw, setup_live, placement.assignment, params, op_tiers)
+            sched = build_schedule(graph, hw, setup_live, placement.assignment, params, op_tiers, refine=False)
         except InfeasibleError as exc:
             failure = failure or exc
             return True
