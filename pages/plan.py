@@ -18,7 +18,7 @@ from ui import figures, kpis, report, state, tables, view
 def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
     """The Gantt and the decisions table in one fragment: selecting a tensor reruns only this part."""
     d = state.derived(inputs, plan)
-    table = tables.decisions_table(plan, inputs.graph)
+    table = state.decisions(inputs, plan)
     frame = table.frame
     moved = sorted({e.tensor for e in plan.events if type(e).__name__ == "TransferEvent"})
     unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))

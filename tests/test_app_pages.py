@@ -411,6 +411,8 @@ class TestCharts:
 class TestSliders:
     def test_dragging_a_slider_sets_the_field_and_replans(self):
         at = _app(model="tiny")
+        assert not [s for s in at.slider if s.key and s.key.startswith("sl:")]  # off by default (latency)
+        at.toggle(key="in:sliders").set_value(True).run()
         before = _metric(at, "Bytes moved")
         at.slider(key="sl:in:cap:HBM").set_value(13.0).run()
         _clean(at)
@@ -418,6 +420,13 @@ class TestSliders:
         assert _metric(at, "Bytes moved") != before
         at.number_input(key="in:cap:HBM").set_value(10.0).run()
         assert at.slider(key="sl:in:cap:HBM").value == 10.0  # the slider follows the field
+
+    def test_sliders_show_their_fields_values(self):
+        at = _app(model="deepseek-v3-decode", policy="none")  # 128 GiB HBM: a slider once showed 130
+        at.toggle(key="in:sliders").set_value(True).run()
+        fields = {n.key: n.value for n in at.number_input if n.key and n.key.startswith(("in:cap:", "in:bw:"))}
+        sliders = {s.key.removeprefix("sl:"): s.value for s in at.slider if s.key and s.key.startswith("sl:")}
+        assert sliders and all(sliders[k] == pytest.approx(v, abs=1e-9) for k, v in fields.items() if k in sliders)
 
     def test_one_click_share_of_the_no_offload_peak(self):
         from core.metrics import no_offload_peak_bytes
@@ -474,3 +483,11 @@ class TestAB:
         assert (step["B − A"] == "no change") == (a.metrics["step_time_s"] == b.metrics["step_time_s"])
         spec = next(_spec(c) for c in _charts(at) if "A vs B" in str(_spec(c)["layout"].get("title", {}).get("text", "")))
         assert [t["name"] for t in spec["data"]] == ["A", "B"]
+
+
+def test_compare_note_column_gets_the_room_it_needs():
+    at = _app(model="tiny")
+    at.switch_page("pages/compare.py").run()
+    _clean(at)
+    table = next(d for d in at.dataframe if "note" in getattr(d.value, "columns", []))
+    assert json.loads(table.proto.columns)["note"]["width"] == "large"

@@ -318,3 +318,19 @@ def test_compare_one_colour_per_policy_and_labels_clear_of_reference_lines():
     assert all(tr.textposition == "inside" for tr in bars.data)
     assert {a.text: a.xanchor for a in bars.layout.annotations if a.text in ("capacity", "compute only")} == {
         "capacity": "right", "compute only": "right"}
+
+
+def test_very_short_events_stay_visible():
+    """61 KV copies of 3 µs in a 3 s step drew nothing: an event is drawn at least 0.15 % of the step wide,
+    while hover keeps its real duration."""
+    long = Stream("compute", "compute", np.array([0.0]), np.array([3.0]), ["op"], ["matmul"])
+    tiny = Stream("HBM->Pool", "link", np.array([1.0]), np.array([1.000003]), ["kv"], ["kv_cache"])
+    for limit in (3000, 0):  # bars and WebGL segments
+        fig = figures.schedule_figure([long, tiny], bar_limit=limit)
+        kv = next(t for t in fig.data if t.name == "kv cache")
+        width = (kv.x[0] if limit else kv.x[1] - kv.x[0])
+        assert width >= 3.0 * 0.0015 * 0.999
+        if limit:
+            assert float(kv.customdata[0][2]) == pytest.approx(3e-6, rel=1e-3)  # hover: the real duration
+        else:
+            assert "(3e-06 s)" in kv.text[0]

@@ -54,3 +54,13 @@ def test_contents(report: str):
 def test_memory_curves_aligned_op_by_op(report: str):
     """The no-offload curve runs on compute-only time: the report lines it up with the plan by ops."""
     assert "ops run (of 10; both curves aligned op by op)" in report
+
+
+def test_edited_hardware_is_named_as_edited():
+    from core.hardware import with_capacity
+
+    graph, hw = load_sample("tiny"), load_preset("teaching")
+    edited = with_capacity(hw, "HBM", 12 * 2**30)
+    html = build_report(graph, edited, make_plan(graph, edited),
+                        hardware_label="Teaching box (round numbers) (edited: HBM 12 GiB)")
+    assert "on <b>Teaching box (round numbers) (edited: HBM 12 GiB)</b>" in html

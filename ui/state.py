@@ -43,6 +43,7 @@ __all__ = [
     "plan_store",
     "PlanStore",
     "derived",
+    "decisions",
     "before_curves",
     "before_knots",
     "guarded",
@@ -278,9 +279,25 @@ def _derived_cached(digest: str, _graph: Graph, _plan: Plan) -> Derived:
     return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)), knots)
 
 
-def derived(inputs: Inputs, plan: Plan) -> Derived:
+def _plan_digest(inputs: Inputs, plan: Plan) -> str:
     key = f"{inputs.graph_key}|{inputs.hw_json}|{plan.policy}|{json.dumps(dict(plan.policy_params), sort_keys=True)}"
-    return _derived_cached(hashlib.sha256(key.encode()).hexdigest(), inputs.graph, plan)
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def derived(inputs: Inputs, plan: Plan) -> Derived:
+    return _derived_cached(_plan_digest(inputs, plan), inputs.graph, plan)
+
+
+@st.cache_resource(max_entries=24, show_spinner=False)
+def _decisions_cached(digest: str, _graph: Graph, _plan: Plan) -> Any:
+    from ui.tables import decisions_table
+
+    return decisions_table(_plan, _graph)
+
+
+def decisions(inputs: Inputs, plan: Plan) -> Any:
+    """The decisions table of a plan, built once per plan and shared (read-only: pages filter copies)."""
+    return _decisions_cached(_plan_digest(inputs, plan), inputs.graph, plan)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

@@ -312,16 +312,24 @@ def hardware_label(name: str, base: Mapping[str, Any], current: Mapping[str, Any
     return f"{name} (edited: {summary})" if summary else name
 
 
+#: Session key of the sidebar's "Sliders" switch.
+SLIDERS_KEY = "in:sliders"
+
+
 def _copy(src: str, dst: str) -> None:
     """on_change of a slider: the number field beside it takes its value (the field is what is planned)."""
     st.session_state[dst] = float(st.session_state[src])
 
 
 def _slider(num_key: str, base: float, label: str) -> None:
-    """A slider under a number field, for dragging: 0 … 2× the preset's value (or the current value)."""
+    """A slider under a number field, for dragging: 0 … 2× the preset's value (or the current value).
+    Only when *Sliders* is on: two dozen sliders in the sidebar doubled the browser's time to show new KPIs
+    on a loaded machine (bench/bench_dashboard.py, tiny sample: 0.45 s median without, 1.04 s with)."""
+    if not st.session_state.get(SLIDERS_KEY):
+        return
     current = float(st.session_state[num_key])
     top = max(2.0 * base, current, 1.0)
-    step = _step(top) if top >= 1 else 0.01
+    step = max(0.001, 10 ** math.floor(math.log10(top)) / 1000)  # fine enough to show the field's value
     top = math.ceil(top / step) * step
     sl_key = f"sl:{num_key}"
     st.session_state[sl_key] = min(max(0.0, round(current / step) * step), top)
@@ -350,11 +358,11 @@ def _tier_editor(raw: Mapping[str, Any], peak_bytes: int | None = None) -> None:
         _slider(key, int(tier["capacity_bytes"]) / size, f"drag {name} capacity")
         if name == compute_tier and peak_bytes:
             _init("in:peak_pct", 50.0)
-            c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
-            c1.number_input("% of no-offload peak", min_value=1.0, max_value=200.0, step=5.0, format="%g",
+            st.number_input(f"{name} as % of the no-offload peak", min_value=1.0, max_value=200.0, step=5.0, format="%g",
                             key="in:peak_pct", help=f"The model needs {format_bytes(peak_bytes)} in {name} if nothing "
                                                      "moves; set the capacity to this share of it.")
-            c2.button(f"Set {name} to {float(st.session_state['in:peak_pct']):g} %", key="set:peak_pct",
+            st.button(f"Set {name} to {float(st.session_state['in:peak_pct']):g} % of "
+                      f"{format_bytes(peak_bytes)}", key="set:peak_pct",
                       on_click=_set_fraction_of_peak, args=(key, peak_bytes, size), width="stretch",
                       help=f"{name} = {float(st.session_state['in:peak_pct']):g} % × {format_bytes(peak_bytes)}")
     st.markdown("**Links** (bandwidth GB/s · latency µs)")
@@ -431,6 +439,8 @@ def _hardware_section(problems: list[str], graph: Graph | None = None) -> tuple[
 
         peak = int(no_offload_peak_bytes(graph))
     with st.expander("Tiers and links", expanded=True):
+        _init(SLIDERS_KEY, False)
+        st.toggle("Sliders to drag", key=SLIDERS_KEY, help="A slider under every capacity and bandwidth field.")
         _tier_editor(raw, peak)
         _add_tier_form([t["name"] for t in raw["tiers"]])
     values = {k: v for k, v in st.session_state.items() if isinstance(k, str) and k.startswith(("in:cap:", "in:bw:", "in:lat:"))}
