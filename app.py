@@ -16,6 +16,7 @@ logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name
 
 st.set_page_config(page_title="Tierplan", page_icon=":material/memory:", layout="wide",
                    initial_sidebar_state="expanded")
+view.mark_app_run()
 state.keep_widget_state()
 view.style()
 
@@ -24,6 +25,7 @@ PAGES = [
     st.Page("pages/compare.py", title="Compare", icon=":material/compare_arrows:", url_path="compare"),
     st.Page("pages/whatif.py", title="What-if", icon=":material/tune:", url_path="whatif"),
     st.Page("pages/model.py", title="Model", icon=":material/account_tree:", url_path="model"),
+    st.Page("pages/serve.py", title="Serve", icon=":material/dns:", url_path="serve"),
     st.Page("pages/learn.py", title="Learn", icon=":material/school:", url_path="learn"),
 ]
 page = st.navigation(PAGES, position="top")
@@ -44,5 +46,12 @@ else:
     with st.sidebar:
         st.info("The Learn page uses its own tiny teaching model and the sliders on the page.",
                 icon=":material/school:")
+
+with st.sidebar:
+    st.subheader("Display", divider="gray")
+    if view.FORMAT_KEY not in st.session_state:
+        st.session_state[view.FORMAT_KEY] = "png"
+    st.segmented_control("Chart downloads (camera button)", ["png", "svg"], key=view.FORMAT_KEY,
+                         help="Every chart's camera button saves the chart with its title, as PNG or SVG.")
 
 page.run()

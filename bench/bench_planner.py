@@ -5,8 +5,9 @@ Prints Markdown tables (the README quotes them). Timings are wall-clock seconds 
 ``--repeat`` runs for rows under 10k ops, one run above.
 
 - **Speed** (per size, each in a fresh process so its peak RSS is its own): load (graph JSON → Graph),
-  analyse (liveness), first plan (one ranking order), refined plan (the default portfolio), schedule (one build of
-  the refined decisions' schedule; the portfolio builds several inside "refined"), validate (independent replay), metrics
+  analyse (liveness), first plan (``make_plan`` with one ranking order and no baseline candidates),
+  refined plan (``make_plan`` as the CLI runs it: the portfolio), schedule (one build of the first plan's
+  schedule, on its own; both plans include one or more), validate (independent replay), metrics
   (core.metrics.compute_metrics on the refined plan), write (plan JSON),
   ops/s to the first and to the refined plan (analyse + plan), peak RSS. A size whose plan would take more
   than ``--max-row-s`` (estimated from the previous rows' growth) gets only its load and analyse columns,
@@ -42,6 +43,9 @@ from core.units import format_bytes
 from core.validate import validate_plan
 
 MiB = 2**20
+#: the clock phases are timed with: wall (perf_counter) or this process's CPU time (``--clock cpu``, the
+#: fairer comparison of two versions of the code on a machine that other jobs share)
+CLOCK = time.perf_counter
 
 
 def synthetic_training(n_ops: int) -> Graph:
@@ -99,9 +103,9 @@ def hierarchy(hbm_bytes: int) -> Hardware:
 def best_of(fn, repeat: int) -> tuple[float, object]:
     best, out = float("inf"), None
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         out = fn()
-        best = min(best, time.perf_counter() - t0)
+        best = min(best, CLOCK() - t0)
     return best, out
 
 
@@ -109,44 +113,41 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
 
 
-def _refined_split(graph: Graph, hw: Hardware, live) -> tuple[float, float, object]:
-    """make_plan's steps, plus one more build of the final decisions' schedule timed on its own:
-    (plan s, schedule s, plan)."""
-    from core.planner import check_fits_at_all
-    from core.policies import get_policy, resolve_params
-    from core.schedule import build_plan, build_schedule
-
-    t0 = time.perf_counter()
-    info = get_policy("tierplan")
-    resolved = resolve_params(info, {})
-    check_fits_at_all(graph, hw, live)
-    placement = info.decide(graph, hw, live, resolved)
-    plan = build_plan(graph, hw, placement.liveness or live, placement.assignment, policy="tierplan",
-                      decisions=placement.decisions, params=resolved, op_tiers=placement.op_tiers,
-                      schedule=placement.schedule, prefetch_from=placement.prefetch_from)
-    t2 = time.perf_counter()
-    build_schedule(graph, hw, placement.liveness or live, placement.assignment, resolved, placement.op_tiers,
-                   placement.prefetch_from)
-    return t2 - t0, time.perf_counter() - t2, plan
+#: the fast path: one ranking order, no baselines as extra candidates (each still validated)
+FIRST_PARAMS = {"portfolio": 0, "baselines": 0}
 
 
-def _refined(graph: Graph, hw: Hardware, live, row: dict):
+def _first_params() -> dict:
+    """FIRST_PARAMS restricted to what the policy knows (older or newer planners name them differently)."""
+    from core.policies import get_policy
+
+    known = {p.key for p in get_policy("tierplan").params}
+    return {k: v for k, v in FIRST_PARAMS.items() if k in known}
+
+
+def _schedule_s(graph: Graph, hw: Hardware, live, params: dict) -> float | None:
+    """One build of the schedule of the first plan's decisions (the decisions are made untimed)."""
     try:
-        total, sched, plan = _refined_split(graph, hw, live)
-    except (ImportError, TypeError, AttributeError) as exc:  # the planner's internals moved: time it whole
-        row["schedule_note"] = f"{type(exc).__name__}"
-        t0 = time.perf_counter()
-        plan = make_plan(graph, hw, liveness=live)
-        return time.perf_counter() - t0, None, plan
-    return total, sched, plan
+        from core.policies import get_policy, resolve_params
+        from core.schedule import build_schedule
+
+        info = get_policy("tierplan")
+        resolved = resolve_params(info, params)
+        placement = info.decide(graph, hw, live, resolved)
+        t0 = CLOCK()
+        build_schedule(graph, hw, placement.liveness or live, placement.assignment, resolved, placement.op_tiers,
+                       placement.prefetch_from)
+        return CLOCK() - t0
+    except (ImportError, TypeError, AttributeError):  # the scheduler's interface moved
+        return None
 
 
 def measure_size(n: int, repeat: int, plan: bool) -> dict:
     """One row of the speed table, measured in this process (run it in a fresh one for an honest RSS)."""
     row: dict = {"n": n}
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     g = synthetic_training(n)
-    row["generate_s"] = time.perf_counter() - t0
+    row["generate_s"] = CLOCK() - t0
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "graph.json"
         path.write_text(json.dumps(graph_to_dict(g), separators=(",", ":")))
@@ -156,9 +157,10 @@ def measure_size(n: int, repeat: int, plan: bool) -> dict:
         row["budget"] = f"50 % of {format_bytes(live.no_offload_peak_bytes)}"
         if plan:
             hw = hierarchy(int(live.no_offload_peak_bytes * 0.5))
-            row["first_s"], first = best_of(lambda: make_plan(g, hw, liveness=live, params={"portfolio": 0}), repeat)
-            runs = [_refined(g, hw, live, row) for _ in range(repeat)]
-            row["refined_s"], row["schedule_s"], refined = min(runs, key=lambda r: r[0])
+            fast = _first_params()
+            row["first_s"], first = best_of(lambda: make_plan(g, hw, liveness=live, params=fast), repeat)
+            row["refined_s"], refined = best_of(lambda: make_plan(g, hw, liveness=live), repeat)
+            row["schedule_s"] = _schedule_s(g, hw, live, fast)
             from core.metrics import compute_metrics
 
             row["metrics_s"], _ = best_of(lambda: compute_metrics(g, hw, refined.events, refined.initial), repeat)
@@ -175,7 +177,8 @@ def measure_size(n: int, repeat: int, plan: bool) -> dict:
 
 
 def _row_in_subprocess(n: int, repeat: int, plan: bool) -> dict:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(n), "--repeat", str(repeat)]
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--one", str(n), "--repeat", str(repeat),
+           "--clock", "cpu" if CLOCK is time.process_time else "wall"]
     if not plan:
         cmd.append("--no-plan")
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -211,7 +214,7 @@ def speed_table(sizes: list[int], repeat: int, max_row_s: float) -> None:
             continue
         r = _row_in_subprocess(n, repeat if n < 10_000 else 1, plan=True)
         done.append(r)
-        sched = _fmt(r["schedule_s"]) if r["schedule_s"] is not None else f"n/a ({r.get('schedule_note', '')})"
+        sched = _fmt(r["schedule_s"])
         print(f"| {r['ops']:,} | {r['events']:,} | {r['load_s']:.3f} | {r['analyse_s']:.3f} | {r['first_s']:.3f} | "
               f"{r['refined_s']:.3f} | {sched} | {r['validate_s']:.3f} | {r['metrics_s']:.3f} | {r['write_s']:.3f} | "
               f"{r['ops'] / (r['analyse_s'] + r['first_s']):,.0f} | {r['ops'] / (r['analyse_s'] + r['refined_s']):,.0f} | "
@@ -225,7 +228,7 @@ def speed_table(sizes: list[int], repeat: int, max_row_s: float) -> None:
 def sweep_table(points: int, ops: int, repeats: int) -> None:
     """The same capacity sweep on 1 and 2 workers of each executor, interleaved, ``repeats`` times."""
     from core.executor import map_points, shutdown
-    from core.sweep import sweep_capacity
+    from core.sweep import _case, sweep_capacity
 
     g = synthetic_training(ops)
     live = analyze(g)
@@ -244,13 +247,16 @@ def sweep_table(points: int, ops: int, repeats: int) -> None:
         list(map_points(_warm, list(range(2 * workers)), shared=None, executor=executor, workers=workers))
         startup[(executor, workers)] = time.perf_counter() - t0
     times: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    cpu: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
+    case = _case(g, hw, "tierplan", None, live)
     same = True
     for _ in range(repeats):
         for executor, workers in configs:
             t0 = time.perf_counter()
-            got = sweep_capacity(g, hw, capacities_bytes=caps, liveness=live, executor=executor, workers=workers)
+            got = dict(map_points(_timed_point, caps, shared=case, executor=executor, workers=workers))
             times[(executor, workers)].append(time.perf_counter() - t0)
-            same &= [repr(p) for p in got] == key
+            cpu[(executor, workers)].append(sum(c for _, c in got.values()))
+            same &= [repr(got[k][0]) for k in range(len(caps))] == key
     load1 = os.getloadavg()
     shutdown()
     print(f"{points}-point capacity sweep of a {len(g.ops):,}-op synthetic training graph (30-100 % of "
@@ -258,14 +264,24 @@ def sweep_table(points: int, ops: int, repeats: int) -> None:
           f"{load1[0]:.1f} after; serial in-process: {serial_s:.2f} s; results identical to serial on every run: "
           f"{'yes' if same else 'NO'}\n")
     print("| executor | workers | start-up (s) | " + " | ".join(f"run {k + 1} (s)" for k in range(repeats))
-          + " | speed-up over 1 worker, per run |")
-    print("|---|---:|---:|" + "---:|" * repeats + "---|")
+          + " | speed-up over 1 worker, per run | worker CPU / wall, per run (cores actually used) |")
+    print("|---|---:|---:|" + "---:|" * repeats + "---|---|")
     for executor, workers in configs:
         runs = times[(executor, workers)]
         base = times[(executor, 1)]
         ratio = ", ".join(f"{b / t:.2f}x" for b, t in zip(base, runs)) if workers > 1 else "1.00x"
+        used = ", ".join(f"{c / t:.2f}" for c, t in zip(cpu[(executor, workers)], runs))
         print(f"| {executor} | {workers} | {startup[(executor, workers)]:.2f} | "
-              + " | ".join(f"{t:.2f}" for t in runs) + f" | {ratio} |")
+              + " | ".join(f"{t:.2f}" for t in runs) + f" | {ratio} | {used} |")
+
+
+def _timed_point(case, capacity: int):
+    """A sweep point plus the CPU seconds its worker spent on it (to tell a busy machine from overhead)."""
+    from core.sweep import _capacity_point
+
+    t0 = time.process_time()
+    point = _capacity_point(case, capacity)
+    return point, time.process_time() - t0
 
 
 def _warm(_shared: None, point: int) -> int:
@@ -335,9 +351,13 @@ def main() -> None:
     ap.add_argument("--sweep-repeats", type=int, default=2)
     ap.add_argument("--profile", type=int, metavar="N", help="profile make_plan on an N-op graph and stop")
     ap.add_argument("--profile-lines", type=int, default=15)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="time phases by wall clock (default) or by this process's CPU time")
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--no-plan", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     if args.one:
         print(json.dumps(measure_size(args.one, args.repeat, plan=not args.no_plan)))
         return
@@ -345,7 +365,9 @@ def main() -> None:
         profile_planner(args.profile, args.profile_lines)
         return
     if not args.skip_speed:
-        print("## Planning speed (synthetic training graphs, HBM at 50 % of the no-offload peak)\n", flush=True)
+        print("## Planning speed (synthetic training graphs, HBM at 50 % of the no-offload peak; "
+              f"{'CPU' if args.clock == 'cpu' else 'wall-clock'} seconds, load average {os.getloadavg()[0]:.1f})\n",
+              flush=True)
         speed_table(args.sizes, args.repeat, args.max_row_s)
     if args.sweep:
         print("\n## Sweep speed-up: 1 vs 2 workers\n", flush=True)

@@ -12,7 +12,7 @@ block also holds the time after the last op until the step ends. The step time i
 
 * **Compute.** ``τ_k`` ≥ the modelled time of the block's compute-tier ops; ``Σ τ`` ≥ all of it plus the
   recomputes; each host tier's ops fit in ``Σ τ`` too.
-* **Memory.** Just as op ``i`` starts, the compute tier holds every tensor live at ``i`` (the no-offload
+* **Memory.** While op ``i`` runs (ops that take no time are skipped), the compute tier holds every tensor live at ``i`` (the no-offload
   occupancy ``keep_bytes``) except the idle spans not kept there. Each span ``s`` has an offload fraction
   ``o_s`` and a recompute fraction ``r_s`` (``o_s + r_s ≤ 1``) that count as away **for the whole span**:
   ``keep_i − Σ_{s ∋ i} bytes_s (o_s + r_s) ≤ capacity``.
@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,11 +53,12 @@ from scipy.sparse import coo_array
 from core.graph import Graph
 from core.hardware import Hardware, op_time_s
 from core.liveness import Liveness, Span, analyze
+from core.plan import Plan
 from core.schedule import op_durations
 from core.spans import recompute_ok
 
 __all__ = ["Bound", "RELAXATIONS", "DEFAULT_MAX_BLOCKS", "lower_bound", "plan_lower_bound", "host_ops_of",
-           "guided_assignment"]
+           "guided_assignment", "guided_plan", "with_bound"]
 
 #: What the LP relaxes, for the UI and the docs.
 RELAXATIONS = (
@@ -345,7 +346,9 @@ def lower_bound(graph: Graph, hw: Hardware, *, op_tiers: Mapping[int, str] | Non
         lp.row([(rv, 1.0), *([(relief_prev, -1.0)] if relief_prev is not None else []),
                 *((v, -c) for v, c in starts[i])], 0.0, 0.0)
         relief_prev = rv
-        if need[i] > 0 and i not in host:
+        # (an op that takes no time has no instant at which its outputs must coexist with the rest: frees at
+        # t come before allocations at t, so its row is left out)
+        if need[i] > 0 and i not in host and dur[i] > 0:
             lp.row([(rv, 1.0)], float(need[i]), math.inf)
 
     res = lp.solve()
@@ -356,7 +359,8 @@ def lower_bound(graph: Graph, hw: Hardware, *, op_tiers: Mapping[int, str] | Non
     if status != 0 or getattr(res, "fun", None) is None:
         return Bound(trivial, "fallback", solve_s, K, len(lp.ub), len(lp.lo), op_tiers, liveness=live)
     x = res.x
-    value = max(float(res.fun) * unit_t * (1 - _SHADE), 0.0)
+    # shaded by the solver's feasibility tolerance (1e-7 of the scaled units), relatively and absolutely
+    value = max(float(res.fun) * (1 - _SHADE) - 1e-7, 0.0) * unit_t
     return Bound(max(value, trivial * (1 - _SHADE)), "optimal", solve_s, K, len(lp.ub), len(lp.lo), op_tiers,
                  {sid: float(x[v]) for sid, v in off.items()}, {sid: float(x[v]) for sid, v in rec.items()}, live)
 
@@ -409,10 +413,13 @@ def plan_lower_bound(graph: Graph, hw: Hardware, host_placements: Sequence[Mappi
 
 
 def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
-                      thresholds: Sequence[float] = (0.5, 0.25, 0.1, 0.02)) -> list[dict[int, tuple[str, str]]]:
+                      thresholds: Sequence[float] = (0.5, 0.25),
+                      margins: Sequence[float] = (0.0, 0.05),
+                      allow_recompute: bool = True) -> list[dict[int, tuple[str, str]]]:
     """Decisions from the LP's fractions, rounded at each threshold (lower = more moved, easier to fit):
     a span is recomputed when its recompute share passes the threshold and dominates, offloaded to the
-    fastest lower tier when its offload share does. The caller schedules each and keeps what fits best."""
+    fastest lower tier when its offload share does; then repaired (:func:`_repair`) so that it fits the
+    compute tier with each of ``margins`` to spare. The caller schedules each and keeps the fastest."""
     if bound.liveness is None or not hw.offload_tiers:
         return []
     live = bound.liveness
@@ -422,7 +429,7 @@ def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
         a: dict[int, tuple[str, str]] = {}
         for sid, o in bound.offload.items():
             r = bound.recompute.get(sid, 0.0)
-            if r >= th and r >= o and recompute_ok(graph, live, sid):
+            if allow_recompute and r >= th and r >= o and recompute_ok(graph, live, sid):
                 a[sid] = ("recompute", hw.compute_tier)
             elif max(o, r) >= th:
                 a[sid] = ("offload", tier)
@@ -435,11 +442,104 @@ def guided_assignment(graph: Graph, hw: Hardware, bound: Bound, *,
                 for other in live.spans_of[x]:
                     if other in a and span.end_op in _ops_of(live.spans[other], live.n_ops):
                         a[sid] = ("offload", tier)
-        if a and (not out or a != out[-1]):
-            out.append(a)
+        for margin in margins:
+            fixed = _repair(graph, hw, bound, a, margin)
+            if fixed and fixed not in out:
+                out.append(fixed)
     return out
+
+
+def _repair(graph: Graph, hw: Hardware, bound: Bound, assignment: Mapping[int, tuple[str, str]],
+            margin: float) -> dict[int, tuple[str, str]]:
+    """Add offloads (largest LP share first, then largest span) until the no-offload occupancy minus what the
+    decisions move away fits ``(1 - margin)`` of the compute tier at every op (the scheduler also needs
+    room for copies in flight, hence the margin)."""
+    live = bound.liveness
+    assert live is not None
+    n = live.n_ops
+    a = dict(assignment)
+    occ = np.asarray(live.keep_bytes, dtype=np.float64).copy()
+    for sid in a:
+        for lo, hi in _covered(live.spans[sid], n):
+            occ[lo:hi] -= live.spans[sid].bytes
+    target = hw.capacity(hw.compute_tier) * (1.0 - margin)
+    if (occ <= target).all():
+        return a
+    tier = hw.offload_tiers[0]
+    order = sorted((s for s in live.spans if s.id not in a and s.bytes > 0 and s.kind != "unused"),
+                   key=lambda s: (-bound.offload.get(s.id, 0.0), -s.bytes))
+    for s in order:
+        ranges = [(lo, hi) for lo, hi in _covered(s, n) if hi > lo]
+        if not any((occ[lo:hi] > target).any() for lo, hi in ranges):
+            continue
+        a[s.id] = ("offload", tier)
+        for lo, hi in ranges:
+            occ[lo:hi] -= s.bytes
+        if (occ <= target).all():
+            break
+    return a
 
 
 def _ops_of(span: Span, n: int) -> set[int]:
     return {i for lo, hi in _covered(span, n) for i in range(lo, hi)}
 
+
+
+def with_bound(plan: Plan, graph: Graph, hw: Hardware, *, max_blocks: int = DEFAULT_MAX_BLOCKS,
+               known: Bound | None = None) -> Plan:
+    """``plan`` with ``lower_bound_s`` and ``gap_to_bound`` set; ``graph`` has its ops in the plan's order.
+
+    The bound covers every plan in that order that runs no op on a host tier or the same ops there as
+    ``plan`` does (the smaller of the two LPs), so a plan is never compared with a bound it is outside of.
+    ``known``: the no-host-op bound of this graph, already solved.
+    """
+    own = host_ops_of(plan.events, graph, hw.compute_tier)
+    if known is not None and not known.op_tiers:
+        b = known
+        if own:
+            other = lower_bound(graph, hw, op_tiers=own, max_blocks=max_blocks)
+            b = other if other.lower_bound_s < b.lower_bound_s else b
+    else:
+        b = plan_lower_bound(graph, hw, ({}, own) if own else ({},), max_blocks=max_blocks)
+    step = float(plan.metrics.get("step_time_s", 0.0))
+    bound_s = float(b.lower_bound_s)
+    if not math.isfinite(bound_s):
+        return plan
+    gap = step / bound_s - 1.0 if bound_s > 0 else 0.0
+    return replace(plan, lower_bound_s=bound_s, gap_to_bound=gap)
+
+
+def guided_plan(graph: Graph, hw: Hardware, bound: Bound, *, policy: str,
+                params: Mapping[str, Any] | None = None) -> Plan | None:
+    """The fastest valid plan among the rounded LP solutions (:func:`guided_assignment`), scheduled by
+    :func:`core.schedule.build_plan`; None when no rounding fits. Each decision says it came from the LP."""
+    from core.errors import InfeasibleError
+    from core.plan import Decision
+    from core.schedule import build_plan
+    from core.validate import validate_plan
+
+    live = bound.liveness
+    settings = dict(params or {})
+    if live is None or bound.status != "optimal" or bound.op_tiers or float(settings.get("hbm_reserve", 0.0)) > 0:
+        return None  # (a reserve would need the rounding to fit less than the tier: left to the greedy)
+    best: Plan | None = None
+    allow_recompute = bool(int(settings.get("recompute", 1)))
+    for assignment in guided_assignment(graph, hw, bound, allow_recompute=allow_recompute):
+        decisions = []
+        for sid, (action, tier) in sorted(assignment.items()):
+            span = live.spans[sid]
+            share = bound.recompute.get(sid, 0.0) if action == "recompute" else bound.offload.get(sid, 0.0)
+            verb = "recomputed" if action == "recompute" else f"moved to {tier}"
+            decisions.append(Decision(span.tensor, span.start_op, span.end_op, action, tier, share,
+                                      {"bytes_freed": float(span.bytes), "lp_share": share},
+                                      f"{verb}: the LP bound's relaxation moves {share:.0%} of this span"))
+        try:
+            plan = build_plan(graph, hw, live, assignment, policy=policy, decisions=tuple(decisions),
+                              params=dict(params or {}))
+        except InfeasibleError:
+            continue
+        if best is not None and plan.metrics["step_time_s"] >= best.metrics["step_time_s"]:
+            continue
+        if validate_plan(graph, plan).ok:
+            best = plan
+    return best

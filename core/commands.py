@@ -74,6 +74,8 @@ def _add_workload_args(p: argparse.ArgumentParser, *, required: bool) -> None:
     p.add_argument("--batch", type=_positive, default=None, help="sequences per step (default 1; ONNX: the model's)")
     p.add_argument("--seq", type=_positive, default=2048, help="tokens per sequence; for decode the context length")
     p.add_argument("--checkpointing", action="store_true", help="training: recompute each layer in the backward")
+    p.add_argument("--micro-batches", type=_positive, default=1, metavar="N",
+                   help="prefill/decode: run the batch as N micro-batches per layer (FlexGen's GPU batches)")
 
 
 def load_graph_arg(path: str, args: argparse.Namespace | None = None) -> Graph:
@@ -92,7 +94,8 @@ def load_graph_arg(path: str, args: argparse.Namespace | None = None) -> Graph:
     data = read_input(path)
     workload = None
     if args is not None and getattr(args, "workload", None):
-        workload = Workload(args.workload, args.batch or 1, args.seq, bool(getattr(args, "checkpointing", False)))
+        workload = Workload(args.workload, args.batch or 1, args.seq, bool(getattr(args, "checkpointing", False)),
+                            getattr(args, "micro_batches", 1))
     batch = getattr(args, "batch", None) if args is not None else None
     return load_model_bytes(data, path, workload=workload, onnx_batch=batch,
                             onnx_train=bool(getattr(args, "train", False)))
@@ -114,7 +117,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from core.sources.hf_config import graph_from_hf_config
 
     raw = parse_json(read_input(args.hf_config), args.hf_config)
-    workload = Workload(args.workload, args.batch or 1, args.seq, args.checkpointing)
+    workload = Workload(args.workload, args.batch or 1, args.seq, args.checkpointing, args.micro_batches)
     graph = graph_from_hf_config(raw, workload, name=args.name, source=args.hf_config)
     write_output(args.output, _graph_json(graph))
     if args.output != "-":
@@ -237,6 +240,9 @@ def register_plan(sub: Any) -> None:
     p.add_argument("--policy", default="tierplan", help="tierplan (default), none, mindspore-gsm, ...")
     p.add_argument("--param", action="append", metavar="NAME=VALUE", help="policy parameter (repeatable)")
     p.add_argument("-o", "--output", metavar="PLAN.json", help="where to write the plan")
+    p.add_argument("--no-reorder", action="store_true",
+                   help="keep the graph's execution order (by default Tierplan also tries running each optimizer "
+                   "update as soon as its gradient is ready, and keeps that order when it is faster)")
     p.set_defaults(run=run_plan)
 
 
@@ -246,7 +252,8 @@ def run_plan(args: argparse.Namespace) -> int:
 
     graph = load_graph_arg(args.graph, args)
     hw = load_hardware_arg(args.hardware, args.set)
-    plan = make_plan(graph, hw, policy=args.policy, params=_params(args.param))
+    plan = make_plan(graph, hw, policy=args.policy, params=_params(args.param),
+                     reorder=not getattr(args, "no_reorder", False))
     if args.output:
         write_output(args.output, json.dumps(plan_to_dict(plan), separators=(",", ":")) + "\n")
     m = plan.metrics
@@ -269,10 +276,23 @@ def run_plan(args: argparse.Namespace) -> int:
         lines.append(f"  moved {link:<12} {format_bytes(nbytes)} in {format_time(m['transfer_time_s'][link])}")
     lines.append(f"  decisions     {len(moved)} spans offloaded, {len(recomputed)} recomputed, "
                  f"{len(plan.decisions) - len(moved) - len(recomputed)} kept")
+    lines += _quality_lines(plan)
     if args.output and args.output != "-":
         lines.append(f"  wrote {args.output} ({len(plan.events)} events)")
     print("\n".join(lines), file=sys.stderr if args.output == "-" else sys.stdout)
     return EXIT_OK
+
+
+def _quality_lines(plan: Any) -> list[str]:
+    """The proven lower bound, the gap to it and the execution order (issue 10)."""
+    out = []
+    if plan.lower_bound_s is not None and plan.gap_to_bound is not None:
+        out.append(f"  lower bound   {format_time(plan.lower_bound_s)} (LP relaxation, this op order): "
+                   f"this plan is {plan.gap_to_bound * 100:.1f} % above it")
+    if plan.order is not None:
+        out.append(f"  order         refined: {len(plan.order_moves)} optimizer updates moved into backward "
+                   "(--no-reorder keeps the graph's order)")
+    return out
 
 
 def register_validate(sub: Any) -> None:

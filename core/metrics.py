@@ -133,7 +133,11 @@ def _facts(graph: Graph) -> _GraphFacts:
         return hit[1]
     facts = _GraphFacts(graph)
     key = id(graph)
-    _FACTS[key] = (weakref.ref(graph, lambda _ref, key=key: _FACTS.pop(key, None)), facts)
+
+    def forget(_ref: weakref.ref[Graph]) -> None:
+        _FACTS.pop(key, None)
+
+    _FACTS[key] = (weakref.ref(graph, forget), facts)
     return facts
 
 
@@ -255,7 +259,7 @@ def _initial_copies(graph: Graph, hardware: Hardware, initial: Mapping[str, Iter
     """(tensor, tier) of every copy present at step start."""
     tiers = {t.name: k for k, t in enumerate(hardware.tiers)}
     names = list(initial)
-    wheres = list(initial.values())
+    wheres: list[Any] = list(initial.values())
     if str in set(map(type, wheres)):
         wheres = [(w,) if isinstance(w, str) else tuple(w) for w in wheres]
     counts = np.fromiter(map(len, wheres), dtype=_I64, count=len(wheres))
@@ -399,6 +403,11 @@ def _curves(tiers: Sequence[str], tier: np.ndarray, time: np.ndarray, delta: np.
 
 def occupancy_curves(graph: Graph, plan: Plan) -> dict[str, Curve]:
     """Occupancy of every tier over the step, stacked by tensor kind (after offload: the plan as made)."""
+    with _collector_paused():
+        return _occupancy_curves(graph, plan)
+
+
+def _occupancy_curves(graph: Graph, plan: Plan) -> dict[str, Curve]:
     hardware = plan_hardware(plan)
     cols = _columns(graph, hardware, plan.events)
     tier, time, delta, tensor = _allocations(graph, hardware, cols, plan.initial)

@@ -165,7 +165,7 @@ def reorder_graph(graph: Graph, order: Sequence[str]) -> Graph:
 
 
 def refine_order(graph: Graph, hardware: Hardware | None = None, *, updates_early: bool = True,
-                 spread: bool = True) -> RefinedOrder:
+                 spread: bool = True, only: frozenset[int] | None = None) -> RefinedOrder:
     """A legal order that runs each optimizer update as soon as its inputs are ready (see module docstring).
 
     With ``spread`` (and ``hardware``, to time ops and copies), an update waits while the compute since the
@@ -173,7 +173,7 @@ def refine_order(graph: Graph, hardware: Hardware | None = None, *, updates_earl
     """
     n = len(graph.ops)
     preds = dependencies(graph)
-    hoist = [updates_early and is_update(graph, i) for i in range(n)]
+    hoist = [updates_early and is_update(graph, i) and (only is None or i in only) for i in range(n)]
     if not any(hoist):
         return RefinedOrder(tuple(op.id for op in graph.ops), graph, ())
     succs: list[list[int]] = [[] for _ in range(n)]

@@ -48,8 +48,16 @@ class _Candidate:
 
 
 def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", params: Mapping[str, Any] | None = None,
-              liveness: Liveness | None = None) -> Plan:
+              liveness: Liveness | None = None, reorder: bool = True, bound: bool = True,
+              search_s: float = 0.5) -> Plan:
     """Plan one step of ``graph`` on ``hardware`` with ``policy``.
+
+    ``reorder`` (Tierplan only; baselines run in the graph's order, as published): also plan in the refined
+    execution order of :func:`core.order.refine_order` and keep whichever valid plan is faster; the plan
+    records the order it used (``order``, ``order_moves``). In each order Tierplan also tries the rounded
+    solution of the LP bound (:func:`core.bound.guided_plan`) and a local search on its best placement
+    (:mod:`core.search`, ``search_s`` seconds; 0 = off). ``bound``: attach the LP lower bound of the plan's
+    order (``lower_bound_s``, ``gap_to_bound``; :func:`core.bound.with_bound`).
 
     Raises
     ------
@@ -60,6 +68,47 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     PlanBugError
         every candidate that fits was rejected by the validator (a bug; never returned as a plan).
     """
+    from core.bound import guided_plan, lower_bound, with_bound
+    from core.order import refine_order
+
+    orders: list[tuple[Graph, Any]] = [(graph, None)]
+    if reorder and policy == TIERPLAN.key:
+        refined = refine_order(graph)
+        if refined.changed:
+            orders.append((refined.graph, refined))
+    best: tuple[Plan, Graph, Any] | None = None
+    failure: InfeasibleError | None = None
+    for g, refined in orders:
+        found: list[Plan] = []
+        # in the refined order the baselines' rules add nothing measured (llama2-7b-train, resnet50-train,
+        # llama3-70b-train at 50 %: same step time) and cost a third of the planning time: left out there
+        order_params = params if refined is None else {**(params or {}), "baselines": 0}
+        try:
+            found.append(_plan_in_order(g, hardware, policy=policy, params=order_params,
+                                        liveness=liveness if refined is None else None, search_s=search_s))
+        except InfeasibleError as exc:
+            failure = failure or exc
+        lp = lower_bound(g, hardware) if bound or policy == TIERPLAN.key else None
+        if policy == TIERPLAN.key and lp is not None and found:  # the LP's rounding, when it beats the greedy
+            guided = guided_plan(g, hardware, lp, policy=policy, params=found[0].policy_params)
+            if guided is not None:
+                found.append(guided)
+        for plan in found:
+            if refined is not None:
+                plan = replace(plan, order=refined.order, order_moves=tuple(m.to_dict() for m in refined.moves),
+                               policy_params=best[0].policy_params if best is not None else plan.policy_params)
+            if best is None or plan.metrics["step_time_s"] < best[0].metrics["step_time_s"] * (1 - 1e-9):
+                best = (plan, g, lp)
+    if best is None:
+        assert failure is not None
+        raise failure
+    plan, in_order, lp = best
+    return with_bound(plan, in_order, hardware, known=lp) if bound else plan
+
+
+def _plan_in_order(graph: Graph, hardware: Hardware, *, policy: str, params: Mapping[str, Any] | None,
+                   liveness: Liveness | None, search_s: float = 0.0) -> Plan:
+    """The best valid plan of ``policy`` with the ops in ``graph``'s own order (see :func:`make_plan`)."""
     info = get_policy(policy)
     resolved = resolve_params(info, params)
     live = liveness or analyze(graph)
@@ -83,6 +132,10 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     # the fastest gets the scheduler's refining passes (extents re-granted against the simulated slot starts)
     refined = [_refine(graph, hardware, c) for c in candidates[:_REFINED]]
     candidates = sorted(refined, key=lambda c: (c.step_s, c.moved_bytes)) + candidates[_REFINED:]
+    if policy == TIERPLAN.key and search_s > 0 and candidates and candidates[0].placement.assignment:
+        searched = _search(graph, candidates[0], search_s)
+        if searched is not None:
+            candidates.insert(0, searched)
     rejected: tuple[str, tuple[str, ...]] | None = None
     for cand in candidates:
         plan = _to_plan(graph, hardware, cand, policy, resolved)
@@ -94,6 +147,22 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
         raise PlanBugError(rejected[0], rejected[1])
     assert failure is not None
     raise failure
+
+
+def _search(graph: Graph, cand: _Candidate, budget_s: float) -> _Candidate | None:
+    """``cand`` improved by :func:`core.search.local_search` (None when nothing helped)."""
+    from core.search import local_search, revise_decisions
+
+    p = cand.placement
+    found = local_search(graph, cand.room, cand.liveness, p.assignment, params=cand.params, op_tiers=p.op_tiers,
+                         prefetch_from=p.prefetch_from, schedule=cand.schedule, budget_s=budget_s)
+    if not found.improved:
+        return None
+    decisions = p.decisions or (p.explain_later() if p.explain_later is not None else ())
+    decisions = revise_decisions(decisions, cand.liveness, p.assignment, found.assignment, cand.room.compute_tier)
+    placement = replace(p, assignment=found.assignment, prefetch_from=found.prefetch_from, decisions=decisions,
+                        explain_later=None, schedule=found.schedule, alternatives=())
+    return replace(cand, placement=placement, schedule=found.schedule, step_s=found.step_s)
 
 
 #: How many of the fastest candidates get the scheduler's refining passes before the final choice (more measured

@@ -27,7 +27,7 @@ from core.planner import make_plan
 from core.units import format_bandwidth, format_bytes
 
 __all__ = ["SweepPoint", "Heatmap", "GridPoint", "sweep_capacity", "iter_sweep_capacity", "sweep_bandwidth",
-           "iter_sweep_bandwidth", "min_capacity_for_slowdown", "heatmap", "grid_sweep", "iter_grid_sweep",
+           "iter_sweep_bandwidth", "min_capacity_for_slowdown", "heatmap", "iter_heatmap", "empty_heatmap", "fill_heatmap", "grid_sweep", "iter_grid_sweep",
            "with_link_bandwidth", "capacity_grid"]
 
 Progress = Callable[[float, str], None]
@@ -252,6 +252,21 @@ def with_link_bandwidth(hw: Hardware, link: str, bandwidth_Bps: float) -> Hardwa
                                    for lk in hw.links))
 
 
+def iter_heatmap(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_bytes: Sequence[int],
+                 bandwidths_Bps: Sequence[float], link: str | None = None, params: Mapping[str, Any] | None = None,
+                 liveness: Liveness | None = None, executor: str = "auto", scheduler: str | None = None,
+                 workers: int | None = None) -> Iterator[tuple[tuple[int, int], SweepPoint]]:
+    """``((i, j), point)`` for capacity ``i`` × bandwidth ``j`` of ``link`` (default: the first link out of
+    the compute tier, set in both directions), as each plan completes."""
+    link = link or _default_link(hw)
+    caps = [int(c) for c in capacities_bytes]
+    cells = [(c, float(b)) for b in bandwidths_Bps for c in caps]
+    case = _case(graph, hw, policy, params, liveness, link=link)
+    for k, point in map_points(_grid_cell, cells, shared=case, executor=executor, scheduler=scheduler,
+                               workers=workers):
+        yield (k % len(caps), k // len(caps)), point
+
+
 def heatmap(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_bytes: Sequence[int],
             bandwidths_Bps: Sequence[float], link: str | None = None, params: Mapping[str, Any] | None = None,
             progress: Progress | None = None, liveness: Liveness | None = None, executor: str = "auto",
@@ -261,18 +276,28 @@ def heatmap(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_
     link = link or _default_link(hw)
     caps = [int(c) for c in capacities_bytes]
     bws = [float(b) for b in bandwidths_Bps]
-    cells = [(c, b) for b in bws for c in caps]
-    case = _case(graph, hw, policy, params, liveness, link=link)
-    stream = map_points(_grid_cell, cells, shared=case, executor=executor, scheduler=scheduler, workers=workers)
-    points = _collect(stream, len(cells), progress,
-                      lambda k: f"{case.tier} = {format_bytes(cells[k][0])}, {link} = {format_bandwidth(cells[k][1])}")
-    steps = np.full((len(caps), len(bws)), np.nan)
-    slow = np.full_like(steps, np.nan)
-    for k, p in enumerate(points):
-        i, j = k % len(caps), k // len(caps)
-        if p.feasible:
-            steps[i, j], slow[i, j] = p.step_time_s, p.slowdown
-    return Heatmap(tuple(caps), tuple(bws), steps, slow, link)
+    grid = empty_heatmap(caps, bws, link)
+    stream = iter_heatmap(graph, hw, policy=policy, capacities_bytes=caps, bandwidths_Bps=bws, link=link,
+                          params=params, liveness=liveness, executor=executor, scheduler=scheduler, workers=workers)
+    for done, ((i, j), p) in enumerate(stream, start=1):
+        fill_heatmap(grid, i, j, p)
+        if progress:
+            progress(done / (len(caps) * len(bws)),
+                     f"{hw.compute_tier} = {format_bytes(caps[i])}, {link} = {format_bandwidth(bws[j])}")
+    return grid
+
+
+def empty_heatmap(capacities_bytes: Sequence[int], bandwidths_Bps: Sequence[float], link: str) -> Heatmap:
+    """A heatmap with every cell NaN, to fill as points arrive (:func:`fill_heatmap`)."""
+    steps = np.full((len(capacities_bytes), len(bandwidths_Bps)), np.nan)
+    return Heatmap(tuple(int(c) for c in capacities_bytes), tuple(float(b) for b in bandwidths_Bps), steps,
+                   np.full_like(steps, np.nan), link)
+
+
+def fill_heatmap(grid: Heatmap, i: int, j: int, point: SweepPoint) -> None:
+    """Write one point into cell ``(i, j)`` (left NaN when infeasible)."""
+    if point.feasible:
+        grid.step_time_s[i, j], grid.slowdown[i, j] = point.step_time_s, point.slowdown
 
 
 # -------------------------------------------------------------------------------------------------- grid

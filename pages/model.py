@@ -7,7 +7,7 @@ import streamlit as st
 
 from core.info import graph_summary
 from core.units import format_bytes
-from ui import figures, state, tables, view
+from ui import figures, kpis, state, tables, view
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -23,7 +23,7 @@ def _structure(inputs: state.Inputs) -> None:
     collapse = st.toggle("Collapse to layers", value=large, key="model:collapse",
                          help="Group ops by layer and phase (forward / backward / optimizer): one node per group.")
     fig, collapsed = figures.graph_structure_figure(graph, collapse=collapse)
-    view.chart(fig, key="model:graph")
+    view.chart(fig, key="model:graph", title=f"Structure — {inputs.model_label}")
     st.caption(("One node per layer × phase, sized by its number of ops" if collapsed else "One node per op")
                + "; left to right in dependency order, colours by op category. Hover for details.")
 
@@ -39,10 +39,11 @@ def main() -> None:
     s = _summary(inputs.graph_key, graph)
     st.markdown(f"**{inputs.model_label}**")
     c = st.columns(5)
-    c[0].metric("Parameters", f"{s.params_total / 1e9:.3g} B" if s.params_total else "—", border=True,
-                help="Total parameters of the model")
-    active = f"{s.params_active / 1e9:.3g} B active" if s.params_active and s.params_active != s.params_total else None
-    c[1].metric("Active per token", f"{(s.params_active or s.params_total) / 1e9:.3g} B" if s.params_total else "—",
+    c[0].metric("Parameters", kpis.format_count(s.params_total) if s.params_total else "—", border=True,
+                help="Total parameters of the model (k = thousand, M = million, B = billion)")
+    active = (f"{kpis.format_count(s.params_active)} active" if s.params_active and s.params_active != s.params_total
+              else None)
+    c[1].metric("Active per token", kpis.format_count(s.params_active or s.params_total) if s.params_total else "—",
                 active, delta_color="off", delta_arrow="off", border=True)
     c[2].metric("Ops", f"{s.op_count:,}", border=True)
     c[3].metric("Tensors", f"{s.tensor_count:,}", border=True)
@@ -52,7 +53,8 @@ def main() -> None:
     left, right = st.columns([3, 2])
     with left:
         st.markdown("##### Bytes by tensor kind")
-        view.chart(figures.bytes_by_kind_figure(s.bytes_by_kind), key="model:kinds")
+        view.chart(figures.bytes_by_kind_figure(s.bytes_by_kind), key="model:kinds",
+                   title=f"Bytes by tensor kind — {inputs.model_label}")
     with right:
         st.markdown("##### Largest tensors")
         st.dataframe([{"tensor": t, "kind": k, "size": format_bytes(b)} for t, k, b in s.largest_tensors],

@@ -28,7 +28,10 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
                "choice. Select rows (or pick tensors above the chart) to outline their transfers on the schedule.")
     c1, c2, c3 = st.columns([2, 2, 2])
     query = c1.text_input("Find tensor", key="dec:query", placeholder="e.g. layers.3")
-    actions = c2.multiselect("Action", sorted(frame["action"].unique()), key="dec:action")
+    options = sorted(frame["action"].unique())
+    moving = [a for a in options if a != "keep"]
+    actions = c2.multiselect("Action", options, default=moving, key="dec:action",
+                             help="Opens on what the plan changes (offload, recompute); add 'keep' to see every span.")
     kinds = c3.multiselect("Kind", sorted(frame["kind"].unique()), key="dec:kind")
     shown = frame
     if query:
@@ -48,11 +51,18 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
         selected |= set(picked)
         highlight = tables.transfers_of(plan, sorted(selected))
         fig = figures.schedule_figure(d.streams, highlight=highlight, time_unit=unit)
-        view.chart(fig, key="schedule")
+        lo, hi = st.session_state.get("sched:window", (0, 100))
+        if (lo, hi) != (0, 100):
+            step = float(plan.metrics.get("step_time_s", 0.0)) * unit[0]
+            fig.update_xaxes(range=[step * lo / 100, step * hi / 100], autorange=False)
+        view.chart(fig, key="schedule", title=f"Schedule — {inputs.model_label} on {inputs.hardware_label}")
+        st.slider("Time window (% of the step)", 0, 100, step=1, key="sched:window",
+                  help="Zoom that stays: kept when the inputs change or rows are selected (a new plan or a "
+                       "highlight redraws the chart, which resets a zoom made by dragging on it).")
         n = sum(len(s.starts_s) for s in d.streams)
         mode = "bars" if n <= figures.BAR_LIMIT else "WebGL segments"
-        st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag to zoom, double-click to reset; "
-                   "the zoom survives changes to the inputs.")
+        st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag on the chart to zoom for a look, "
+                   "double-click to reset; the time window above keeps a zoom across changes.")
 
 
 @st.fragment
@@ -84,6 +94,36 @@ def _memory(inputs: state.Inputs, plan) -> None:
             title=f"{tier.name}", uirevision=f"memory-{tier.name}",
         )
         view.chart(fig, key=f"memory-{tier.name}")
+
+
+@st.fragment
+@state.safe("Tensor timeline")
+def _tensor_timeline(inputs: state.Inputs, plan) -> None:
+    """Pick a tensor: where it lives over the step (a row per tier), its copies, its uses, and the decisions
+    behind them."""
+    from ui import residency
+
+    graph = inputs.graph
+    moved = residency.moved_tensors(plan)
+    others = [t.id for t in graph.tensors if t.id not in set(moved)]
+    choices = moved + others
+    if not choices:
+        st.info("This graph has no tensors.")
+        return
+    by_id = graph.tensor_by_id
+    tensor = st.selectbox("Tensor", choices, key="res:tensor",
+                          format_func=lambda t: f"{t} · {by_id[t].kind.replace('_', ' ')} · {format_bytes(by_id[t].bytes)}"
+                          + (" · moves" if t in set(moved) else ""),
+                          help="Tensors the plan moves or recomputes come first.")
+    res = residency.residency(graph, plan, tensor)
+    unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))
+    fig = figures.residency_figure(res, tiers=[t.name for t in inputs.hardware.tiers], kind=by_id[tensor].kind,
+                                   time_unit=unit)
+    view.chart(fig, key="residency", title=f"Where {tensor} lives — {inputs.model_label}")
+    rows = [{"span": tables.span_label(graph, d.start_op, d.end_op), "action": d.action, "tier": d.tier,
+             "why": d.reason} for d in plan.decisions if d.tensor == tensor]
+    st.markdown("**Why** (the planner's decision for each idle span of this tensor)")
+    st.dataframe(rows, hide_index=True, column_config={"why": st.column_config.TextColumn("why", width="large")})
 
 
 @st.fragment
@@ -119,6 +159,8 @@ def _exports(inputs: state.Inputs, plan) -> None:
 
 
 def main() -> None:
+    if "sched:window" not in st.session_state:
+        st.session_state["sched:window"] = (0, 100)
     inputs = state.current_inputs()
     view.header("Plan", "Where each tensor lives during one step, when it moves, and what that costs.")
     if inputs is None:
@@ -131,20 +173,28 @@ def main() -> None:
         return
     hw = shown.hardware
     st.markdown(f"**{shown.model_label}** on **{shown.hardware_label}** · policy **{plan.policy}**")
-    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier), per_row=4)
+    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier, gap_to_bound=getattr(plan, "gap_to_bound", None),
+                                  lower_bound_s=getattr(plan, "lower_bound_s", None)), per_row=4)
     links = {link.name: link.bandwidth_Bps for link in hw.links}
     with st.expander("Bytes moved per link", expanded=False):
         st.dataframe(kpis.link_rows(plan.metrics, links), hide_index=True)
-    tab_sched, tab_mem, tab_export = st.tabs([":material/view_timeline: Schedule & decisions",
-                                              ":material/stacked_line_chart: Memory", ":material/download: Export"])
-    with tab_sched:
-        _schedule_and_decisions(shown, plan)
-    with tab_mem:
-        st.caption("Occupancy of each tier over the step, stacked by tensor kind; the dashed line is the "
-                   "capacity, the dotted one what the compute tier would hold if nothing moved.")
-        _memory(shown, plan)
-    with tab_export:
-        _exports(shown, plan)
+    # Only the open tab runs (on_change="rerun"): a rerun builds and the browser draws one tab's charts.
+    tab_sched, tab_mem, tab_res, tab_export = st.tabs(list(view.PLAN_TABS), key=view.PLAN_TAB_KEY,
+                                                      on_change="rerun")
+    if tab_sched.open is not False:
+        with tab_sched:
+            _schedule_and_decisions(shown, plan)
+    if tab_mem.open:
+        with tab_mem:
+            st.caption("Occupancy of each tier over the step, stacked by tensor kind; the dashed line is the "
+                       "capacity, the dotted one what the compute tier would hold if nothing moved.")
+            _memory(shown, plan)
+    if tab_res.open:
+        with tab_res:
+            _tensor_timeline(shown, plan)
+    if tab_export.open:
+        with tab_export:
+            _exports(shown, plan)
 
 
 main()

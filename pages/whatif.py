@@ -15,8 +15,15 @@ import numpy as np
 import streamlit as st
 
 from core.executor import default_workers
-from core.sweep import SweepPoint, heatmap, iter_sweep_capacity, min_capacity_for_slowdown
-from core.units import format_bytes
+from core.sweep import (
+    SweepPoint,
+    empty_heatmap,
+    fill_heatmap,
+    iter_heatmap,
+    iter_sweep_capacity,
+    min_capacity_for_slowdown,
+)
+from core.units import format_bandwidth, format_bytes
 from ui import figures, state, view
 
 _EXECUTORS = {"auto": "Automatic (processes beyond 3 points)", "serial": "This process, one by one",
@@ -24,6 +31,7 @@ _EXECUTORS = {"auto": "Automatic (processes beyond 3 points)", "serial": "This p
 
 
 def _progress(bar: Any) -> Callable[[float, str], None]:
+    """A core progress callback drawing on ``bar``."""
     return lambda frac, text: bar.progress(min(1.0, max(0.0, frac)), text=text)
 
 
@@ -131,10 +139,24 @@ def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any], where: dict[str
     capacities = [int(c) for c in np.linspace(peak * 0.3, peak * 1.05, n_cap)]
     bandwidths = [float(b) for b in link.bandwidth_Bps * np.geomspace(0.25, 4.0, n_bw)]
     key = _key(inputs, "heat", link_name, capacities, bandwidths)
+    slot = st.empty()
+
+    def draw(result: Any) -> Any:
+        return figures.heatmap_figure(result.capacities_bytes, result.bandwidths_Bps, result.slowdown, tier=tier,
+                                      link=result.link)
+
     if st.button("Compute the heatmap", key="wi:heat", icon=":material/grid_on:"):
-        bar = st.progress(0.0, text=f"Planning {n_cap * n_bw} points…")
-        result = heatmap(inputs.graph, hw, policy=inputs.policy, capacities_bytes=capacities, bandwidths_Bps=bandwidths,
-                         link=link_name, params=inputs.params, progress=_progress(bar), **where)
+        total = n_cap * n_bw
+        bar = st.progress(0.0, text=f"Planning {total} points…")
+        result = empty_heatmap(capacities, bandwidths, link_name)
+        for done, ((i, j), point) in enumerate(
+                iter_heatmap(inputs.graph, hw, policy=inputs.policy, capacities_bytes=capacities,
+                             bandwidths_Bps=bandwidths, link=link_name, params=inputs.params, **where), start=1):
+            fill_heatmap(result, i, j, point)
+            bar.progress(done / total, text=f"{done} of {total} plans · {tier} = {format_bytes(capacities[i])}, "
+                         f"{link_name} = {format_bandwidth(bandwidths[j])}")
+            with slot.container():
+                view.chart(draw(result), key=f"wi:heatmap:live:{done}")
         bar.empty()
         st.session_state["wi:heatmap"] = (key, result)
     stored = st.session_state.get("wi:heatmap")
@@ -142,9 +164,8 @@ def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any], where: dict[str
         st.caption(f"{n_cap * n_bw} plans: {tier} from 30 % to 105 % of the no-offload peak × {link_name} from ¼ to 4× "
                    "its bandwidth. Press *Compute the heatmap*.")
         return
-    result = stored[1]
-    view.chart(figures.heatmap_figure(result.capacities_bytes, result.bandwidths_Bps, result.slowdown, tier=tier,
-                                      link=result.link), key="wi:heatmap")
+    with slot.container():
+        view.chart(draw(stored[1]), key="wi:heatmap")
     st.caption("Slowdown in % over compute-only time; ✕: no plan at that point.")
 
 

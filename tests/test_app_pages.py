@@ -60,6 +60,14 @@ def _charts(at: AppTest) -> list:
     return list(at.get("plotly_chart"))
 
 
+def _open_tab(at: AppTest, name: str) -> AppTest:
+    """Open a Plan page tab (only the open tab runs)."""
+    from ui.view import PLAN_TAB_KEY, plan_tab
+
+    at.session_state[PLAN_TAB_KEY] = plan_tab(name)
+    return at.run()
+
+
 class TestPlanPage:
     def test_landing_shows_a_full_plan_without_upload(self):
         at = _app()
@@ -70,8 +78,10 @@ class TestPlanPage:
         for expected in ("Step time", "Peak HBM", "Without offload", "Transfers hidden", "Stall", "Bytes moved",
                          "Recompute"):
             assert expected in labels
-        assert len(_charts(at)) >= 2  # schedule + memory
-        assert at.dataframe  # decisions table
+        assert len(_charts(at)) >= 1 and at.dataframe  # schedule + decisions table
+        _open_tab(at, "Memory")
+        assert len(_charts(at)) >= 1  # memory
+        _open_tab(at, "Export")
         names = [b.label for b in at.get("download_button")]
         assert "Plan (JSON)" in names and "HTML report" in names
 
@@ -267,7 +277,7 @@ class TestOtherPages:
         _clean(at)
         assert not at.error, [e.value for e in at.error]
         before = [m.value for m in at.metric[:5]]
-        at.slider(key="learn:why:hbm").set_value(14.0).run()
+        at.select_slider(key="learn:why:hbm").set_value(14.0).run()
         _clean(at)
         assert [m.value for m in at.metric[:5]] != before
 
@@ -316,7 +326,7 @@ class TestMemoryTab:
     def test_before_curve_is_op_aligned_and_inside_the_axis(self):
         """Llama-2-7B training: the no-offload peak (105 GiB) is above the 80 GiB HBM; the axis used to stop
         at 100 GiB and the dotted curve ran on a 380 ms axis beside an 833 ms plan."""
-        at = _app()
+        at = _open_tab(_app(), "Memory")
         _clean(at)
         inputs = at.session_state["inputs"]
         from core.metrics import no_offload_peak_bytes
@@ -344,7 +354,7 @@ class TestMemoryTab:
         assert hbm["layout"]["xaxis"]["title"]["text"].startswith("ops run")
 
     def test_unused_tier_message_keeps_its_number(self):
-        at = _app()
+        at = _open_tab(_app(), "Memory")
         captions = [c.value for c in at.caption if "unused by this plan" in c.value]
         assert captions and all(any(ch.isdigit() for ch in c.split("(")[1]) for c in captions), captions
 
@@ -358,3 +368,109 @@ class TestHeader:
         _clean(at)
         header = next(m.value for m in at.markdown if " on **" in m.value)
         assert "(edited: HBM 48 GiB, + POOL)" in header
+
+
+class TestSmallFixes:
+    def test_decisions_table_opens_on_what_the_plan_changes(self):
+        at = _app(model="tiny")
+        _clean(at)
+        assert "keep" not in at.multiselect(key="dec:action").value
+        assert set(at.multiselect(key="dec:action").value) == {"offload", "recompute"} & set(
+            at.multiselect(key="dec:action").options)
+        frame = next(d.value for d in at.dataframe if "action" in getattr(d.value, "columns", []))
+        assert len(frame) and "keep" not in set(frame["action"])
+        assert "size (GiB)" in frame.columns
+
+    def test_model_page_counts_parameters_in_human_units(self):
+        at = _app(model="resnet50-train")
+        at.switch_page("pages/model.py").run()
+        _clean(at)
+        value = _metric(at, "Parameters")
+        assert value.endswith(" M") and not value.startswith("0.0"), value
+
+    def test_transfers_hidden_is_a_dash_when_nothing_moves(self):
+        at = _app(model="tiny", set=["HBM.capacity=32GiB"])
+        _clean(at)
+        assert _metric(at, "Bytes moved") == "0 B"
+        assert _metric(at, "Transfers hidden") == "—"
+
+
+class TestCharts:
+    def test_download_named_after_the_title_in_the_chosen_format(self):
+        at = _app(model="tiny")
+        schedule = _charts(at)[0]
+        config = json.loads(schedule.proto.config)
+        assert config["toImageButtonOptions"]["format"] == "png"
+        assert config["toImageButtonOptions"]["filename"].startswith("schedule")
+        assert _spec(schedule)["layout"]["title"]["text"].startswith("Schedule — ")
+        at.session_state["in:fig_format"] = "svg"
+        at.run()
+        assert json.loads(_charts(at)[0].proto.config)["toImageButtonOptions"]["format"] == "svg"
+
+
+class TestSliders:
+    def test_dragging_a_slider_sets_the_field_and_replans(self):
+        at = _app(model="tiny")
+        before = _metric(at, "Bytes moved")
+        at.slider(key="sl:in:cap:HBM").set_value(13.0).run()
+        _clean(at)
+        assert at.number_input(key="in:cap:HBM").value == 13.0
+        assert _metric(at, "Bytes moved") != before
+        at.number_input(key="in:cap:HBM").set_value(10.0).run()
+        assert at.slider(key="sl:in:cap:HBM").value == 10.0  # the slider follows the field
+
+    def test_one_click_share_of_the_no_offload_peak(self):
+        from core.metrics import no_offload_peak_bytes
+
+        at = _app()
+        peak = no_offload_peak_bytes(at.session_state["inputs"].graph)
+        at.number_input(key="in:peak_pct").set_value(60.0).run()
+        at.button(key="set:peak_pct").click().run()
+        _clean(at)
+        assert at.number_input(key="in:cap:HBM").value == pytest.approx(round(peak * 0.6 / 2**30, 3))
+        tile = next(m for m in at.metric if m.label == "Peak HBM")
+        from core.units import format_bytes
+
+        assert tile.delta.endswith(f"of {format_bytes(at.session_state['inputs'].hardware.capacity('HBM'))}")
+        assert at.session_state["inputs"].hardware.capacity("HBM") == pytest.approx(0.6 * peak, rel=1e-3)
+
+
+class TestTensorTimeline:
+    def test_pick_a_tensor_and_see_where_it_lives_and_why(self):
+        at = _open_tab(_app(model="tiny"), "Tensor timeline")
+        _clean(at)
+        from ui import state
+
+        box = at.selectbox(key="res:tensor")
+        inputs = at.session_state["inputs"]
+        plan = state.plan_store().get(state.plan_key(inputs.graph_key, inputs.hw_json, inputs.policy, inputs.params_json))
+        moving = {d.tensor for d in plan.plan.decisions if d.action != "keep"}
+        assert box.value in moving  # opens on a tensor that moves
+        spec = next(_spec(c) for c in _charts(at) if "Where" in str(_spec(c)["layout"].get("title", {}).get("text", "")))
+        names = {t.get("name") for t in spec["data"]}
+        assert {"lives here", "copy arriving", "read or updated by an op"} <= names
+        why = [d.value for d in at.dataframe if "why" in getattr(d.value, "columns", [])]
+        assert why and len(why[0]) == sum(1 for d in plan.plan.decisions if d.tensor == box.value)
+
+
+class TestAB:
+    def test_two_settings_side_by_side_with_deltas_and_both_curves(self):
+        from core.hardware import with_capacity
+        from core.planner import make_plan
+        from core.units import format_time
+
+        at = _app(model="tiny")
+        at.switch_page("pages/compare.py").run()
+        _clean(at)
+        at.number_input(key="ab:cap").set_value(12.0).run()
+        _clean(at)
+        inputs = at.session_state["inputs"]
+        a = make_plan(inputs.graph, inputs.hardware, policy=inputs.policy, params=inputs.params)
+        b = make_plan(inputs.graph, with_capacity(inputs.hardware, "HBM", 12 * 2**30), policy=inputs.policy,
+                      params=inputs.params)
+        table = next(d.value for d in at.dataframe if "B − A" in getattr(d.value, "columns", []))
+        step = table[table[""] == "Step time"].iloc[0]
+        assert step["A"] == format_time(a.metrics["step_time_s"]) and step["B"] == format_time(b.metrics["step_time_s"])
+        assert (step["B − A"] == "no change") == (a.metrics["step_time_s"] == b.metrics["step_time_s"])
+        spec = next(_spec(c) for c in _charts(at) if "A vs B" in str(_spec(c)["layout"].get("title", {}).get("text", "")))
+        assert [t["name"] for t in spec["data"]] == ["A", "B"]

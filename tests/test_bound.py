@@ -7,12 +7,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from core.bound import guided_assignment, host_ops_of, lower_bound, plan_lower_bound
-from core.errors import InfeasibleError
+from core.errors import InfeasibleError, PlanBugError
 from core.graph import Graph
 from core.hardware import Hardware, with_capacity
 from core.liveness import analyze
 from core.metrics import compute_only_time_s
-from core.order import refine_order
+from core.order import refine_order, reorder_graph
 from core.planner import make_plan
 from core.policies import list_policies
 from core.schedule import build_plan
@@ -29,16 +29,17 @@ def _check_all_policies(g: Graph, hw: Hardware, max_blocks: int) -> int:
     for info in list_policies():
         try:
             plan = make_plan(g, hw, policy=info.key)
-        except InfeasibleError:
-            continue
-        if not validate_plan(g, plan).ok:
-            continue  # the validator's job, tested elsewhere
-        placement = host_ops_of(plan.events, g, hw.compute_tier)
-        own = lower_bound(g, hw, op_tiers=placement, max_blocks=max_blocks)
+        except (InfeasibleError, PlanBugError):
+            continue  # a policy's own bug is the fuzzers' job (tests/test_fuzz.py); this test is about the bound
+        in_order = reorder_graph(g, plan.order) if plan.order is not None else g  # the bound is per order
+        placement = host_ops_of(plan.events, in_order, hw.compute_tier)
+        own = lower_bound(in_order, hw, op_tiers=placement, max_blocks=max_blocks)
         step = float(plan.metrics["step_time_s"])
+        assert plan.lower_bound_s is not None and plan.lower_bound_s <= step * (1 + 1e-9) + 1e-12
         assert own.status == "optimal", (info.key, own.status)  # a plan exists, so the relaxation has one
         assert own.lower_bound_s <= step * (1 + 1e-9) + 1e-12, (info.key, own.lower_bound_s, step)
-        assert plan_lower_bound(g, hw, ({}, placement), max_blocks=max_blocks).lower_bound_s <= own.lower_bound_s
+        assert plan_lower_bound(in_order, hw, ({}, placement), max_blocks=max_blocks).lower_bound_s <= \
+            own.lower_bound_s
         checked += 1
     return checked
 
@@ -132,3 +133,32 @@ class TestGuidance:
             assert validate_plan(g, plan).ok
             steps.append(plan.metrics["step_time_s"])
         assert steps and min(steps) >= b.lower_bound_s
+
+
+class TestOnEveryPlan:
+    def test_make_plan_attaches_bound(self) -> None:
+        g = toy_training(4)
+        hw = hierarchy("9 GiB", "20 GB/s")
+        for info in list_policies():
+            try:
+                plan = make_plan(g, hw, policy=info.key)
+            except InfeasibleError:
+                continue
+            assert plan.lower_bound_s is not None and plan.gap_to_bound is not None
+            step = plan.metrics["step_time_s"]
+            assert plan.lower_bound_s <= step
+            assert plan.gap_to_bound == pytest.approx(step / plan.lower_bound_s - 1)
+        assert make_plan(g, hw, bound=False).lower_bound_s is None
+
+
+def test_guided_plan_is_valid_and_explained() -> None:
+    from core.bound import guided_plan
+
+    g = toy_training(4)
+    hw = hierarchy("10 GiB", "50 GB/s")
+    b = lower_bound(g, hw, max_blocks=1000)
+    plan = guided_plan(g, hw, b, policy="tierplan")
+    assert plan is not None
+    assert validate_plan(g, plan).ok
+    assert plan.metrics["step_time_s"] >= b.lower_bound_s
+    assert plan.decisions and all("LP bound" in d.reason for d in plan.decisions)

@@ -79,3 +79,23 @@ def test_param_counts_match_hf(comparison: Comparison, model: str) -> None:
 def test_resnet_params_exact(comparison: Comparison) -> None:
     assert comparison.predicted["resnet18.params"] == comparison.measured["resnet18.params"] == 11_689_512
     assert comparison.predicted["resnet50.params"] == comparison.measured["resnet50.params"] == 25_557_032
+
+
+def test_offloaded_decode_writes_back_only_the_new_tokens_kv() -> None:
+    # Issue 13: the whole per-layer cache was marked mutated, so a plan that kept it in DDR wrote 28 GiB back
+    # per step (Llama-2-7B, batch 32, 4096 context, A100 40 GB). Now only the new token's K/V can go down.
+    from core.planner import make_plan
+    from core.sources.presets import load_preset
+    from core.sources.samples import load_sample
+    from core.validate import validate_plan
+
+    graph = load_sample("llama2-7b-decode")
+    plan = make_plan(graph, load_preset("a100-40gb-pcie"))
+    assert not validate_plan(graph, plan).errors
+    from core.plan import TransferEvent
+
+    kv = {t.id for t in graph.tensors if t.kind == "kv_cache"}
+    down = sum(graph.tensor_by_id[e.tensor].bytes for e in plan.events
+               if isinstance(e, TransferEvent) and e.src == "HBM" and e.tensor in kv)
+    assert 0 < down <= 32 * graph.meta["kv_bytes_per_token"]  # the new tokens' K/V only (other tensors may move)
+    assert plan.metrics["transfer_bytes"]["DDR->HBM"] > 10 * 2**30  # the cache is offloaded and read back

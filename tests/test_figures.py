@@ -255,3 +255,66 @@ class TestGraphStructure:
         fig = figures.bytes_by_kind_figure({"weight": 2**31, "activation": 2**30, "gradient": 0})
         assert list(fig.data[0].y) == ["activation", "weight"]
         assert list(fig.data[0].text) == ["1 GiB", "2 GiB"]
+
+
+def test_heatmap_never_prints_negative_zero():
+    fig = figures.heatmap_figure([2**30, 2**31], [1e9], [[-1e-5], [0.5]])
+    assert "-0.0" not in list(np.asarray(fig.data[0].text).ravel())
+    assert list(np.asarray(fig.data[0].text).ravel()) == ["0.0", "50.0"]
+
+
+def test_collapsed_layers_coloured_by_the_work_they_do():
+    g = Graph("g", (Tensor("x", 8, "input", False), Tensor("a", 8, "activation", False),
+                   Tensor("b", 8, "activation", False), Tensor("c", 8, "activation", False)),
+              (Op("n1", ("x",), ("a",), flops=1e3, category="norm", layer="L0"),
+               Op("n2", ("a",), ("b",), flops=1e3, category="norm", layer="L0"),
+               Op("mm", ("b",), ("c",), flops=1e12, category="matmul", layer="L0")))
+    collapsed = figures.collapse_graph(g, collapse=True)
+    assert collapsed.nodes["L0"]["category"] == "matmul"
+
+
+def test_residency_of_one_tensor_from_the_events():
+    from core.plan import ComputeEvent, Decision, FreeEvent, Plan, TransferEvent
+    from ui import residency
+
+    g = Graph("g", (Tensor("w", 8, "weight", True), Tensor("y", 8, "activation", False)),
+              (Op("f", ("w",), ("y",), time_s=1.0), Op("g", ("y", "w"), (), time_s=1.0)))
+    events = (ComputeEvent("f", 0.0, 1.0, "HBM"), TransferEvent("w", "HBM", "DDR", 1.0, 1.5), FreeEvent("w", "HBM", 1.5),
+              TransferEvent("w", "DDR", "HBM", 2.0, 2.5), ComputeEvent("g", 3.0, 4.0, "HBM"), FreeEvent("y", "HBM", 4.0))
+    plan = Plan("g", "hand", {}, {"w": ("HBM",)}, events, (Decision("w", 0, 1, "offload", "DDR", reason="idle"),),
+                {"step_time_s": 4.0})
+    res = residency.residency(g, plan, "w")
+    assert [(iv.tier, iv.start_s, iv.end_s, iv.how) for iv in res.intervals] == [
+        ("HBM", 0.0, 1.5, "at step start"), ("DDR", 1.0, 4.0, "copied from HBM"), ("HBM", 2.0, 4.0, "copied from DDR")]
+    assert res.uses == (("f", "HBM", 0.0), ("g", "HBM", 3.0)) and len(res.copies) == 2
+    assert residency.moved_tensors(plan) == ["w"]
+    y = residency.residency(g, plan, "y")
+    assert [(iv.tier, iv.start_s, iv.end_s, iv.how) for iv in y.intervals] == [("HBM", 0.0, 4.0, "made by f")]
+    fig = figures.residency_figure(res, tiers=["HBM", "DDR"], kind="weight")
+    lives = next(t for t in fig.data if t.name == "lives here")
+    rows = dict(zip(fig.layout.yaxis.ticktext, fig.layout.yaxis.tickvals))
+    assert list(lives.y) == [rows["HBM"], rows["DDR"], rows["HBM"]] and rows["HBM"] > rows["DDR"]
+
+
+def test_compare_one_colour_per_policy_and_labels_clear_of_reference_lines():
+    """The bars and the occupancy curves give a policy the same colour even when another policy in between
+    is infeasible (colours went by position); bar labels sit inside the bars and the "capacity" and
+    "compute only" labels at the right above their lines, so "80 GiB" no longer lands on "capacity"."""
+    rows = [
+        {"policy": "Tierplan (cost model)", "feasible": True, "step_time_s": 0.012, "compute_only_time_s": 0.01,
+         "peak_bytes": 8 * 2**30},
+        {"policy": "No offload", "feasible": False, "step_time_s": None, "compute_only_time_s": 0.01, "peak_bytes": None},
+        {"policy": "vDNN (offload forward activations)", "feasible": True, "step_time_s": 0.02,
+         "compute_only_time_s": 0.01, "peak_bytes": 7 * 2**30},
+    ]
+    bars = figures.compare_bars_figure(rows, capacity_bytes=8 * 2**30)
+    t = np.array([0.0, 1.0])
+    curves = {r["policy"]: Curve(t, {"weight": np.array([1, 2]) * 2**30}) for r in rows if r["feasible"]}
+    mem = figures.compare_memory_figure(curves, tier="HBM", capacity_bytes=8 * 2**30)
+    bar_colour = dict(zip(bars.data[0].x, bars.data[0].marker.color))
+    for trace in mem.data:
+        assert trace.line.color == bar_colour[trace.name]
+    assert bar_colour["Tierplan (cost model)"] == figures.POLICY_COLORS["tierplan"]
+    assert all(tr.textposition == "inside" for tr in bars.data)
+    assert {a.text: a.xanchor for a in bars.layout.annotations if a.text in ("capacity", "compute only")} == {
+        "capacity": "right", "compute only": "right"}

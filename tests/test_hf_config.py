@@ -392,6 +392,14 @@ class TestClassicDecoders:
             count_params({"model_type": model_type, "hidden_size": 64, "n_layer": 2})
         assert exc.value.field == "model_type" and model_type in str(exc.value)
 
+    @pytest.mark.parametrize("cfg", [GPT2, NEOX_20B, {**json.loads((CONFIGS / "opt-30b.json").read_text()),
+                                                      "num_hidden_layers": 2, "word_embed_proj_dim": 512}])
+    def test_prefill_flops_equal_the_graph(self, cfg: dict[str, Any]) -> None:
+        from core.sources.hf_config import prefill_flops
+
+        graph = graph_from_hf_config(cfg, Workload("prefill", 1, 300))
+        assert prefill_flops(cfg, 300) == pytest.approx(sum(op.flops for op in graph.ops), rel=1e-12)
+
     def test_opt_missing_ffn_dim_named(self) -> None:
         cfg = {k: v for k, v in config("opt-30b").items() if k != "ffn_dim"}
         with pytest.raises(InputError, match="ffn_dim"):

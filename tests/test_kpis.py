@@ -43,3 +43,33 @@ def test_compare_row_feasible_and_not():
     assert ok["feasible"] and ok["moved_bytes"] == 4 * 2**30 and ok["peak_bytes"] == 6 * 2**30
     bad = compare_row("None", None, "HBM", "does not fit")
     assert not bad["feasible"] and bad["message"] == "does not fit" and bad["step_time_s"] is None
+
+
+def test_no_negative_zero_and_counts_in_human_units():
+    from ui.kpis import format_count, signed_pct
+
+    k = {x.key: x for x in plan_kpis({**METRICS, "slowdown": -0.0001}, "HBM")}
+    assert k["step_time"].delta.startswith("0.0 %")
+    assert signed_pct(-0.00004) == "0.0 %" and signed_pct(0.125) == "+12.5 %" and signed_pct(-0.03) == "−3.0 %"
+    assert format_count(25_557_032) == "25.6 M" and format_count(6.74e9) == "6.74 B" and format_count(512) == "512"
+
+
+def test_transfers_hidden_is_a_dash_when_nothing_moves():
+    k = {x.key: x for x in plan_kpis({**METRICS, "transfer_bytes": {}, "overlap_ratio": 1.0}, "HBM")}
+    assert k["overlap"].value == "—"
+
+
+def test_gap_to_bound_tile_only_when_the_plan_has_one():
+    assert "gap" not in {k.key for k in plan_kpis(METRICS, "HBM")}
+    k = {x.key: x for x in plan_kpis(METRICS, "HBM", gap_to_bound=0.042, lower_bound_s=0.24)}
+    assert k["gap"].value == "within 4.2 %" and k["gap"].delta == "bound 240 ms"
+
+
+def test_ab_rows_deltas():
+    from ui.kpis import ab_rows
+
+    b = {**METRICS, "step_time_s": 0.3, "stall_time_s": 0.05}
+    rows = {r[""]: r for r in ab_rows(METRICS, b, "HBM")}
+    assert rows["Step time"]["A"] == "250 ms" and rows["Step time"]["B"] == "300 ms"
+    assert rows["Step time"]["B − A"] == "+50 ms (+20.0 %)"
+    assert rows["Stall"]["B − A"] == "no change"

@@ -230,3 +230,62 @@ def test_fuzz_mutated_bytes(base: str, edits: list[tuple[float, int]], cut: floa
         assert exc.message.startswith("fuzz.onnx") and "\n" not in exc.message
         return
     roundtrip(g)
+
+
+def _cnn(with_bn: bool, mask: bool = False) -> onnx.ModelProto:
+    """conv → [BatchNorm] → Relu → Add(residual) → GlobalAveragePool, batch 2, fp32; optional folded constant
+    (a ConstantOfShape 'mask' multiplied in, like a causal mask or rotary table)."""
+    inits = [numpy_helper.from_array(np.zeros((8, 3, 3, 3), np.float32), "w")]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1], name="conv")]
+    y = "c"
+    if with_bn:
+        for n in ("scale", "bias", "mean", "var"):
+            inits.append(numpy_helper.from_array(np.ones(8, np.float32), n))
+        nodes.append(helper.make_node("BatchNormalization", ["c", "scale", "bias", "mean", "var"], ["b"], name="bn"))
+        y = "b"
+    nodes.append(helper.make_node("Relu", [y], ["r"], name="relu"))
+    nodes.append(helper.make_node("Add", ["r", "c"], ["s"], name="add"))
+    out = "s"
+    if mask:
+        inits.append(numpy_helper.from_array(np.array([1, 8, 16, 16], np.int64), "mask_shape"))
+        nodes.append(helper.make_node("ConstantOfShape", ["mask_shape"], ["mask"],
+                                      value=numpy_helper.from_array(np.ones(1, np.float32)), name="mask"))
+        nodes.append(helper.make_node("Mul", ["s", "mask"], ["m"], name="apply_mask"))
+        out = "m"
+    nodes.append(helper.make_node("GlobalAveragePool", [out], ["p"], name="pool"))
+    graph = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 16, 16])],
+                              [helper.make_tensor_value_info("p", TensorProto.FLOAT, [2, 8, 1, 1])], initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+class TestSavedForBackward:
+    """What the synthesised backward reads is what PyTorch's autograd keeps (issue 13)."""
+
+    def test_per_op_kind(self) -> None:
+        g = import_onnx(_cnn(True).SerializeToString(), train=True)
+        bwd = {op.id: op for op in g.ops if op.phase == "backward"}
+        assert "r" in bwd["relu.bwd"].inputs and "b" not in bwd["relu.bwd"].inputs  # ReLU: its output
+        assert "c" in bwd["bn.bwd"].inputs and "b" not in bwd["bn.bwd"].inputs  # BatchNorm: its input
+        assert not {"r", "c", "s"} & set(bwd["add.bwd"].inputs)  # Add: nothing
+        assert {"x", "w"} <= set(bwd["conv.bwd"].inputs)  # Conv: input and weight
+        # BN's output is read by nobody in the backward, so it dies in the forward pass
+        assert not any("b" in op.inputs for op in g.ops if op.phase == "backward")
+
+    def test_first_conv_computes_no_input_gradient(self) -> None:
+        g = import_onnx(_cnn(True).SerializeToString(), train=True)
+        conv_bwd = g.ops[g.op_index["conv.bwd"]]
+        assert not any(t.startswith("x.grad") for t in conv_bwd.outputs)
+        assert conv_bwd.flops == pytest.approx(g.ops[g.op_index["conv"]].flops)
+
+    def test_batchnorm_statistics_and_folded_constants_are_not_trainable(self) -> None:
+        g = import_onnx(_cnn(True, mask=True).SerializeToString(), train=True)
+        states = {t.id for t in g.tensors if t.kind == "optimizer_state"}
+        assert states == {"w.adam", "scale.adam", "bias.adam"}
+        assert g.meta["params_total"] == 8 * 3 * 3 * 3 + 8 + 8
+        assert "mask" in g.tensor_by_id and g.tensor_by_id["mask"].kind == "weight"  # stored, no Adam state
+
+    def test_cnn_without_batchnorm_warns_in_training(self) -> None:
+        warned = import_onnx(_cnn(False).SerializeToString(), train=True).meta["warnings"]
+        assert any("BatchNormalization" in w and "TRAINING" in w for w in warned)
+        assert not any("BatchNormalization" in w for w in import_onnx(_cnn(True).SerializeToString(), train=True).meta["warnings"])
+        assert not any("BatchNormalization" in w for w in import_onnx(_cnn(False).SerializeToString()).meta["warnings"])

@@ -142,3 +142,30 @@ class TestRefine:
         idx = g.op_index
         before = {g.ops[q].id for q in dependencies(g)[idx["adam1"]]}
         assert {"bwd1", "fwd1"} <= before  # gradient producer and the readers of the old weight
+
+
+class TestMakePlan:
+    """make_plan tries the refined order for Tierplan, records it, and stays valid against the graph."""
+
+    def test_reordered_plan_recorded_and_valid(self) -> None:
+        from core.planner import make_plan
+        from core.validate import validate_plan
+
+        g = toy_training(4)
+        hw = hierarchy("9 GiB", "20 GB/s", ssd=False)
+        plain = make_plan(g, hw, reorder=False)
+        plan = make_plan(g, hw)
+        assert plain.order is None and plain.order_moves == ()
+        assert plan.metrics["step_time_s"] <= plain.metrics["step_time_s"]
+        # here the updates' state copies hide under backward compute (measured: 0.92 s -> 0.65 s)
+        assert plan.order is not None
+        assert check_order(g, plan.order) == []
+        assert plan.order_moves and all(m["op"].startswith("adam") for m in plan.order_moves)
+        assert plan.metrics["step_time_s"] < 0.8 * plain.metrics["step_time_s"]
+        assert validate_plan(g, plan).ok
+
+    def test_baselines_keep_graph_order(self) -> None:
+        from core.planner import make_plan
+
+        g = toy_training(4)
+        assert make_plan(g, hierarchy("9 GiB", "20 GB/s"), policy="mindspore-gsm").order is None

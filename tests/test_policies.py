@@ -88,10 +88,10 @@ def plan_or_infeasible(graph: Graph, hw: Hardware, policy: str, params: dict[str
     try:
         plan = make_plan(graph, hw, policy=policy, params=params)
     except InfeasibleError as exc:
-        check_infeasible(graph, hw, exc, policy, params)  # the reason must hold, not just be worded
         if exc.reason == "policy" and exc.op is not None:
             assert exc.op in graph.op_index and exc.tier == hw.compute_tier
             assert exc.have_bytes is not None and exc.have_bytes <= hw.capacity(hw.compute_tier)
+        check_infeasible(graph, hw, exc, policy, params)  # the reason must hold, not just be worded
         return None
     assert_valid(graph, plan)
     return plan

@@ -49,3 +49,8 @@ def test_contents(report: str):
         assert text in report
     assert "Tiny &lt;teaching&gt; graph" in report  # labels are escaped
     assert "<teaching>" not in report
+
+
+def test_memory_curves_aligned_op_by_op(report: str):
+    """The no-offload curve runs on compute-only time: the report lines it up with the plan by ops."""
+    assert "ops run (of 10; both curves aligned op by op)" in report

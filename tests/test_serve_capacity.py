@@ -134,3 +134,34 @@ class TestTierplanDominatesLru:
             assert ours >= lru, (which, cap, ours, lru)
             gains.append(ours - lru)
         assert max(gains) > 0  # and it is not merely lru
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_prompts = st.lists(st.lists(st.integers(0, 30), min_size=0, max_size=8), min_size=1, max_size=25)
+
+
+def _chained(rows: list[list[int]]) -> list[list[int]]:
+    """Give random rows prefix semantics: a block's id is determined by the whole prefix up to it."""
+    ids: dict[tuple[int, ...], int] = {}
+    return [[ids.setdefault(tuple(r[:k + 1]), len(ids)) for k in range(len(r))] for r in rows]
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=_prompts, capacity=st.integers(0, 40))
+def test_lru_matches_the_definition_on_random_traces(rows, capacity):
+    t = _trace(_chained(rows))
+    assert run_capacity(t, "lru", capacity).blocks_hit == _lru_by_the_book(t, capacity)
+
+
+@settings(max_examples=40, deadline=None)
+@given(rows=_prompts, capacity=st.integers(1, 40), policy=st.sampled_from(POLICIES))
+def test_every_policy_within_capacity_and_ceiling(rows, capacity, policy):
+    t = _trace(_chained(rows))
+    cache = make_policy(policy, capacity, trace=t)
+    for i in range(t.n_requests):
+        cache.access(t.blocks(i).tolist(), i)
+        assert len(cache) <= capacity
+    assert run_capacity(t, policy, capacity).blocks_hit <= run_capacity(t, "lru", None).blocks_hit
+    assert run_capacity(t, policy, 10**6).blocks_hit == run_capacity(t, "lru", None).blocks_hit

@@ -14,7 +14,7 @@ from core.hardware import with_capacity
 from core.serve.capacity import run_capacity
 from core.serve.check import check_log
 from core.serve.model import load_serve_model, model_choices
-from core.serve.simulate import ServeConfig, simulate
+from core.serve.simulate import NON_PROMPT_LRU, ServeConfig, simulate
 from core.serve.trace import SyntheticSpec, load_trace, parse_mooncake, sample_trace_path, synthetic_trace
 from core.sources import Workload
 from core.sources.hf_config import graph_from_hf_config
@@ -115,7 +115,7 @@ class TestConfigErrors:
             simulate(small, llama, h100, ServeConfig(write_through=True))
 
     def test_weights_must_fit(self, small, h100):
-        with pytest.raises(InfeasibleError, match="do not fit in HBM"):
+        with pytest.raises(InfeasibleError, match=r"do not fit in HBM.*tensor_parallel"):
             simulate(small, load_serve_model("llama-3-70b"), with_capacity(h100, "HBM", 100 * 2**30), ServeConfig())
 
     def test_unknown_policy_and_tier(self, small, llama, h100):
@@ -177,3 +177,80 @@ class TestReplayCheck:
         broken.ops[first_load] = ("load", -1.0, *op[2:])
         assert any("before its copy arrived" in p for p in check_log(broken).problems)
         assert math.isfinite(r.summary()["ttft_s"]["p99"])
+
+
+class TestOutputs:
+    def test_summary_is_json_and_rows_are_per_request(self, small, llama, h100):
+        r = simulate(small, llama, h100, ServeConfig())
+        s = json.loads(json.dumps(r.summary()))
+        assert s["requests"] == small.n_requests == len(r.per_request_rows()["ttft_s"])
+        rows = r.per_request_rows()
+        assert np.array_equal(rows["hit_blocks"], sum(rows[f"hit_{t}"] for t in r.hit_by_tier))
+        assert np.all(rows["cached_blocks"] >= rows["hit_blocks"])
+        assert s["link_bytes"]["DDR->HBM"] == sum(n for link, _, _, n in r.log.transfers if link == "DDR->HBM")
+
+    def test_queue_grows_when_overloaded(self, llama, h100):
+        busy = synthetic_trace(SyntheticSpec(requests=300, seed=9, rate_per_s=200, think_time_s=0))
+        one = simulate(busy, llama, h100, ServeConfig(prefill_instances=1, hbm_cache=False, cache_tiers=()))
+        many = simulate(busy, llama, h100, ServeConfig(prefill_instances=32, hbm_cache=False, cache_tiers=()))
+        assert one.queue_len.max() > many.queue_len.max()
+        assert one.ttft_s.mean() > many.ttft_s.mean()
+
+
+def test_tensor_parallel_instances_fit_big_models(small, h100):
+    mixtral = load_serve_model("mixtral-8x7b")
+    with pytest.raises(InfeasibleError):
+        simulate(small, mixtral, h100, ServeConfig())
+    r = simulate(small, mixtral, h100, ServeConfig(tensor_parallel=2))
+    assert check_log(r.log).ok
+    one = simulate(small, load_serve_model("llama-2-7b"), h100, ServeConfig(hbm_cache=False, cache_tiers=()))
+    two = simulate(small, load_serve_model("llama-2-7b"), h100, ServeConfig(hbm_cache=False, cache_tiers=(),
+                                                                            tensor_parallel=2))
+    assert two.ttft_s.mean() < one.ttft_s.mean()
+
+
+@pytest.mark.parametrize("policy", sorted(NON_PROMPT_LRU))
+def test_non_prompt_accesses_are_lru_for(policy):
+    """Why the simulator may give lower tiers an lru: on non-prompt accesses these policies are lru."""
+    from core.serve.policies import make_policy
+
+    rng = np.random.default_rng(3)
+    ours, lru = make_policy(policy, 40), make_policy("lru", 40)
+    for req in range(400):
+        blocks = rng.integers(0, 120, rng.integers(1, 12)).tolist()
+        blocks = list(dict.fromkeys(blocks))
+        assert ours.access(blocks, req, prompt=False) == lru.access(blocks, req, prompt=False)
+        if req % 50 == 0:
+            assert ours.evict_to(30) == lru.evict_to(30)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from core.serve.policies import POLICIES  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10_000), policy=st.sampled_from(POLICIES), ddr_gib=st.sampled_from([0, 3, 10, 60]),
+       ssd_gib=st.sampled_from([0, 5, 40]), hbm_cache=st.booleans(), inclusive=st.booleans(),
+       write_through=st.booleans(), admit=st.integers(1, 3), instances=st.integers(1, 6),
+       overlap=st.sampled_from(["layer", "sequential"]), selective=st.booleans(), rate=st.sampled_from([0.5, 5.0, 50.0]))
+def test_any_setting_passes_the_replay_check(llama, h100, seed, policy, ddr_gib, ssd_gib, hbm_cache, inclusive,
+                                             write_through, admit, instances, overlap, selective, rate):
+    trace = synthetic_trace(SyntheticSpec(requests=120, seed=seed, rate_per_s=rate, system_prompt_tokens=1500,
+                                          user_tokens_mean=700, output_tokens_mean=300))
+    cfg = ServeConfig(policy=policy, hbm_cache=hbm_cache, tier_capacity_bytes=(("DDR", ddr_gib * 2**30),
+                                                                              ("SSD", ssd_gib * 2**30)),
+                      inclusive=inclusive, write_through=write_through and inclusive, admit_after=admit,
+                      prefill_instances=instances, overlap=overlap, selective_load=selective)
+    hw = with_capacity(h100, "HBM", 24 * 2**30)
+    free = instances * (hw.capacity("HBM") - llama.weight_bytes)
+    if int(trace.input_tokens.max()) * llama.kv_bytes_per_token > free:  # a prompt that cannot run: said so
+        with pytest.raises(InfeasibleError, match=r"needs .* GiB of KV"):
+            simulate(trace, llama, hw, cfg)
+        return
+    r = simulate(trace, llama, hw, cfg)
+    report = check_log(r.log)
+    assert report.ok, report.problems
+    assert np.all(r.hit_blocks <= r.available_blocks)
+    assert np.all(r.ttft_s > 0) and np.all(r.finish_s >= r.prefill_end_s)

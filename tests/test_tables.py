@@ -26,9 +26,9 @@ def test_decisions_table(setup):
     t = tables.decisions_table(plan, graph)
     f = t.frame
     assert len(f) == len(plan.decisions)
-    assert list(f.columns[:6]) == ["tensor", "kind", "size (MiB)", "span", "action", "tier"]
+    assert list(f.columns[:6]) == ["tensor", "kind", "size (GiB)", "span", "action", "tier"]
     row = f[f["tensor"] == "w1"].iloc[0]
-    assert row["kind"] == "weight" and row["size (MiB)"] == pytest.approx(1024.0)
+    assert row["kind"] == "weight" and row["size (GiB)"] == pytest.approx(1.0)
     assert "idle (ms)" in f.columns and t.formats["idle (ms)"].endswith("ms")
     first = plan.decisions[0]
     assert f.iloc[0]["span"].endswith(graph.ops[first.end_op].id)
@@ -60,3 +60,16 @@ def test_compare_table_blank_for_infeasible(setup):
     assert math.isnan(f.iloc[1]["step time (ms)"]) and f.iloc[1]["note"] == "too small"
     bigger = make_plan(graph, with_capacity(hw, "HBM", 16 * 2**30))
     assert bigger.metrics["step_time_s"] <= plan.metrics["step_time_s"]
+
+
+def test_sizes_in_a_readable_unit_and_order_explained(setup):
+    graph, _, plan = setup
+    t = tables.decisions_table(plan, graph)
+    assert "size (GiB)" in t.frame.columns  # 1 GiB tensors: not "1024 MiB"
+    assert tables._byte_unit([16 * 2**10] * 5) == (2**10, "KiB")  # not 0.01563 MiB
+    if any("order" in d.terms for d in plan.decisions):
+        assert "order" not in t.frame.columns and "ranking order" in t.frame.columns
+        from core.policies.tierplan import ORDERS
+
+        assert set(t.frame["ranking order"]) <= set(ORDERS)
+        assert "portfolio" in t.help["ranking order"]

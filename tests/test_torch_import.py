@@ -160,3 +160,15 @@ class TestLive:
         fixture = load_graph(DATA / "torch" / "resnet18-train.json")
         assert [t.bytes for t in g.tensors] == [t.bytes for t in fixture.tensors]
         assert graph_to_dict(g)["ops"] == graph_to_dict(fixture)["ops"]
+
+
+@needs_torch
+def test_cli_import_torch(tmp_path: Path) -> None:
+    entry = tmp_path / "mlp.py"
+    entry.write_text(ENTRY)
+    out = tmp_path / "g.json"
+    proc = subprocess.run([sys.executable, "-m", "core", "import-torch", str(entry), "--no-optimizer", "-o", str(out)],
+                          capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
+    assert proc.returncode == 0, proc.stderr
+    g = load_graph(out)
+    assert "optimizer" not in {op.phase for op in g.ops} and "backward" in {op.phase for op in g.ops}

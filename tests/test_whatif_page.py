@@ -102,13 +102,20 @@ def test_process_pool_draws_the_same_curve_as_serial() -> None:
     assert pooled.success[0].value == serial.success[0].value
 
 
-def test_heatmap_on_the_pool() -> None:
+def test_heatmap_streams_on_the_pool(recorded: dict[str, list[Any]]) -> None:
     at = _whatif("process")
     at.slider(key="wi:hcap").set_value(2).run()
     at.slider(key="wi:hbw").set_value(2).run()
+    recorded["charts"].clear()
+    recorded["progress"].clear()
     at.button(key="wi:heat").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("wi:heatmap" in str(c.proto.id) for c in at.get("plotly_chart"))
+    keys = [k for k, _ in recorded["charts"] if k.startswith("wi:heatmap")]
+    assert keys == [f"wi:heatmap:live:{i}" for i in range(1, 5)] + ["wi:heatmap"]
+    texts = [t for t in recorded["progress"] if t and " plans · " in t]
+    assert len(texts) == 4 and all(re.fullmatch(r"\d of 4 plans · HBM = [\d.]+ (GiB|MiB), HBM->DDR = [\d.]+ GB/s", t)
+                                   for t in texts), texts
+    assert sum("wi:heatmap" in str(c.proto.id) for c in at.get("plotly_chart")) == 1  # the final one replaced the live ones
 
 
 def test_unreachable_dask_scheduler_is_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,3 +126,27 @@ def test_unreachable_dask_scheduler_is_one_message(monkeypatch: pytest.MonkeyPat
     assert not at.exception, [e.value for e in at.exception]
     errors = [e.value for e in at.error]
     assert any(e.startswith("Capacity sweep: cannot reach the Dask scheduler at tcp://127.0.0.1:9") for e in errors), errors
+
+
+@pytest.mark.dask
+def test_dask_cluster_draws_the_same_curve_as_serial() -> None:
+    distributed = pytest.importorskip("distributed")
+    import logging
+
+    from core.executor import shutdown
+
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       silence_logs=logging.CRITICAL)
+    try:
+        serial = _whatif("serial")
+        serial.button(key="wi:run").click().run()
+        remote = _whatif("dask")
+        remote.text_input(key="wi:scheduler").input(cluster.scheduler_address).run()
+        remote.button(key="wi:run").click().run()
+        assert not remote.exception, [e.value for e in remote.exception]
+        assert not remote.error, [e.value for e in remote.error]
+        assert _curve(remote) == _curve(serial)
+        assert remote.success[0].value == serial.success[0].value
+    finally:
+        shutdown()
+        cluster.close()

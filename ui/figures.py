@@ -33,6 +33,7 @@ __all__ = [
     "op_knots",
     "schedule_figure",
     "memory_figure",
+    "residency_figure",
     "compare_bars_figure",
     "compare_memory_figure",
     "sweep_figure",
@@ -40,6 +41,8 @@ __all__ = [
     "bytes_by_kind_figure",
     "graph_structure_figure",
     "collapse_graph",
+    "dark",
+    "DARK_TEMPLATE",
 ]
 
 _POLICY_PALETTE = tuple(POLICY_COLORS.values())
@@ -60,6 +63,28 @@ _TEMPLATE = go.layout.Template(layout={
               "title": {"standoff": 8}},
     "hoverlabel": {"font": {"family": _FONT["family"]}},
 })
+
+
+_DARK_GRID = "#343B46"
+#: The dark counterpart of the template (dark mode follows the browser's theme; see ui/view.py).
+DARK_TEMPLATE = go.layout.Template(layout={
+    "paper_bgcolor": "#14171C", "plot_bgcolor": "#14171C", "colorway": list(_POLICY_PALETTE),
+    "font": {"color": "#E4E7EB"},
+    "xaxis": {"gridcolor": _DARK_GRID, "linecolor": "#5B6573", "zerolinecolor": _DARK_GRID, "ticks": "outside",
+              "tickcolor": "#5B6573", "automargin": True, "title": {"standoff": 8}},
+    "yaxis": {"gridcolor": _DARK_GRID, "linecolor": "#5B6573", "zerolinecolor": _DARK_GRID, "automargin": True,
+              "title": {"standoff": 8}},
+    "hoverlabel": {"font": {"family": _FONT["family"]}},
+})
+
+
+def dark(fig: go.Figure) -> go.Figure:
+    """The same figure on a dark background (template, and the few colours set outside it)."""
+    fig.update_layout(template=DARK_TEMPLATE, paper_bgcolor="#14171C", plot_bgcolor="#14171C",
+                      font={"color": "#E4E7EB"})
+    fig.update_xaxes(gridcolor=_DARK_GRID, linecolor="#5B6573")
+    fig.update_yaxes(gridcolor=_DARK_GRID, linecolor="#5B6573")
+    return fig
 
 
 class StreamLike(Protocol):
@@ -250,6 +275,19 @@ def op_knots(starts_s: Sequence[float], end_s: float) -> np.ndarray:
     return np.concatenate((knots, [max(float(end_s), float(knots[-1]) if len(knots) else 0.0)]))
 
 
+def alignment(graph: Any, hardware: Any, plan: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Knots of the op-aligned axis for ``plan`` and for the no-offload run of ``graph`` on ``hardware``
+    (ops back to back in list order on the compute tier), for :func:`memory_figure`'s ``align``."""
+    from core.hardware import op_time_s
+    from core.plan import ComputeEvent
+
+    starts = [e.start for e in plan.events if isinstance(e, ComputeEvent) and not e.recompute]
+    ours = op_knots(starts, float(plan.metrics.get("step_time_s", max(starts, default=0.0))))
+    times = np.array([op_time_s(op, hardware.compute) for op in graph.ops], dtype=float)
+    cum = np.concatenate(([0.0], np.cumsum(times)))
+    return ours, op_knots(cum[:-1], float(cum[-1]))
+
+
 def _to_ops(times: np.ndarray, knots: np.ndarray) -> np.ndarray:
     if len(knots) < 2:
         return times
@@ -349,6 +387,49 @@ def memory_figure(
     return _base_layout(fig, title=title, height=420 if split else 360, uirevision=uirevision)
 
 
+def residency_figure(res: Any, *, tiers: Sequence[str], kind: str = "activation",
+                     time_unit: tuple[float, str] | None = None, uirevision: str = "residency") -> go.Figure:
+    """One tensor over the step (a :class:`ui.residency.Residency`): a bar per tier while it has a copy
+    there (hover: how it got there), the copies between tiers as outlined bars, and a mark at each op that
+    reads or updates it. Rows top to bottom in ``tiers`` order, on a plain axis like the schedule."""
+    factor, unit = time_unit or time_scale(float(res.step_s))
+    n = len(tiers)
+    y_of = {t: n - 1 - k for k, t in enumerate(tiers)}
+    fig = go.Figure()
+    ivs = [iv for iv in res.intervals if iv.tier in y_of]
+    if ivs:
+        fig.add_trace(go.Bar(
+            x=[(iv.end_s - iv.start_s) * factor for iv in ivs], base=[iv.start_s * factor for iv in ivs],
+            y=[y_of[iv.tier] for iv in ivs], orientation="h", width=0.55, name="lives here",
+            marker={"color": color_for(kind), "line": {"width": 0}},
+            customdata=[[iv.tier, iv.how, iv.start_s * factor, iv.end_s * factor] for iv in ivs],
+            hovertemplate=(f"in %{{customdata[0]}} from %{{customdata[2]:.4g}} to %{{customdata[3]:.4g}} {unit}"
+                           "<br>%{customdata[1]}<extra></extra>"),
+        ))
+    copies = [c for c in res.copies if c[1] in y_of]
+    if copies:
+        fig.add_trace(go.Bar(
+            x=[(e - s) * factor for _, _, s, e in copies], base=[s * factor for _, _, s, _ in copies],
+            y=[y_of[d] for _, d, _, _ in copies], orientation="h", width=0.85, name="copy arriving",
+            marker={"color": "rgba(0,0,0,0)", "line": {"color": HIGHLIGHT_COLOR, "width": 2}},
+            customdata=[[s_, d, s * factor, e * factor] for s_, d, s, e in copies],
+            hovertemplate=(f"copy %{{customdata[0]}} → %{{customdata[1]}}<br>%{{customdata[2]:.4g}}–"
+                           f"%{{customdata[3]:.4g}} {unit}<extra></extra>"),
+        ))
+    uses = [u for u in res.uses if u[1] in y_of]
+    if uses:
+        fig.add_trace(go.Scatter(
+            x=[t * factor for _, _, t in uses], y=[y_of[tier] + 0.42 for _, tier, _ in uses], mode="markers",
+            name="read or updated by an op", marker={"symbol": "triangle-down", "size": 11, "color": "#222"},
+            text=[op for op, _, _ in uses], hovertemplate=f"%{{text}} uses it at %{{x:.4g}} {unit}<extra></extra>",
+        ))
+    fig.update_layout(barmode="overlay")
+    fig.update_yaxes(tickvals=[y_of[t] for t in tiers], ticktext=list(tiers), range=[-0.6, n - 0.4],
+                     autorange=False, fixedrange=True, showgrid=False, zeroline=False)
+    fig.update_xaxes(title_text=f"time ({unit})", range=[0, float(res.step_s) * factor * 1.01 or 1])
+    return _base_layout(fig, title=None, height=max(200, 110 + 50 * n), uirevision=uirevision)
+
+
 # ---------------------------------------------------------------------------------------------- compare
 
 
@@ -387,9 +468,11 @@ def compare_bars_figure(rows: Sequence[Mapping[str, Any]], *, capacity_bytes: in
 
 
 def compare_memory_figure(
-    curves: Mapping[str, CurveLike], *, tier: str, capacity_bytes: int | None = None, max_points: int = 1500
+    curves: Mapping[str, CurveLike], *, tier: str, capacity_bytes: int | None = None, max_points: int = 1500,
+    colors: Mapping[str, str] | None = None, capacities: Mapping[str, int] | None = None,
 ) -> go.Figure:
-    """Total occupancy of the compute tier for each policy, overlaid (step lines)."""
+    """Total occupancy of the compute tier for each policy (or each setting of an A/B comparison, with
+    ``colors`` and each setting's own capacity in ``capacities``), overlaid (step lines)."""
     fig = go.Figure()
     totals = {name: (np.asarray(c.times_s, dtype=float), _curve_total(c)) for name, c in curves.items()}
     t_max = max((float(t.max(initial=0.0)) for t, _ in totals.values()), default=0.0)
@@ -400,14 +483,18 @@ def compare_memory_figure(
         idx = peak_indices(total, max_points)
         fig.add_trace(go.Scatter(
             x=times[idx] * factor, y=total[idx] / divisor, name=name, mode="lines",
-            line={"shape": "hv", "color": policy_color(name), "width": 2},
+            line={"shape": "hv", "color": (colors or {}).get(name) or policy_color(name), "width": 2},
             hovertemplate=f"{name}: %{{y:.4g}} {bunit} at %{{x:.4g}} {unit}<extra></extra>",
         ))
-    if capacity_bytes:
+    if capacity_bytes and not capacities:
         fig.add_hline(y=capacity_bytes / divisor, line_dash="dash", line_color=CAPACITY_COLOR,
                       annotation_text=f"{tier} capacity", annotation_position="top left")
+    for name, cap in (capacities or {}).items():
+        fig.add_hline(y=cap / divisor, line_dash="dash", line_color=(colors or {}).get(name) or CAPACITY_COLOR,
+                      annotation_text=f"{name}: {tier} capacity {format_bytes(cap)}", annotation_position="top left")
+    top = max([peak, *[float(c) for c in (capacities or {}).values()]]) / divisor
     fig.update_xaxes(title_text=f"time ({unit})", rangemode="tozero")
-    fig.update_yaxes(title_text=f"{tier} ({bunit})", rangemode="tozero")
+    fig.update_yaxes(title_text=f"{tier} ({bunit})", range=[0, top * 1.15 or 1])
     return _base_layout(fig, title=None, height=360, uirevision="compare-memory")
 
 
@@ -471,7 +558,7 @@ def heatmap_figure(
 ) -> go.Figure:
     """Slowdown (%) over capacity (x) × link bandwidth (y); ``slowdown[i][j]`` for capacity i and bandwidth j
     (as :class:`core.sweep.Heatmap`), ``nan`` where no plan exists (drawn blank and marked ✕)."""
-    z = np.asarray(slowdown, dtype=float).T * 100.0
+    z = np.round(np.asarray(slowdown, dtype=float).T * 100.0, 1) + 0.0  # + 0.0: no "-0.0" cells
     divisor, bunit = byte_scale(float(max(capacities_bytes, default=0)))
     xs = [f"{c / divisor:.3g}" for c in capacities_bytes]
     ys = [format_bandwidth(b) for b in bandwidths_Bps]
@@ -510,12 +597,13 @@ def _group_key(op: Any) -> str:
 def collapse_graph(graph: Any, *, collapse: bool) -> nx.DiGraph:
     """The data-flow graph between ops (or, collapsed, between layer × phase groups).
 
-    Nodes carry ``ops`` (count), ``first`` (first op index), ``category`` (the most common one) and
+    Nodes carry ``ops`` (count), ``first`` (first op index), ``category`` (the one doing most of the work:
+    FLOPs, else modelled time, else the op count) and
     ``bytes`` (bytes of the outputs); an edge means a tensor flows from one to the other.
     """
     g = nx.DiGraph()
     node_of: list[str] = []
-    counts: dict[str, dict[str, int]] = {}
+    counts: dict[str, dict[str, float]] = {}
     tensor_bytes = {t.id: t.bytes for t in graph.tensors}
     for i, op in enumerate(graph.ops):
         key = _group_key(op) if collapse else op.id
@@ -525,7 +613,9 @@ def collapse_graph(graph: Any, *, collapse: bool) -> nx.DiGraph:
         g.nodes[key]["ops"] += 1
         g.nodes[key]["bytes"] += sum(tensor_bytes.get(t, 0) for t in op.outputs)
         counts.setdefault(key, {})
-        counts[key][op.category] = counts[key].get(op.category, 0) + 1
+        # weight by work (FLOPs, else time, else 1): a layer is "attention" or "mlp", not its two cheap norms
+        work = float(getattr(op, "flops", 0) or 0) or float(getattr(op, "time_s", 0) or 0) * 1e12 or 1.0
+        counts[key][op.category] = counts[key].get(op.category, 0) + work
     for key, cats in counts.items():
         g.nodes[key]["category"] = max(cats, key=lambda c: cats[c])
     producer = graph.producer

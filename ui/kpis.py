@@ -12,7 +12,7 @@ from typing import Any
 
 from core.units import format_bandwidth, format_bytes, format_time
 
-__all__ = ["Kpi", "plan_kpis", "link_rows", "compare_row"]
+__all__ = ["Kpi", "plan_kpis", "link_rows", "compare_row", "format_count", "signed_pct", "ab_rows"]
 
 
 @dataclass(frozen=True)
@@ -28,12 +28,31 @@ class Kpi:
 
 
 def _pct(x: float) -> str:
-    return f"{x * 100:.1f} %"
+    value = round(x * 100, 1) + 0.0  # + 0.0 turns -0.0 into 0.0: never print "−0.0 %"
+    return f"{value:.1f} %"
 
 
-def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
+def signed_pct(x: float) -> str:
+    """A change in percent with its sign, "+12.5 %" / "−3.0 %", and "0.0 %" (no sign) when it rounds to 0."""
+    value = round(x * 100, 1) + 0.0
+    if value == 0:
+        return "0.0 %"
+    return f"{'+' if value > 0 else '−'}{abs(value):.1f} %"
+
+
+def format_count(n: float) -> str:
+    """A count for people: 25.6 M, 6.74 B, 1.2 k (3 significant digits)."""
+    for div, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{n:.3g}"
+
+
+def plan_kpis(metrics: Mapping[str, Any], compute_tier: str, *, gap_to_bound: float | None = None,
+              lower_bound_s: float | None = None) -> list[Kpi]:
     """Step time (vs compute only), peak memory of the compute tier (vs capacity and no offload), overlap,
-    stall, bytes moved and recompute time."""
+    stall, bytes moved and recompute time; plus "within x % of the best possible" when the plan carries a
+    gap to a lower bound (``Plan.gap_to_bound``)."""
     step = float(metrics.get("step_time_s", 0.0))
     compute_only = float(metrics.get("compute_only_time_s", 0.0))
     slowdown = float(metrics.get("slowdown", 0.0))
@@ -48,7 +67,7 @@ def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
     fill = f"{peak / capacity * 100:.0f} % of {format_bytes(capacity)}" if capacity else None
     return [
         Kpi("step_time", "Step time", format_time(step),
-            f"{'+' if slowdown >= 0 else ''}{_pct(slowdown)} vs {format_time(compute_only)}",
+            f"{signed_pct(slowdown)} vs {format_time(compute_only)}",
             "inverse" if slowdown > 0.001 else "off",
             f"Modelled time of one step with this plan, against {format_time(compute_only)} of compute only (every "
             "op back to back, never waiting for data)."),
@@ -58,8 +77,9 @@ def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
         Kpi("no_offload", "Without offload", format_bytes(no_offload),
             f"{format_bytes(max(0, no_offload - peak))} saved" if no_offload >= peak else None, "normal",
             f"Peak {compute_tier} occupancy if every tensor stayed in {compute_tier} for the whole step."),
-        Kpi("overlap", "Transfers hidden", _pct(overlap), None, "off",
-            "Share of transfer time that runs while compute is busy (1 = every copy hidden behind compute)."),
+        Kpi("overlap", "Transfers hidden", _pct(overlap) if moved else "—", None if moved else "nothing moves", "off",
+            "Share of transfer time that runs while compute is busy (100 % = every copy hidden behind compute); "
+            "— when the plan moves nothing."),
         Kpi("stall", "Stall", format_time(stall), _pct(stall / step) + " of the step" if step else None,
             "inverse" if stall > 0 else "off", "Time compute waits for a transfer to finish."),
         Kpi("moved", "Bytes moved", format_bytes(moved), f"over {n_links} link{'s' if n_links != 1 else ''}", "off",
@@ -67,6 +87,11 @@ def plan_kpis(metrics: Mapping[str, Any], compute_tier: str) -> list[Kpi]:
         Kpi("recompute", "Recompute", format_time(recompute),
             _pct(recompute / step) + " of the step" if step and recompute else None, "off",
             "Time spent re-running ops to regenerate dropped activations instead of storing them."),
+        *([Kpi("gap", "Best possible", f"within {_pct(max(0.0, float(gap_to_bound)))}",
+               f"bound {format_time(float(lower_bound_s))}" if lower_bound_s is not None else None, "off",
+               "How far this step time can be from the best any plan could do: a lower bound on the step time "
+               "for these inputs (no plan beats it), and the step's distance above it.")]
+          if gap_to_bound is not None else []),
     ]
 
 
@@ -112,3 +137,32 @@ def compare_row(title: str, metrics: Mapping[str, Any] | None, compute_tier: str
         "compute_only_time_s": float(metrics.get("compute_only_time_s", 0.0)),
         "message": message,
     }
+
+
+def ab_rows(a: Mapping[str, Any], b: Mapping[str, Any], compute_tier: str) -> list[dict[str, str]]:
+    """Setting A against setting B, one row per headline number: A, B, and B − A (with the relative change)."""
+    def moved(m: Mapping[str, Any]) -> int:
+        return sum(int(v) for v in m.get("transfer_bytes", {}).values())
+
+    specs: list[tuple[str, float, float, Any]] = [
+        ("Step time", float(a.get("step_time_s", 0.0)), float(b.get("step_time_s", 0.0)), format_time),
+        (f"Peak {compute_tier}", float(a.get("peak_bytes", {}).get(compute_tier, 0)),
+         float(b.get("peak_bytes", {}).get(compute_tier, 0)), lambda v: format_bytes(int(v))),
+        ("Stall", float(a.get("stall_time_s", 0.0)), float(b.get("stall_time_s", 0.0)), format_time),
+        ("Bytes moved", float(moved(a)), float(moved(b)), lambda v: format_bytes(int(v))),
+        ("Recompute", float(a.get("recompute_time_s", 0.0)), float(b.get("recompute_time_s", 0.0)), format_time),
+        ("Slowdown vs compute only", float(a.get("slowdown", 0.0)), float(b.get("slowdown", 0.0)), _pct),
+    ]
+    rows = []
+    for label, va, vb, fmt in specs:
+        diff = vb - va
+        if label.startswith("Slowdown"):
+            delta = signed_pct(diff).replace(" %", " points") if round(diff * 100, 1) else "no change"
+        elif va == vb:
+            delta = "no change"
+        else:
+            sign = "+" if diff > 0 else "−"
+            rel = f" ({signed_pct(diff / va)})" if va else ""
+            delta = f"{sign}{fmt(abs(diff))}{rel}"
+        rows.append({"": label, "A": fmt(va), "B": fmt(vb), "B − A": delta})
+    return rows

@@ -74,13 +74,15 @@ def build_report(graph: Graph, hardware: Hardware, plan: Plan, *, model_label: s
                  "of tensor a transfer moves.", figures.schedule_figure(streams, time_unit=unit)))
     curves = occupancy_curves(graph, plan)
     before = no_offload_curves(graph, hardware)
+    align = figures.alignment(graph, hardware, plan)
     for tier in hardware.tiers:
         curve = curves.get(tier.name)
         if curve is None or not any(len(v) and float(max(v)) > 0 for v in curve.bytes_by_kind.values()):
             continue
-        figs.append((f"Memory in {tier.name}", "Stacked by tensor kind; dashed: capacity; dotted: without offload.",
+        figs.append((f"Memory in {tier.name}", "Stacked by tensor kind over the ops of the step (the no-offload run lined up op by op); dashed: capacity; dotted: without offload.",
                      figures.memory_figure(curve, tier=tier.name, capacity_bytes=tier.capacity_bytes, time_unit=unit,
-                                           before=before.get(tier.name) if tier.name == hardware.compute_tier else None)))
+                                           before=before.get(tier.name) if tier.name == hardware.compute_tier else None,
+                                           align=(align[0], align[1] if tier.name == hardware.compute_tier else None))))
     for k, (title, note, fig) in enumerate(figs):
         div = pio.to_html(fig, full_html=False, include_plotlyjs=(k == 0), config={"displaylogo": False},
                           default_width="100%")

@@ -312,7 +312,29 @@ def hardware_label(name: str, base: Mapping[str, Any], current: Mapping[str, Any
     return f"{name} (edited: {summary})" if summary else name
 
 
-def _tier_editor(raw: Mapping[str, Any]) -> None:
+def _copy(src: str, dst: str) -> None:
+    """on_change of a slider: the number field beside it takes its value (the field is what is planned)."""
+    st.session_state[dst] = float(st.session_state[src])
+
+
+def _slider(num_key: str, base: float, label: str) -> None:
+    """A slider under a number field, for dragging: 0 … 2× the preset's value (or the current value)."""
+    current = float(st.session_state[num_key])
+    top = max(2.0 * base, current, 1.0)
+    step = _step(top) if top >= 1 else 0.01
+    top = math.ceil(top / step) * step
+    sl_key = f"sl:{num_key}"
+    st.session_state[sl_key] = min(max(0.0, round(current / step) * step), top)
+    st.slider(label, 0.0, float(top), step=float(step), key=sl_key, on_change=_copy, args=(sl_key, num_key),
+              label_visibility="collapsed", format="%.4g")
+
+
+def _set_fraction_of_peak(key: str, peak_bytes: int, size: int) -> None:
+    fraction = float(st.session_state.get("in:peak_pct", 50.0)) / 100.0
+    st.session_state[key] = round(peak_bytes * fraction / size, 3)
+
+
+def _tier_editor(raw: Mapping[str, Any], peak_bytes: int | None = None) -> None:
     compute_tier = raw.get("compute_tier", raw["tiers"][0]["name"])
     for tier in raw["tiers"]:
         name = tier["name"]
@@ -325,6 +347,16 @@ def _tier_editor(raw: Mapping[str, Any]) -> None:
         if name != compute_tier:
             cols[1].button("", icon=":material/delete:", key=f"rm:{name}", help=f"Remove {name} and its links",
                            on_click=_remove_tier, args=(name,), type="tertiary")
+        _slider(key, int(tier["capacity_bytes"]) / size, f"drag {name} capacity")
+        if name == compute_tier and peak_bytes:
+            _init("in:peak_pct", 50.0)
+            c1, c2 = st.columns([2, 3], vertical_alignment="bottom")
+            c1.number_input("% of no-offload peak", min_value=1.0, max_value=200.0, step=5.0, format="%g",
+                            key="in:peak_pct", help=f"The model needs {format_bytes(peak_bytes)} in {name} if nothing "
+                                                     "moves; set the capacity to this share of it.")
+            c2.button(f"Set {name} to {float(st.session_state['in:peak_pct']):g} %", key="set:peak_pct",
+                      on_click=_set_fraction_of_peak, args=(key, peak_bytes, size), width="stretch",
+                      help=f"{name} = {float(st.session_state['in:peak_pct']):g} % × {format_bytes(peak_bytes)}")
     st.markdown("**Links** (bandwidth GB/s · latency µs)")
     for link in raw["links"]:
         name = f"{link['src']}->{link['dst']}"
@@ -334,6 +366,7 @@ def _tier_editor(raw: Mapping[str, Any]) -> None:
         c1.number_input(f"{name} GB/s", min_value=0.0, step=_step(float(st.session_state[f"in:bw:{name}"])),
                         format="%.2f", key=f"in:bw:{name}")
         c2.number_input(f"{name} µs", min_value=0.0, step=0.5, format="%.2f", key=f"in:lat:{name}")
+        _slider(f"in:bw:{name}", float(link["bandwidth_Bps"]) / 1e9, f"drag {name} bandwidth")
 
 
 def _remove_tier(name: str) -> None:
@@ -389,11 +422,16 @@ def _add_tier_form(existing: list[str]) -> None:
         st.error(st.session_state["add:error"])
 
 
-def _hardware_section(problems: list[str]) -> tuple[Hardware, dict[str, Any]] | None:
+def _hardware_section(problems: list[str], graph: Graph | None = None) -> tuple[Hardware, dict[str, Any]] | None:
     _, base = _base_hardware(problems)
     raw = _candidate(base)
+    peak = None
+    if graph is not None:
+        from core.metrics import no_offload_peak_bytes
+
+        peak = int(no_offload_peak_bytes(graph))
     with st.expander("Tiers and links", expanded=True):
-        _tier_editor(raw)
+        _tier_editor(raw, peak)
         _add_tier_form([t["name"] for t in raw["tiers"]])
     values = {k: v for k, v in st.session_state.items() if isinstance(k, str) and k.startswith(("in:cap:", "in:bw:", "in:lat:"))}
     edited = edited_hardware_dict(raw, values)
@@ -569,7 +607,7 @@ def sidebar_inputs() -> tuple[Inputs | None, list[str]]:
         _, base = _base_hardware_peek()
         if base is not None:
             _apply_pending_hw(base)
-        hw_result = _hardware_section(problems)
+        hw_result = _hardware_section(problems, graph)
         st.subheader("Policy", divider="gray")
         policy, params = _policy_section()
     if hw_result is None:

@@ -93,11 +93,12 @@ def run_capacity(trace: Trace, policy: str = "lru", capacity_blocks: int | None 
         ids = trace.block_ids.tolist()
         partial = (trace.input_tokens % trace.block_tokens != 0).tolist()
         access = cache.access
+        index = cache.index
         for i in range(n):
             blocks = ids[off[i]:off[i + 1]]
             h = 0
             for b in blocks:
-                if b not in cache:
+                if b not in index:
                     break
                 h += 1
             hits[i] = h

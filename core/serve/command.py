@@ -79,6 +79,8 @@ def register(sub: Any) -> None:
     g.add_argument("--tiers", default=None, help="comma-separated lower tiers used as cache (default all; '' = none)")
     g.add_argument("--prefill-instances", type=int, default=4)
     g.add_argument("--decode-instances", type=int, default=4)
+    g.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+                   help="devices per instance (weights, HBM and FLOPs add up; collectives not costed)")
     g.add_argument("--overlap", choices=("layer", "sequential"), default="layer")
     g.add_argument("--inclusive", action="store_true", help="a loaded block keeps its lower copy")
     g.add_argument("--write-through", action="store_true", help="write every new block down at once (needs --inclusive)")
@@ -147,7 +149,7 @@ def _run_timed(args: argparse.Namespace, trace: Any) -> int:
                       tier_capacity_bytes=tuple(caps), prefill_instances=args.prefill_instances,
                       decode_instances=args.decode_instances, overlap=args.overlap, inclusive=args.inclusive,
                       write_through=args.write_through, admit_after=args.admit_after,
-                      selective_load=not args.load_all)
+                      selective_load=not args.load_all, tensor_parallel=args.tensor_parallel)
     result = simulate(trace, model, hw, cfg)
     summary = result.summary()
     if args.check:

@@ -48,6 +48,12 @@ class ServeModel:
     params_total: int
     params_active: int
 
+    def __post_init__(self) -> None:
+        base = decode_flops(self.spec, 0)
+        object.__setattr__(self, "_decode_base", base)
+        object.__setattr__(self, "_decode_per_ctx", decode_flops(self.spec, 1) - base)
+        object.__setattr__(self, "_weights_read", {})
+
     def block_bytes(self, block_tokens: int) -> int:
         return self.kv_bytes_per_token * block_tokens
 
@@ -65,15 +71,22 @@ class ServeModel:
         per-token ops once per sequence, attention linear in each context (so only the sum matters)."""
         if batch <= 0:
             return 0.0
-        base = _decode(self.spec, 0)
-        per_ctx = _decode(self.spec, 1) - base
-        return batch * base + per_ctx * context_tokens_total
+        return batch * self._decode_base + self._decode_per_ctx * context_tokens_total  # type: ignore[attr-defined]
 
     def decode_weight_bytes(self, batch: int) -> int:
         """Weights one decode step reads: all dense weights, and for MoE the experts ``batch`` tokens touch."""
         s = self.spec
         if s.moe is None or batch <= 0:
             return self.weight_bytes
+        cache: dict[int, int] = self._weights_read  # type: ignore[attr-defined]
+        got = cache.get(batch)
+        if got is None:
+            got = cache[batch] = self._moe_weight_bytes(batch)
+        return got
+
+    def _moe_weight_bytes(self, batch: int) -> int:
+        s = self.spec
+        assert s.moe is not None
         p = count_params(s)
         moe_layers = sum(s.moe.moe_layers)
         per_expert = p.routed_experts // max(1, s.moe.num_experts * moe_layers)
@@ -109,11 +122,6 @@ def _coefficients(spec: ModelSpec) -> tuple[float, float, float]:
     b = f11 - f10
     a = f20 - f10 - 2 * b
     return a, b, f10 - a - b
-
-
-@lru_cache(maxsize=64)
-def _decode(spec: ModelSpec, context: int) -> float:
-    return decode_flops(spec, context)
 
 
 def serve_model(config: Any, *, name: str = "model", source: str = "config.json") -> ServeModel:

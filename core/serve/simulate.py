@@ -2,8 +2,9 @@
 
 The picture (UCM / Mooncake / LMCache, simplified to what changes the answer):
 
-- **Prefill** runs on ``prefill_instances`` devices of the hardware preset, FIFO from one queue. Each
-  device holds the model's weights; what their HBM has left after the weights and the KV of the prompts being
+- **Prefill** runs on ``prefill_instances`` instances of ``tensor_parallel`` devices of the hardware
+  preset each (ideal tensor parallelism: HBM, FLOPs and HBM bandwidth add up, collectives not costed),
+  FIFO from one queue. Each instance holds the model's weights; what their HBM has left after the weights and the KV of the prompts being
   prefilled right now is one **HBM prefix cache** (pooled across the instances — an idealisation of
   cache-aware routing). The lower tiers (DDR, pool, SSD: every non-compute tier of the preset, capacities
   editable) hold more cached blocks; each tier has its own eviction policy instance.
@@ -34,7 +35,7 @@ import heapq
 import math
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -45,8 +46,10 @@ from core.serve.model import ServeModel
 from core.serve.policies import POLICIES, BlockPolicy, FutureIndex, make_policy
 from core.serve.trace import Trace
 
-__all__ = ["ServeConfig", "ServeLog", "ServeResult", "simulate", "percentiles"]
+__all__ = ["ServeConfig", "ServeLog", "ServeResult", "simulate", "instance_hardware", "percentiles"]
 
+#: Policies whose order on non-prompt accesses is plain LRU (see :class:`core.serve.policies.TierplanPolicy`).
+NON_PROMPT_LRU = frozenset({"tierplan", "cost"})
 #: Log op codes (first element of each :attr:`ServeLog.ops` tuple).
 STORE, EVICT, LOAD, CAP = "store", "evict", "load", "cap"
 
@@ -69,11 +72,12 @@ class ServeConfig:
     cache_generated: bool = True
     max_decode_batch: int = 256
     selective_load: bool = True
+    tensor_parallel: int = 1
 
     def checked(self) -> ServeConfig:
         if self.policy not in POLICIES:
             raise InputError(f"unknown policy {self.policy!r}; expected one of {', '.join(POLICIES)}", field="policy")
-        for name in ("prefill_instances", "decode_instances", "admit_after", "max_decode_batch"):
+        for name in ("prefill_instances", "decode_instances", "admit_after", "max_decode_batch", "tensor_parallel"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InputError(f"must be a whole number >= 1, got {value!r}", field=name)
@@ -219,7 +223,8 @@ class _Sim:
         hbm_bytes = hw.capacity(hbm)
         if model.weight_bytes >= hbm_bytes:
             raise InfeasibleError(f"the weights of {model.name} ({model.weight_bytes / 2**30:.1f} GiB) do not fit in "
-                                  f"{hbm} ({hbm_bytes / 2**30:.1f} GiB) of {hw.name}; tensor parallelism is not modelled")
+                                  f"{hbm} ({hbm_bytes / 2**30:.1f} GiB) of {hw.name}; use more devices per instance "
+                                  "(tensor_parallel)")
         self.hbm_free_bytes = cfg.prefill_instances * (hbm_bytes - model.weight_bytes)
         overrides = dict(cfg.tier_capacity_bytes)
         for name in overrides:
@@ -234,11 +239,16 @@ class _Sim:
             cap = self.hbm_free_bytes // self.block_bytes
             self.tiers.append(_Tier(hbm, make_policy(cfg.policy, int(cap), trace=trace, future=future)))
             self.capacity[hbm] = int(cap)
+        # Tiers below the first only ever see blocks that are not one prompt in order (victims from above, generated
+        # blocks): there ``tierplan`` and ``cost`` order by touch time alone, i.e. exactly ``lru``, which is
+        # 2-3x cheaper (tests/test_serve_simulate.py checks the equivalence on the policies).
+        lower_policy = "lru" if cfg.policy in NON_PROMPT_LRU else cfg.policy
         for name in lower:
             cap = int(overrides.get(name, hw.capacity(name)) // self.block_bytes)
             if cap <= 0:
                 continue
-            self.tiers.append(_Tier(name, make_policy(cfg.policy, cap, trace=trace, future=future)))
+            policy = cfg.policy if not self.tiers else lower_policy  # the first tier sees the prompts
+            self.tiers.append(_Tier(name, make_policy(policy, cap, trace=trace, future=future)))
             self.capacity[name] = cap
         self.by_name = {t.name: t for t in self.tiers}
         self.link_free: dict[str, float] = {link.name: 0.0 for link in hw.links}
@@ -267,13 +277,13 @@ class _Sim:
     # ------------------------------------------------------------------------------------------ tiers
 
     def _store(self, tier: _Tier, blocks: list[int], ready: float, req: int, *, hit: int = -1,
-               partial_tail: bool = False) -> None:
+               partial_tail: bool = False, prompt: bool = False) -> None:
         """Insert/touch ``blocks`` in ``tier`` (data readable at ``ready``); victims move down."""
-        held = tier.policy
+        held = tier.policy.index
         new = [b for b in dict.fromkeys(blocks) if b not in held]
         # a policy may evict a block and take it back within one access (ARC): only the final state counts
-        victims = [v for v in dict.fromkeys(held.access(blocks, req, hit=hit, partial_tail=partial_tail))
-                   if v not in held]
+        victims = [v for v in dict.fromkeys(tier.policy.access(blocks, req, hit=hit, partial_tail=partial_tail,
+                                                               prompt=prompt)) if v not in held]
         ops = self.log.ops
         for v in victims:
             if v in tier.ready:
@@ -295,8 +305,8 @@ class _Sim:
         if idx + 1 >= len(self.tiers):
             return
         below = self.tiers[idx + 1]
-        moving = [(b, r) for b, r in victims
-                  if self.uses.get(b, 0) >= self.cfg.admit_after and b not in below.policy]
+        held = below.policy.index
+        moving = [(b, r) for b, r in victims if self.uses.get(b, 0) >= self.cfg.admit_after and b not in held]
         if not moving:
             return
         not_before = max(r for _, r in moving)
@@ -330,7 +340,7 @@ class _Sim:
         for b in blocks:
             where = None
             for tier in self.tiers:
-                if b in tier.policy:
+                if b in tier.policy.index:
                     r = tier.ready.get(b)
                     if r is not None and r <= t:
                         where = tier.name
@@ -496,16 +506,16 @@ class _Sim:
             if self.tiers:
                 top = self.tiers[0]
                 if top.name == self.hbm:
-                    self._store(top, blocks, e, i, hit=h, partial_tail=partial[i])
+                    self._store(top, blocks, e, i, hit=h, partial_tail=partial[i], prompt=True)
                     if cfg.write_through and len(self.tiers) > 1:
                         below = self.tiers[1]
-                        fresh = [b for b in blocks if b not in below.policy]
+                        fresh = [b for b in blocks if b not in below.policy.index]
                         if fresh:
                             end = self._transfer(self.hbm, below.name, len(fresh) * self.block_bytes, e)
                             self._store(below, fresh, end, i)
                 else:
                     end = self._transfer(self.hbm, top.name, len(blocks) * self.block_bytes, e)
-                    self._store(top, blocks, end, i, hit=h, partial_tail=partial[i])
+                    self._store(top, blocks, end, i, hit=h, partial_tail=partial[i], prompt=True)
             decode.join(i, e, n_in[i], n_out[i])
             occ_t[i] = t
             for tier in self.tiers:
@@ -528,7 +538,7 @@ class _Sim:
             return
         lower = [tier for tier in self.tiers if tier.name != self.hbm]
         target = lower[0] if lower else self.tiers[0]
-        fresh = [b for b in gen if b not in target.policy]
+        fresh = [b for b in gen if b not in target.policy.index]
         if not fresh:
             return
         for b in fresh:
@@ -556,6 +566,20 @@ class _Decode:
         self.ctx_sum = 0
         self.step = 0
         self.clock = 0.0
+        c = hw.compute
+        self._rate = c.peak_flops * c.efficiency
+        self._mem = c.memory_bandwidth_Bps * c.memory_efficiency
+        self._base = model.decode_step_flops(1, 0)
+        self._per_ctx = model.decode_step_flops(1, 1) - self._base
+
+    def _step_s(self, batch: int, ctx: int) -> float:
+        """``model.decode_step_s`` without the call overhead (135k steps on the shipped trace)."""
+        m = self.model
+        t_flops = (batch * self._base + self._per_ctx * ctx) / self._rate
+        if self._mem <= 0:
+            return t_flops
+        weights = m.weight_bytes if m.spec.moe is None else m.decode_weight_bytes(batch)
+        return max(t_flops, (weights + ctx * m.kv_bytes_per_token) / self._mem)
 
     def join(self, i: int, ready: float, n_in: int, n_out: int) -> None:
         if n_out <= 1:
@@ -594,7 +618,7 @@ class _Decode:
                 return
             b = len(self.active)
             per = -(-b // self.instances)
-            dt = self.model.decode_step_s(self.compute, per, self.ctx_sum * per // b)
+            dt = self._step_s(per, self.ctx_sum * per // b)
             self.clock += dt
             self.step += 1
             self.ctx_sum += b
@@ -606,7 +630,21 @@ class _Decode:
                 self.sim.cache_generated(i, self.clock)
 
 
+def instance_hardware(hardware: Hardware, tensor_parallel: int) -> Hardware:
+    """One instance of ``tensor_parallel`` devices: HBM, FLOPs and HBM bandwidth add up (ideal tensor
+    parallelism, collectives not costed); the links to the lower tiers stay one device's."""
+    if tensor_parallel == 1:
+        return hardware
+    c = hardware.compute
+    compute = replace(c, peak_flops=c.peak_flops * tensor_parallel,
+                      memory_bandwidth_Bps=c.memory_bandwidth_Bps * tensor_parallel)
+    tiers = tuple(replace(t, capacity_bytes=t.capacity_bytes * tensor_parallel) if t.name == hardware.compute_tier else t
+                  for t in hardware.tiers)
+    return replace(hardware, compute=compute, tiers=tiers, name=f"{hardware.name} ×{tensor_parallel} (TP)")
+
+
 def simulate(trace: Trace, model: ServeModel, hardware: Hardware, config: ServeConfig = ServeConfig()) -> ServeResult:
     """Run the timed tiered simulation; see the module docstring for what is modelled."""
-    return _Sim(trace, model, hardware, config.checked()).run()
+    config = config.checked()
+    return _Sim(trace, model, instance_hardware(hardware, config.tensor_parallel), config).run()
 

@@ -27,7 +27,7 @@ class Workload:
     batch: int = 1
     seq: int = 2048
     checkpointing: bool = False
-    #: Decode only: split the batch into this many micro-batches run one after the other per layer
+    #: Prefill and decode: split the batch into this many micro-batches run one after the other per layer
     #: (FlexGen's GPU batches within a block), each with its own KV cache.
     micro_batches: int = 1
 

@@ -2,7 +2,9 @@
 
 Supported: dense decoder-only models with grouped-query attention (Llama, Qwen, Mistral and any
 ``model_type`` with the standard fields), mixture-of-experts (Mixtral top-k, DeepSeek routed + shared
-experts with ``first_k_dense_replace``, Qwen-MoE) and multi-head latent attention (DeepSeek-V3, Kimi-K2).
+experts with ``first_k_dense_replace``, Qwen-MoE), multi-head latent attention (DeepSeek-V3, Kimi-K2) and
+FlexGen-era decoders (OPT, GPT-2, GPT-NeoX: LayerNorm, biases, learned positions, a two-matrix MLP).
+What each op saves for its backward follows PyTorch's autograd (docs/sources.md, "Activation accounting").
 
 Per layer the graph holds the main ops — input norm, QKV projection, attention, output projection (with
 the residual add), post-attention norm, MLP or router + experts (+ shared experts) — plus embedding, final
@@ -18,6 +20,7 @@ routing, the rest of a layer's experts being one stored-but-unread tensor.
 
 from __future__ import annotations
 
+import builtins
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -174,7 +177,7 @@ class _Reader:
             raise self.error(f"{number} is implausibly large (limit {maximum})", key)
         return number
 
-    def opt_int(self, key: str, *, minimum: int = 1) -> int | None:
+    def opt_int(self, key: str, *, minimum: builtins.int = 1) -> builtins.int | None:
         if self.config.get(key) is None:
             return None
         return self.int(key, minimum=minimum)
@@ -442,9 +445,13 @@ def _linear_flops(s: ModelSpec, tokens: int, head_tokens: int) -> float:
             routed = tokens * s.moe.top_k
             f += 2.0 * routed * _expert_params(s) + 4.0 * routed * s.moe.expert_intermediate
         else:
-            f += 2.0 * tokens * 3 * h * s.intermediate + 4.0 * tokens * s.intermediate
+            matrices, act = (3, 4.0) if s.gated_mlp else (2, 1.0)
+            f += 2.0 * tokens * matrices * h * s.intermediate + act * tokens * s.intermediate
         per_layer += f
-    return per_layer + 5.0 * head_tokens * h + 2.0 * head_tokens * h * s.vocab
+    width = s.embed_proj_dim or h
+    embed = (tokens * h if s.learned_positions else 0.0) + (2.0 * tokens * width * h if s.embed_proj_dim else 0.0)
+    head = 2.0 * head_tokens * width * (s.vocab + (h if s.embed_proj_dim else 0))
+    return embed + per_layer + 5.0 * head_tokens * h + head
 
 
 def prefill_flops(config: Mapping[str, Any] | ModelSpec, new_tokens: int, cached_tokens: int = 0) -> float:
@@ -521,9 +528,9 @@ def graph_from_hf_config(config: Mapping[str, Any], workload: Any, *, name: str 
         raise InputError(f"batch × seq = {batch * seq} tokens is implausibly large (limit {MAX_TOKENS})", field="seq")
     train = kind == "train"
     micro = getattr(workload, "micro_batches", 1) or 1
-    if micro > 1 and (kind != "decode" or batch % micro):
-        raise InputError(f"micro_batches={micro} needs a decode workload whose batch ({batch}) it divides",
-                         field="micro_batches")
+    if micro > 1 and (kind == "train" or batch % micro):
+        raise InputError(f"micro_batches={micro} needs a prefill or decode workload whose batch ({batch}) it "
+                         "divides", field="micro_batches")
     params = count_params(spec)
     b = _Builder(source)
     extra_meta = _build(b, spec, kind, batch, seq, bool(getattr(workload, "checkpointing", False)) and train, micro)
@@ -534,19 +541,22 @@ def graph_from_hf_config(config: Mapping[str, Any], workload: Any, *, name: str 
         if op.flops > 1e24:
             raise InputError(f"op '{op.id}' would need {op.flops:.3g} FLOPs; check batch and seq", source=source)
     act_bytes = 2
-    meta = {
+    workload_meta: dict[str, Any] = {"kind": kind, "batch": batch, "seq": seq,
+                                     "checkpointing": bool(getattr(workload, "checkpointing", False))}
+    warnings: list[str] = []
+    meta: dict[str, Any] = {
         "source": source,
         "model_type": spec.model_type,
         "params_total": params.total,
         "params_active": params.active,
         "param_breakdown": params.to_dict(),
-        "workload": {"kind": kind, "batch": batch, "seq": seq, "checkpointing": bool(getattr(workload, "checkpointing", False))},
+        "workload": workload_meta,
         "kv_bytes_per_token": kv_bytes_per_token(spec, act_bytes),
         "weight_dtype_bytes": 2 if train else spec.weight_bytes,
-        "warnings": [],
+        "warnings": warnings,
     }
     if micro > 1:
-        meta["workload"]["micro_batches"] = micro
+        workload_meta["micro_batches"] = micro
     if spec.moe and not train:
         tokens = batch // micro * (1 if kind == "decode" else seq)
         meta["active_experts_per_layer"] = expected_active_experts(spec.moe.num_experts, spec.moe.top_k, tokens)
@@ -555,9 +565,10 @@ def graph_from_hf_config(config: Mapping[str, Any], workload: Any, *, name: str 
             "decode attention ops are host_ok: attention over the KV cache may run on a host tier's CPUs next "
             "to a host-resident cache (FlexGen); whether a plan does so is the planner's choice")
     meta.update(extra_meta)
-    if "moe_decode" in meta:
-        meta["workload"]["steps"] = meta["moe_decode"]["window_steps"]
-        meta["warnings"].append(meta["moe_decode"]["assumption"])
+    moe_decode = extra_meta.get("moe_decode")
+    if moe_decode is not None:
+        workload_meta["steps"] = moe_decode["window_steps"]
+        warnings.append(moe_decode["assumption"])
     label = name or f"{spec.model_type} {kind} b{batch} s{seq}"
     return Graph(label, tuple(b.tensors.values()), tuple(ops), meta)
 

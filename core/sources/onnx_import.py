@@ -11,6 +11,10 @@ of a weight…) are folded: their float results are the model's weights, integer
 metadata and dropped. View ops (Reshape, Flatten, Squeeze, Unsqueeze, Identity, Dropout) alias their input
 instead of allocating a copy. Ops whose cost is unknown are kept with a warning and zero FLOPs, so their
 time is the bytes they touch over memory bandwidth.
+
+For ``--train`` each op's backward reads what PyTorch's autograd saves for that op kind (ReLU its output,
+BatchNorm its input, Add nothing, Conv its input and weight, MaxPool int64 indices; docs/sources.md), and
+only constants in a parameter slot are trainable.
 """
 
 from __future__ import annotations
@@ -186,7 +190,7 @@ def _flops(op_type: str, node: Any, ins: list[_Info | None], outs: list[_Info | 
         if len(ins) > 1 and ins[1] and ins[1].dims and op_type != "Attention":
             kd = ins[1].dims
             kv_len = kd[-2] if len(kd) == 4 else (kd[1] if len(kd) >= 2 else kv_len)
-        return 4.0 * q.numel * kv_len
+        return 4.0 * (q.numel or 0) * kv_len
     if op_type in NORMS and out_n is not None:
         return 5.0 * out_n
     if op_type == "LRN" and out_n is not None:
@@ -316,19 +320,19 @@ def _import(model: Any, *, batch: int | None, train: bool, source: str, dims: di
     # Trainable: constants in a parameter slot (conv / matmul weights and biases, norm scales, embedding
     # tables; in an elementwise op only a rank <= 1 initializer such as a bias). Other constants (rotary
     # tables, causal masks, BatchNorm running statistics) are stored but get no gradient and no Adam state.
-    trainable: set[str] = set()
+    trainable_ids: set[str] = set()
     has_bn = has_conv = False
     for node in real:
         for idx, raw in enumerate(node.input):
             name = alias.get(raw, raw)
             if raw and name in const and _parameter_slot(node.op_type, idx, name in inits, info.get(name)):
-                trainable.add(name)
+                trainable_ids.add(name)
         has_bn = has_bn or node.op_type == "BatchNormalization"
         has_conv = has_conv or node.op_type == "Conv"
     for node in real:
         if node.op_type == "BatchNormalization":
-            trainable.difference_update(alias.get(i, i) for i in node.input[3:5])
-    non_trainable: set[str] = {c for c in const if c not in trainable}
+            trainable_ids.difference_update(alias.get(i, i) for i in node.input[3:5])
+    non_trainable: set[str] = {c for c in const if c not in trainable_ids}
     if train and has_conv and not has_bn:
         warnings.append("this CNN has no BatchNormalization: an eval-mode export folds BatchNorm into the convs, "
                         "so the training step misses BatchNorm's saved inputs and parameters; export with "
@@ -373,11 +377,11 @@ def _import(model: Any, *, batch: int | None, train: bool, source: str, dims: di
         extra_saved: list[str] = []
         if train and node.op_type == "MaxPool" and outputs:
             # PyTorch's max_pool2d_with_indices keeps int64 indices the size of the output for its backward.
-            idx = f"{outputs[0]}.indices"
-            add_tensor(idx, tensors[outputs[0]].bytes / DTYPE_BYTES.get(info[outputs[0]].dtype if outputs[0] in info else 1, 4) * 8,
-                       "activation")
-            outputs.append(idx)
-            extra_saved.append(idx)
+            indices = f"{outputs[0]}.indices"
+            out_dtype = info[outputs[0]].dtype if outputs[0] in info else 1
+            add_tensor(indices, tensors[outputs[0]].bytes / DTYPE_BYTES.get(out_dtype, 4) * 8, "activation")
+            outputs.append(indices)
+            extra_saved.append(indices)
         flops = _flops(node.op_type, node, in_infos, out_infos)
         if flops is None:
             unknown_ops[node.op_type] = unknown_ops.get(node.op_type, 0) + 1

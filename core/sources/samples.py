@@ -68,8 +68,10 @@ _SAMPLES = (
                "a GH200 holds 96 GB of HBM and reaches its LPDDR5X over NVLink-C2C.",
                "gh200", "prefill"),
     SampleInfo("deepseek-v3-decode", "DeepSeek-V3 decode, batch 16, 4096 context (MoE + MLA)",
-               "671 B parameters (1.34 TB in bf16), of which a decode step of 16 sequences reads the experts its "
-               "tokens are routed to; the compressed MLA cache is 70 KB per token. Served from pooled memory.",
+               "671 B parameters (1.34 TB in bf16). A decode step of 16 sequences reads about 102 of each layer's "
+               "256 experts; the graph holds 3 steps (the steady state), each reading its own third, so every "
+               "expert moves once per window. The compressed MLA cache is 70 KB per token. Served from pooled "
+               "memory.",
                "ascend-910c-supernode", "decode"),
 )
 

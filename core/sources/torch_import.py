@@ -257,10 +257,21 @@ def _scope_hooks(module: Any, recorder: _Recorder) -> list[Any]:
         parts = name.split(".")
         if len(parts) > 3:
             continue
-        label = name
-        hooks.append(child.register_forward_pre_hook(lambda _m, _a, n=label: _push(recorder.scope, n)))
-        hooks.append(child.register_forward_hook(lambda _m, _a, _o: _pop(recorder.scope)))
+        hooks.append(child.register_forward_pre_hook(_enter(recorder.scope, name)))
+        hooks.append(child.register_forward_hook(_leave(recorder.scope)))
     return hooks
+
+
+def _enter(scope: list[str], name: str) -> Callable[..., None]:
+    def hook(*_: Any) -> None:
+        scope.append(name)
+    return hook
+
+
+def _leave(scope: list[str]) -> Callable[..., None]:
+    def hook(*_: Any) -> None:
+        scope.pop()
+    return hook
 
 
 def _finish(rec: _Recorder, params: dict[str, Any], grads: dict[str, str], *, train: bool, optimizer: str | None,
@@ -381,10 +392,3 @@ def _fake_copy(module: Any, mode: Any) -> Any:
                 sub._buffers[n] = mode.from_tensor(b)
     return module
 
-
-def _push(scope: list[str], name: str) -> None:
-    scope.append(name)
-
-
-def _pop(scope: list[str]) -> None:
-    scope.pop()

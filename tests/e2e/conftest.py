@@ -77,9 +77,19 @@ def docs_untouched() -> Iterator[None]:
 @pytest.fixture(scope="session")
 def app_url() -> Iterator[str]:
     """Start the dashboard headless on a free port; stop it (its own process group) afterwards."""
+    yield from _serve("streamlit-e2e.log")
+
+
+@pytest.fixture()
+def fresh_app_url() -> Iterator[str]:
+    """A server no session has visited yet (for first-visit behaviour such as deep links)."""
+    yield from _serve("streamlit-e2e-fresh.log")
+
+
+def _serve(log_name: str) -> Iterator[str]:
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
-    log = ARTIFACTS / "streamlit-e2e.log"
+    log = ARTIFACTS / log_name
     cmd = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",

@@ -66,7 +66,8 @@ def test_changing_hbm_capacity_updates_kpis_and_charts(app):
     assert (_metric(app, "Step time"), _metric(app, "Bytes moved")) != (step, moved)
     assert _plot_points(app, 0) != points  # fewer transfers on the schedule
     app.page.get_by_role("tab", name="Memory").click()
-    app.page.wait_for_timeout(500)
+    app.wait_idle()
+    app.page.locator(".js-plotly-plot").first.wait_for()
     assert "HBM capacity 13 GiB" in _legend(app)
     assert "HBM.capacity%3D13GiB" in app.page.url or "HBM.capacity=13GiB" in app.page.url
     app.assert_no_exception()
@@ -219,3 +220,92 @@ def test_download_decisions_csv_has_kinds_sizes_and_op_names(app, tmp_path):
     ops = {"step start", "step end", "fwd1", "fwd2", "fwd3", "loss", "bwd3", "bwd2", "bwd1", "adam1", "adam2", "adam3"}
     assert all(r["start_op"] in ops and r["end_op"] in ops for r in rows)  # names, not indices
     app.assert_no_exception()
+
+
+@pytest.mark.parametrize("scheme", ["dark", "light"])
+def test_theme_follows_the_system_preference(browser, app_url, scheme):
+    context = browser.new_context(viewport={"width": 1440, "height": 1000}, color_scheme=scheme)
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        from tests.e2e.conftest import AppDriver
+
+        app = AppDriver(page, app_url)
+        app.open("?model=tiny")
+        page.locator('[data-testid="stMetric"]').first.wait_for()
+        page.locator(".js-plotly-plot").first.wait_for()
+        app.wait_idle()
+        page.wait_for_timeout(800)
+        bg = page.evaluate("() => getComputedStyle(document.querySelector('[data-testid=\"stApp\"]')).backgroundColor")
+        paper = page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')][0]._fullLayout.paper_bgcolor")
+
+        def lum(css: str) -> float:
+            import re
+
+            if css == "white":
+                return 255.0
+            r, g, b = (int(v) for v in re.findall(r"\d+", css)[:3]) if css.startswith("rgb") else (
+                int(css[1:3], 16), int(css[3:5], 16), int(css[5:7], 16))
+            return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+        if scheme == "dark":
+            assert lum(bg) < 80 and lum(paper) < 80, (bg, paper)
+        else:
+            assert lum(bg) > 200 and lum(paper) > 200, (bg, paper)
+        app.screenshot(f"plan-{scheme}", full=False)
+    finally:
+        context.close()
+
+
+def test_zoom_survives_an_input_change(app):
+    """The time window below the schedule keeps a zoom when a new plan is drawn (Streamlit remounts a chart
+    whose figure changed, so a zoom made by dragging does not survive; the window does)."""
+    app.open("?model=tiny")
+    app.page.locator(".js-plotly-plot").first.wait_for()
+    app.wait_idle()
+    handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
+    handles.nth(0).focus()
+    for _ in range(20):
+        handles.nth(0).press("ArrowRight")
+    app.wait_idle()
+    handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
+    handles.nth(1).focus()
+    for _ in range(40):
+        handles.nth(1).press("ArrowLeft")
+    app.wait_idle()
+    thumbs = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").locator(
+        '[data-testid="stSliderThumbValue"]')
+    lo, hi = (float(thumbs.nth(k).inner_text()) / 100 for k in (0, 1))
+    assert 0 < lo < hi < 1
+
+    def x_range():
+        return app.page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')][0]._fullLayout.xaxis.range")
+
+    def step_ms():
+        tile = app.page.locator('[data-testid="stMetric"]').filter(has_text="Step time").first
+        return float(tile.locator('[data-testid="stMetricValue"]').inner_text().split()[0])
+
+    assert x_range() == pytest.approx([lo * step_ms(), hi * step_ms()], rel=0.02)
+    field = app.page.get_by_label("HBM capacity (GiB) — compute tier")
+    field.fill("13")
+    field.press("Enter")
+    app.wait_idle()
+    app.page.wait_for_timeout(500)
+    assert x_range() == pytest.approx([lo * step_ms(), hi * step_ms()], rel=0.02)  # the new plan, same window
+    app.assert_no_exception()
+
+
+def test_deep_link_on_a_fresh_server_opens_the_app(browser, fresh_app_url):
+    """/learn as the very first visit ran pages/learn.py alone (Streamlit's legacy pages/ mode: a file list
+    in the sidebar, no top navigation, no inputs)."""
+    context = browser.new_context(viewport={"width": 1440, "height": 1000})
+    context.set_default_timeout(60_000)
+    page = context.new_page()
+    try:
+        page.goto(f"{fresh_app_url}/learn")
+        page.get_by_role("heading", name="Learn").first.wait_for()
+        page.get_by_role("link", name="Plan").first.wait_for()  # the app's top navigation
+        assert page.locator('[data-testid="stSidebarNav"]').count() == 0
+        assert page.get_by_text("Display").count() >= 1  # the app's own sidebar
+    finally:
+        context.close()

@@ -1,0 +1,166 @@
+"""Local search on a winning placement under a time budget: small changes, each judged by the real scheduler.
+
+The greedy sweep decides span by span with estimated costs; the exact schedule then shows where the compute
+stream actually waits. :func:`local_search` looks at the op with the longest stall and tries, for the spans
+whose copies that op waits for: issuing the copy-in earlier (a prefetch point further back), recomputing
+the span instead of moving it, moving it to another tier, or keeping it (when the compute tier has room).
+A change is kept when the scheduled step time drops; the search stops when no change helps or the budget is
+spent. Every candidate goes through :func:`core.schedule.build_schedule`, so what it returns is as valid
+as any other schedule (the caller still replays it).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from core.errors import InfeasibleError
+from core.graph import Graph
+from core.hardware import Hardware
+from core.liveness import Liveness
+from core.plan import ComputeEvent, Decision
+from core.schedule import Schedule, build_schedule
+from core.spans import recompute_ok
+
+__all__ = ["SearchResult", "local_search", "stalls_by_op", "revise_decisions"]
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The best placement found (``assignment``, ``prefetch_from``), its schedule and what was tried."""
+
+    assignment: Mapping[int, tuple[str, str]]
+    prefetch_from: Mapping[int, int]
+    schedule: Schedule
+    step_s: float
+    tried: int
+    improved: int
+    moves: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _end(schedule: Schedule) -> float:
+    return max((getattr(e, "end", getattr(e, "time", 0.0)) for e in schedule.events), default=0.0)
+
+
+def stalls_by_op(graph: Graph, schedule: Schedule, compute_tier: str) -> list[tuple[float, int]]:
+    """(seconds the compute stream waited before op i, i), longest first."""
+    index = graph.op_index
+    runs = sorted((e for e in schedule.events if isinstance(e, ComputeEvent) and e.tier == compute_tier),
+                  key=lambda e: e.start)
+    out = []
+    free = 0.0
+    for e in runs:
+        if e.start > free + 1e-12 and not e.recompute:
+            out.append((e.start - free, index[e.op]))
+        free = max(free, e.end)
+    return sorted(out, reverse=True)
+
+
+def local_search(graph: Graph, hw: Hardware, live: Liveness, assignment: Mapping[int, tuple[str, str]], *,
+                 params: Mapping[str, Any] | None = None, op_tiers: Mapping[int, str] | None = None,
+                 prefetch_from: Mapping[int, int] | None = None, schedule: Schedule | None = None,
+                 budget_s: float = 1.0, worst_ops: int = 3) -> SearchResult:
+    """Improve ``assignment`` around the ``worst_ops`` longest stalls until ``budget_s`` is spent (no
+    recompute when ``params["recompute"]`` is 0)."""
+    started = time.perf_counter()
+    C = hw.compute_tier
+    allow_recompute = bool(int((params or {}).get("recompute", 1)))
+    best_a = dict(assignment)
+    best_p = dict(prefetch_from or {})
+    best_s = schedule if schedule is not None else build_schedule(graph, hw, live, best_a, params, op_tiers, best_p)
+    best_t = _end(best_s)
+    tried = improved = 0
+    moves: list[str] = []
+    ends_at: dict[int, list[int]] = {}
+    for span in live.spans:
+        if span.kind != "unused":
+            ends_at.setdefault(span.end_op, []).append(span.id)
+
+    def attempt(a: dict[int, tuple[str, str]], p: dict[int, int], what: str) -> bool:
+        nonlocal best_a, best_p, best_s, best_t, tried, improved
+        tried += 1
+        try:
+            sched = build_schedule(graph, hw, live, a, params, op_tiers, p)
+        except InfeasibleError:
+            return False
+        t = _end(sched)
+        if t < best_t * (1 - 1e-9):
+            best_a, best_p, best_s, best_t = a, p, sched, t
+            improved += 1
+            moves.append(what)
+            return True
+        return False
+
+    progress = True
+    while progress and time.perf_counter() - started < budget_s:
+        progress = False
+        for _, i in stalls_by_op(graph, best_s, C)[:worst_ops]:
+            for sid in ends_at.get(i, ()):
+                if time.perf_counter() - started >= budget_s:
+                    break
+                action, tier = best_a.get(sid, ("keep", C))
+                if action == "keep":
+                    continue
+                span = live.spans[sid]
+                options: list[tuple[dict[int, tuple[str, str]], dict[int, int], str]] = []
+                if action == "offload":
+                    lo = 0 if span.kind in ("initial", "wrap") else span.start_op + 1
+                    here = best_p.get(sid, i)
+                    for target in sorted({(lo + here) // 2, max(lo, here - 1)}):
+                        if lo <= target < here:
+                            options.append((best_a, {**best_p, sid: target},
+                                            f"copy-in of '{span.tensor}' issued at op {target} instead of {here}"))
+                    if allow_recompute and recompute_ok(graph, live, sid) and _inputs_kept(graph, live, best_a, sid):
+                        options.append(({**best_a, sid: ("recompute", C)}, best_p, f"'{span.tensor}' recomputed"))
+                    for other in hw.offload_tiers:
+                        if other != tier:
+                            options.append(({**best_a, sid: ("offload", other)}, best_p,
+                                            f"'{span.tensor}' moved to {other} instead of {tier}"))
+                keep = {k: v for k, v in best_a.items() if k != sid}
+                options.append((keep, {k: v for k, v in best_p.items() if k != sid}, f"'{span.tensor}' kept in {C}"))
+                for a, p, what in options:
+                    if time.perf_counter() - started >= budget_s:
+                        break
+                    if attempt(dict(a), dict(p), what):
+                        progress = True
+                        break
+            if progress:
+                break
+    return SearchResult(best_a, best_p, best_s, best_t, tried, improved, tuple(moves))
+
+
+def _inputs_kept(graph: Graph, live: Liveness, assignment: Mapping[int, tuple[str, str]], sid: int) -> bool:
+    """A re-run just before the span's end needs its producer's inputs there: none of them may be away."""
+    span = live.spans[sid]
+    for x in graph.ops[graph.producer[span.tensor]].inputs:
+        for other in live.spans_of[x]:
+            o = live.spans[other]
+            if other in assignment and o.kind == "inner" and o.start_op < span.end_op < o.end_op:
+                return False
+            if other in assignment and o.kind != "inner":
+                return False
+    return True
+
+
+def revise_decisions(decisions: tuple[Decision, ...], live: Liveness, before: Mapping[int, tuple[str, str]],
+                     after: Mapping[int, tuple[str, str]], compute_tier: str) -> tuple[Decision, ...]:
+    """The policy's decisions with the spans local search changed updated (action, tier, reason)."""
+    changed = {}
+    for sid in set(before) | set(after):
+        old, new = before.get(sid, ("keep", compute_tier)), after.get(sid, ("keep", compute_tier))
+        if old != new:
+            span = live.spans[sid]
+            changed[(span.tensor, span.start_op, span.end_op)] = (old, new)
+    out = []
+    for d in decisions:
+        hit = changed.get((d.tensor, d.start_op, d.end_op))
+        if hit is None:
+            out.append(d)
+            continue
+        (old_action, old_tier), (action, tier) = hit
+        out.append(replace(d, action=action, tier=tier,
+                           reason=f"local search: {action} ({tier}) instead of {old_action} ({old_tier}) "
+                                  "gave a shorter exact schedule"))
+    return tuple(out)
