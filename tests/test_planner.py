@@ -561,9 +561,6 @@ def test_zero_duration_ops_at_one_instant() -> None:
     assert_valid(graph, make_plan(graph, hw))
 
 
-@pytest.mark.xfail(reason="docs/formats.md rule 5 (frees at t before allocations at t) cannot order an output "
-                   "made and freed by zero-duration ops at one instant; core.validate's tie-break (branch fuzz)",
-                   strict=False)
 def test_zero_duration_make_free_remake_at_one_instant() -> None:
     graph = load_graph(FUZZ / "graph-80791.json")
     hw = load_hardware((FUZZ / "hardware-80791.json").read_bytes())
