@@ -303,7 +303,10 @@ def parse_json(data: bytes | str, source: str) -> Any:
     except UnicodeDecodeError:
         raise InputError("not a UTF-8 text file (is it a binary file such as ONNX?)", source=source) from None
     except json.JSONDecodeError as exc:
-        raise InputError(f"malformed JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", source=source) from None
+        # some of json's messages end in "at" and expect the position after them ("Unterminated string starting at")
+        where = f"line {exc.lineno}, column {exc.colno}"
+        text = f"malformed JSON: {exc.msg} {where}" if exc.msg.endswith(" at") else f"malformed JSON at {where}: {exc.msg}"
+        raise InputError(text, source=source) from None
     except RecursionError:
         raise InputError("JSON nested too deeply", source=source) from None
 

@@ -233,6 +233,7 @@ def _hardware_from_dict(raw: Any) -> Hardware:
         for key, value in (("src", src), ("dst", dst)):
             if not isinstance(value, str) or value not in names:
                 raise InputError(f"unknown tier {value!r}", field=f"{where}.{key}")
+        where = f"links[{k}] ({src}->{dst})"  # name the link, not only its position
         if src == dst:
             raise InputError("a link must join two different tiers", field=where)
         if any((other.src, other.dst) == (src, dst) for other in links):

@@ -55,6 +55,12 @@ class TestErrors:
         with pytest.raises(InputError, match=r"g\.json: malformed JSON at line 1"):
             load_graph(b"{oops", source="g.json")
 
+    def test_truncated_json_message_is_a_whole_sentence(self) -> None:
+        # json says "Unterminated string starting at" and leaves the position to the caller
+        with pytest.raises(InputError) as info:
+            load_graph(b'{"format": "tierplan-graph/1", "name": "cut', source="g.json")
+        assert str(info.value) == "g.json: malformed JSON: Unterminated string starting at line 1, column 40"
+
     def test_binary(self) -> None:
         with pytest.raises(InputError, match="not a UTF-8"):
             load_graph(b"\x80\x81\xff", source="g.json")

@@ -117,9 +117,9 @@ class TestErrors:
         (lambda r: r["tiers"][0].update(capacity_bytes=1e30), "capacity 1e+30 bytes is implausible"),
         (lambda r: r.update(compute_tier="L2"), "compute_tier: compute tier 'L2' is not one of the tiers"),
         (lambda r: r["links"][0].update(dst="NVM"), "links[0].dst: unknown tier 'NVM'"),
-        (lambda r: r["links"][0].update(dst="HBM"), "links[0]: a link must join two different tiers"),
-        (lambda r: r["links"].append(dict(r["links"][0])), "links[4]: duplicate link HBM->DDR"),
-        (lambda r: r["links"][0].update(bandwidth_Bps=0), "links[0].bandwidth_Bps: must be > 0"),
+        (lambda r: r["links"][0].update(dst="HBM"), "links[0] (HBM->HBM): a link must join two different tiers"),
+        (lambda r: r["links"].append(dict(r["links"][0])), "links[4] (HBM->DDR): duplicate link HBM->DDR"),
+        (lambda r: r["links"][0].update(bandwidth_Bps=0), "links[0] (HBM->DDR).bandwidth_Bps: must be > 0"),
         (lambda r: r["links"].pop(3), "tiers[2]: tier 'SSD' has no path of links to the compute tier"),
         (lambda r: r["links"].pop(2), "tier 'SSD' has no path of links from the compute tier"),
     ])
