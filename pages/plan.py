@@ -178,6 +178,12 @@ def main() -> None:
     links = {link.name: link.bandwidth_Bps for link in hw.links}
     with st.expander("Bytes moved per link", expanded=False):
         st.dataframe(kpis.link_rows(plan.metrics, links), hide_index=True)
+    if plan.order_moves:
+        with st.expander(f"Execution order: {len(plan.order_moves)} ops moved from the graph's order", expanded=False):
+            st.caption("The planner may run an op elsewhere when every data dependency and in-place update allows "
+                       "it (the validator checks the plan's order); it kept this order because the step is faster. "
+                       "`--no-reorder` on the command line, or the policy's settings, keep the graph's order.")
+            view.table(tables.order_moves_table(plan), key="plan:order_moves", height=260)
     # Only the open tab runs (on_change="rerun"): a rerun builds and the browser draws one tab's charts.
     tab_sched, tab_mem, tab_res, tab_export = st.tabs(list(view.PLAN_TABS), key=view.PLAN_TAB_KEY,
                                                       on_change="rerun")

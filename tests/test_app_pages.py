@@ -84,6 +84,10 @@ class TestPlanPage:
         _open_tab(at, "Export")
         names = [b.label for b in at.get("download_button")]
         assert "Plan (JSON)" in names and "HTML report" in names
+        # Llama-2-7B training: the refined order runs optimizer updates inside the backward; the page says so
+        moved = [e for e in at.expander if e.label.startswith("Execution order:")]
+        assert moved, [e.label for e in at.expander]
+        assert int(moved[0].label.split()[2]) > 0
 
     def test_changing_hbm_capacity_changes_kpis(self):
         at = _app(model="tiny")

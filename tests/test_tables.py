@@ -73,3 +73,17 @@ def test_sizes_in_a_readable_unit_and_order_explained(setup):
 
         assert set(t.frame["ranking order"]) <= set(ORDERS)
         assert "portfolio" in t.help["ranking order"]
+
+
+def test_order_moves_table_counts_positions_from_one() -> None:
+    from core.plan import Plan
+
+    plan = Plan(graph="g", policy="tierplan", hardware={}, initial={}, events=(),
+                order_moves=({"op": "adam1", "from_index": 9, "to_index": 6, "reason": "gradient complete"},))
+    frame = tables.order_moves_table(plan).frame
+    assert frame.to_dict("records") == [{"op": "adam1", "graph position": 10, "runs at": 7, "moved by (ops)": -3,
+                                         "why": "gradient complete"}]
+    empty = Plan(graph="g", policy="tierplan", hardware={}, initial={}, events=())
+    assert list(tables.order_moves_table(empty).frame.columns) == list(frame.columns)
+    assert tables.order_moves_table(empty).frame.empty
+

@@ -16,7 +16,8 @@ from core.graph import Graph
 from core.hardware import Compute, op_time_s
 from core.plan import Plan, TransferEvent
 
-__all__ = ["Table", "span_label", "decisions_table", "ops_table", "tensors_table", "compare_table", "transfers_of"]
+__all__ = ["Table", "span_label", "decisions_table", "ops_table", "tensors_table", "compare_table", "transfers_of",
+           "order_moves_table"]
 
 _MIB = 2**20
 
@@ -184,6 +185,25 @@ def tensors_table(graph: Graph) -> Table:
         for t in graph.tensors
     ]
     return Table(pd.DataFrame(rows), {"size (MiB)": "%.4g MiB"})
+
+
+def order_moves_table(plan: Plan) -> Table:
+    """What the execution-order refinement moved and why (``Plan.order_moves``), first move first.
+
+    Positions count from 1 as a reader counts ops; "moved by" is how many ops earlier (negative) or later
+    the op runs than in the graph's order."""
+    rows = [
+        {
+            "op": str(m["op"]),
+            "graph position": int(m["from_index"]) + 1,
+            "runs at": int(m["to_index"]) + 1,
+            "moved by (ops)": int(m["to_index"]) - int(m["from_index"]),
+            "why": str(m.get("reason", "")),
+        }
+        for m in plan.order_moves
+    ]
+    frame = pd.DataFrame(rows, columns=["op", "graph position", "runs at", "moved by (ops)", "why"])
+    return Table(frame)
 
 
 def compare_table(rows: Sequence[Mapping[str, Any]]) -> Table:
