@@ -22,6 +22,7 @@ from core.commands import (
     load_graph_arg,
     load_hardware_arg,
     read_input,
+    whole_number,
     write_output,
 )
 from core.errors import InfeasibleError, InputError, PlanBugError
@@ -55,16 +56,6 @@ COMMANDS: list[Callable[[Any], None]] = [*_BUILTIN, register_serve]
 # ------------------------------------------------------------------------------------- fuzz (issue #9)
 
 
-def _cases(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 def register_fuzz(sub: Any) -> None:
     """``fuzz``: random cases, every policy, the validator on every plan (see core/fuzz.py)."""
     p = sub.add_parser("fuzz", help="plan random graphs with every policy and validate every plan",
@@ -74,7 +65,7 @@ def register_fuzz(sub: Any) -> None:
     p.add_argument("--seconds", type=float, default=60.0, help="how long to run (default 60)")
     p.add_argument("--seed", type=int, default=0, help="seed of the case seeds (default 0)")
     p.add_argument("--policy", action="append", metavar="P", help="a policy to run (repeatable; default: all)")
-    p.add_argument("--max-cases", type=_cases, default=None, help="stop after this many cases")
+    p.add_argument("--max-cases", type=whole_number(1), default=None, help="stop after this many cases")
     p.add_argument("--out", required=True, metavar="DIR", help="where failing graphs, hardware and plans go")
     p.set_defaults(run=run_fuzz_command)
 

@@ -91,3 +91,18 @@ def test_commands_are_pluggable() -> None:
     assert len(COMMANDS) >= 3
     names = set(build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
     assert {"generate", "import-onnx", "info"} <= names
+
+
+@pytest.mark.parametrize(("argv", "needle"), [
+    (["serve", "sample", "--capacity-blocks", "-1"], "--capacity-blocks: must be >= 0, got -1"),
+    (["serve", "sample", "--model", "llama-2-7b", "--prefill-instances", "0"], "--prefill-instances: must be >= 1"),
+    (["fuzz", "--max-cases", "0"], "--max-cases: must be >= 1, got 0"),
+    (["info", "tiny", "--batch", "x"], "--batch: expected a whole number, got 'x'"),
+])
+def test_whole_number_flags_fail_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert needle in err and err.count("\n") == 1 and "Traceback" not in err
+

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from core.commands import whole_number
 from core.errors import InputError
 from core.serve.policies import POLICIES
 
@@ -48,23 +49,13 @@ def _bytes(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
 def register(sub: Any) -> None:
     p = sub.add_parser("serve", help="prefix KV cache across requests: capacity analysis or timed simulation",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("trace", metavar="TRACE", help="Mooncake JSONL / CSV file, 'sample' or 'synthetic[:N[:SEED]]'")
     p.add_argument("--policy", choices=POLICIES, default=None, help="eviction policy (default lru sequence-only, "
                    "tierplan timed)")
-    p.add_argument("--capacity-blocks", type=_count, default=None, metavar="N",
+    p.add_argument("--capacity-blocks", type=whole_number(0), default=None, metavar="N",
                    help="sequence-only cache size in 512-token blocks (default unlimited)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     g = p.add_argument_group("timed simulation")
@@ -77,14 +68,14 @@ def register(sub: Any) -> None:
                        help=f"cache share of the {tier.upper()} tier, e.g. 64GiB (default: the whole tier)")
     g.add_argument("--no-hbm-cache", action="store_true", help="keep no prefix cache in HBM")
     g.add_argument("--tiers", default=None, help="comma-separated lower tiers used as cache (default all; '' = none)")
-    g.add_argument("--prefill-instances", type=int, default=4)
-    g.add_argument("--decode-instances", type=int, default=4)
-    g.add_argument("--tensor-parallel", type=int, default=1, metavar="N",
+    g.add_argument("--prefill-instances", type=whole_number(1), default=4)
+    g.add_argument("--decode-instances", type=whole_number(1), default=4)
+    g.add_argument("--tensor-parallel", type=whole_number(1), default=1, metavar="N",
                    help="devices per instance (weights, HBM and FLOPs add up; collectives not costed)")
     g.add_argument("--overlap", choices=("layer", "sequential"), default="layer")
     g.add_argument("--inclusive", action="store_true", help="a loaded block keeps its lower copy")
     g.add_argument("--write-through", action="store_true", help="write every new block down at once (needs --inclusive)")
-    g.add_argument("--admit-after", type=int, default=1, metavar="K", help="write a block down only after K uses")
+    g.add_argument("--admit-after", type=whole_number(1), default=1, metavar="K", help="write a block down only after K uses")
     g.add_argument("--load-all", action="store_true", help="load every hit block even when recomputing is faster")
     g.add_argument("--check", action="store_true", help="replay the simulation log with the independent checker")
     p.set_defaults(run=run)
