@@ -58,13 +58,22 @@ def test_smoke_landing_page_shows_a_plan(app):
 def test_changing_hbm_capacity_updates_kpis_and_charts(app):
     app.open("?model=tiny")
     step, moved = _metric(app, "Step time"), _metric(app, "Bytes moved")
+    app.page.locator(".js-plotly-plot").first.wait_for()  # the chart draws after the KPIs
     points = _plot_points(app, 0)
+    assert points > 0
     box = app.page.get_by_label("HBM capacity (GiB) — compute tier")
     box.fill("13")
     box.press("Enter")
     app.wait_idle()
     assert (_metric(app, "Step time"), _metric(app, "Bytes moved")) != (step, moved)
-    assert _plot_points(app, 0) != points  # fewer transfers on the schedule
+    app.page.locator(".js-plotly-plot").first.wait_for()
+    after = points
+    for _ in range(50):  # the new figure replaces the old one a moment after the KPIs change
+        after = _plot_points(app, 0)
+        if after not in (points, -1):
+            break
+        app.page.wait_for_timeout(100)
+    assert after not in (points, -1)  # fewer transfers on the schedule
     app.page.get_by_role("tab", name="Memory").click()
     app.wait_idle()
     app.page.locator(".js-plotly-plot").first.wait_for()
