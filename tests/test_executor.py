@@ -19,23 +19,6 @@ POINTS = [3, 1, 4, 1, 5, 9, 2, 6]
 EXPECTED = [(k, 7 * p * p) for k, p in enumerate(POINTS)]
 
 
-@pytest.fixture(scope="module")
-def dask_address():
-    """A real 2-worker cluster (separate processes); the executor connects to it by address."""
-    distributed = pytest.importorskip("distributed")
-    import logging
-
-    from core.executor import shutdown
-
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=logging.CRITICAL)
-    try:
-        yield cluster.scheduler_address
-    finally:
-        shutdown()
-        cluster.close()
-
-
 class TestResolve:
     def test_auto_is_serial_for_few_points_and_the_pool_beyond(self) -> None:
         assert resolve_executor("auto", 3, workers=4) == "serial"

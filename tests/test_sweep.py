@@ -54,13 +54,12 @@ def test_heatmap_grid() -> None:
 # ------------------------------------------------------------------------------- executors: same results
 
 import json  # noqa: E402
-import logging  # noqa: E402
 from dataclasses import replace  # noqa: E402
 
 import pytest  # noqa: E402
 
 from core.cli import main as cli_main  # noqa: E402
-from core.executor import PointError, shutdown  # noqa: E402
+from core.executor import PointError  # noqa: E402
 from core.plan import plan_to_dict  # noqa: E402
 from core.sweep import SweepPoint, grid_sweep, sweep_bandwidth  # noqa: E402
 from tests.builders import assert_valid  # noqa: E402
@@ -81,18 +80,6 @@ def _check_all(graph, points: list[SweepPoint]) -> None:
         assert p.feasible == (p.plan is not None)
         if p.plan is not None:
             assert_valid(graph, p.plan)
-
-
-@pytest.fixture(scope="module")
-def dask_address():
-    distributed = pytest.importorskip("distributed")
-    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                       silence_logs=logging.CRITICAL)
-    try:
-        yield cluster.scheduler_address
-    finally:
-        shutdown()
-        cluster.close()
 
 
 @pytest.fixture(scope="module")
