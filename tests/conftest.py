@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.apptest import navigation_pages as _navigation_pages
+
 
 @pytest.fixture(scope="module")
 def dask_address() -> Iterator[str]:
@@ -21,3 +23,10 @@ def dask_address() -> Iterator[str]:
     finally:
         shutdown()
         cluster.close()
+
+
+@pytest.fixture
+def navigation_pages() -> Iterator[None]:
+    """AppTest runs app.py with its st.navigation (see tests.apptest.navigation_pages)."""
+    with _navigation_pages():
+        yield

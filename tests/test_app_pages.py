@@ -19,20 +19,7 @@ APP = str(ROOT / "app.py")
 TIMEOUT = 120
 
 
-@pytest.fixture(autouse=True)
-def _navigation_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    """AppTest resets Streamlit's "pages/ directory" flag before every run, and with a ``pages/`` folder
-    present it then runs the page file alone (the legacy multipage mode) instead of ``app.py``. The real
-    server clears the flag for good once ``st.navigation`` runs; do the same here."""
-    import streamlit.runtime.pages_manager as pm
-
-    original = pm.PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        pm.PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(pm.PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_pages")  # run app.py, not a page alone
 
 
 def _app(**query: str | list[str]) -> AppTest:

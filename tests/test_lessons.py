@@ -13,6 +13,7 @@ from core.metrics import no_offload_peak_bytes
 from core.plan import ComputeEvent, TransferEvent
 from core.planner import make_plan
 from core.units import format_bytes, format_time
+from tests.apptest import navigation_pages
 from ui import lessons
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,17 +37,9 @@ def _moved(plan):
 @pytest.fixture(scope="module")
 def learn_text():
     """The Learn page as rendered (AppTest), all markdown joined."""
-    import streamlit.runtime.pages_manager as pm
     from streamlit.testing.v1 import AppTest
 
-    original = pm.PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        pm.PagesManager.uses_pages_directory = False
-
-    pm.PagesManager.__init__ = init
-    try:
+    with navigation_pages():
         at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
         at.query_params["model"] = "tiny"
         at.run()
@@ -55,8 +48,6 @@ def learn_text():
         labels = " ".join(str(w.label) for w in [*at.select_slider, *at.toggle])
         text = "\n".join(m.value for m in at.markdown) + "\n" + "\n".join(c.value for c in at.caption) + "\n" + labels
         return " ".join(text.split())  # line breaks inside a markdown paragraph are spaces
-    finally:
-        pm.PagesManager.__init__ = original
 
 
 class TestSection1:

@@ -53,18 +53,10 @@ def test_sentences_match_an_independent_count(capacity):
         assert f"LRU loses {hit - lru} hits" in four
 
 
-def test_learn_page_shows_the_section(monkeypatch):
-    import streamlit.runtime.pages_manager as pm
-    from streamlit.testing.v1 import AppTest
-
-    original = pm.PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        pm.PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(pm.PagesManager, "__init__", init)
+def test_learn_page_shows_the_section(navigation_pages):
     from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
 
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=180)
     at.query_params["model"] = "tiny"

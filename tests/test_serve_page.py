@@ -13,18 +13,7 @@ APP = str(ROOT / "app.py")
 TIMEOUT = 180
 
 
-@pytest.fixture(autouse=True)
-def _navigation_pages(monkeypatch: pytest.MonkeyPatch) -> None:
-    """As in tests/test_app_pages.py: keep st.navigation in charge when a pages/ folder exists."""
-    import streamlit.runtime.pages_manager as pm
-
-    original = pm.PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        pm.PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(pm.PagesManager, "__init__", init)
+pytestmark = pytest.mark.usefixtures("navigation_pages")  # run app.py, not a page alone
 
 
 def _serve(**query: str) -> AppTest:
