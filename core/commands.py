@@ -127,9 +127,7 @@ def run_generate(args: argparse.Namespace) -> int:
     raw = parse_json(read_input(args.hf_config), args.hf_config)
     workload = Workload(args.workload, args.batch or 1, args.seq, args.checkpointing, args.micro_batches)
     graph = graph_from_hf_config(raw, workload, name=args.name, source=args.hf_config)
-    write_output(args.output, _graph_json(graph))
-    if args.output != "-":
-        _report(graph, args.output)
+    _write_graph(graph, args.output)
     return EXIT_OK
 
 
@@ -147,9 +145,8 @@ def run_import_onnx(args: argparse.Namespace) -> int:
     from core.sources.onnx_import import import_onnx
 
     graph = import_onnx(read_input(args.model), batch=args.batch, train=args.train, source=args.model)
-    write_output(args.output, _graph_json(graph))
+    _write_graph(graph, args.output)
     if args.output != "-":
-        _report(graph, args.output)
         for warning in graph.meta.get("warnings", []):
             print(f"warning: {warning}", file=sys.stderr)
     return EXIT_OK
@@ -174,9 +171,7 @@ def run_import_torch(args: argparse.Namespace) -> int:
 
     trace = trace_exported_program if args.entry.endswith(".pt2") else trace_entry_point
     graph = trace(args.entry, train=not args.inference, optimizer=None if args.no_optimizer else "adam")
-    write_output(args.output, _graph_json(graph))
-    if args.output != "-":
-        _report(graph, args.output)
+    _write_graph(graph, args.output)
     return EXIT_OK
 
 
@@ -199,6 +194,13 @@ def run_info(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary))
     return EXIT_OK
+
+
+def _write_graph(graph: Graph, output: str) -> None:
+    """Write ``graph`` as native JSON to ``output`` ('-' = stdout) and, for a file, say what was written."""
+    write_output(output, _graph_json(graph))
+    if output != "-":
+        _report(graph, output)
 
 
 def _report(graph: Graph, path: str) -> None:

@@ -340,12 +340,17 @@ def trace_entry_point(path: str | Path, *, train: bool = True, optimizer: str | 
     if not callable(build):
         raise InputError("defines no build() function returning (module, example_inputs)", source=str(path),
                          field="build")
+    return _trace_file(build, path, train=train, optimizer=optimizer)
+
+
+def _trace_file(build: Any, path: Path, *, train: bool, optimizer: str | None) -> Graph:
+    """:func:`trace_module` for a file's ``build``; a failure inside the user's model is one line naming it."""
     try:
         return trace_module(build, train=train, optimizer=optimizer, name=path.stem, source=str(path))
     except InputError:
         raise
     except Exception as exc:
-        raise InputError(f"tracing failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+        raise InputError(f"tracing failed: {type(exc).__name__}: {(str(exc).splitlines() or [''])[0][:200]}",
                          source=str(path)) from None
 
 
@@ -371,13 +376,7 @@ def trace_exported_program(path: str | Path, *, train: bool = True, optimizer: s
         fake_module = _fake_copy(module, mode)
         return fake_module, tuple(mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args)
 
-    try:
-        return trace_module(build, train=train, optimizer=optimizer, name=path.stem, source=str(path))
-    except InputError:
-        raise
-    except Exception as exc:
-        raise InputError(f"tracing failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
-                         source=str(path)) from None
+    return _trace_file(build, path, train=train, optimizer=optimizer)
 
 
 def _fake_copy(module: Any, mode: Any) -> Any:
