@@ -32,10 +32,10 @@ from core.plan import Decision
 from core.policies.base import ParamSpec, Placement, PolicyInfo
 from core.policies.host import host_candidates
 from core.schedule import Schedule, build_schedule, estimate_slot_starts, op_durations, schedule_end_s
-from core.spans import covering_span, freed_slots, idle_s, is_dirty, lower_window, recompute_ok
+from core.spans import covering_span, freed_slots, idle_s, is_dirty, lower_window, recompute_ok, spare_outputs
 from core.units import format_bytes, format_time
 
-__all__ = ["TIERPLAN", "ORDERS", "decide_tierplan", "recompute_setup"]
+__all__ = ["TIERPLAN", "ORDERS", "decide_tierplan", "recompute_setup", "recompute_precommit"]
 
 
 #: How many live candidates are re-scored per pick (bounds the lazy-greedy re-evaluation).
@@ -219,10 +219,7 @@ class _Tierplan:
         live, n, cap = self.live, self.n, self.cap
         keep = live.keep_bytes
         if self.precommit:
-            keep = keep.copy()
-            for sid in self.precommit:
-                span = live.spans[sid]
-                keep[span.start_op + 1:span.end_op] -= span.bytes
+            keep = self._precommitted(keep)
             self.choice.update(self.precommit)
         if n == 0 or keep.max() <= cap:
             return Placement(dict(self.choice))
@@ -263,14 +260,22 @@ class _Tierplan:
         self._prune()
         return Placement(dict(self.choice))
 
+    def _precommitted(self, keep: np.ndarray) -> np.ndarray:
+        """``keep`` less the spans recomputed up front, plus the spare outputs their re-runs regenerate
+        (held while the op they serve runs)."""
+        keep = keep.astype(np.int64).copy()
+        for sid in self.precommit:
+            span = self.live.spans[sid]
+            keep[span.start_op + 1:span.end_op] -= span.bytes
+            if 0 <= span.end_op < self.n:
+                keep[span.end_op] += sum(self.g.tensor_by_id[y].bytes for y in spare_outputs(self.g, span))
+        return keep
+
     def _prune(self) -> None:
         """Reverse delete: the sweep relieves each op greedily, so later choices can make earlier ones
         unnecessary. Undo the most expensive choices (copy time per byte) whose bytes fit back everywhere
         they were freed."""
-        occ = self.live.keep_bytes.astype(np.int64).copy()
-        for sid in self.precommit:
-            span = self.live.spans[sid]
-            occ[span.start_op + 1:span.end_op] -= span.bytes
+        occ = self._precommitted(self.live.keep_bytes.astype(np.int64))
         for sid, regions in self.applied.items():
             for lo, hi in regions:
                 occ[lo:hi] -= self.live.spans[sid].bytes
@@ -581,15 +586,17 @@ ORDERS = ("cost", "reach", "weight", "idle")
 
 
 def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[int, tuple[str, str]] | None = None,
-                    ) -> tuple[dict[str, tuple[int, ...]], list[Span]]:
+                    *, multi_output: bool = False) -> tuple[dict[str, tuple[int, ...]], list[Span]]:
     """Spans cheaper to recompute than to move, and the extra reads that makes. With ``only`` (a plan's
     choices), just the spans that plan moves: recomputing a span it keeps would only cost time.
 
-    A span qualifies when its producer may be recomputed (one output, no in-place update) and takes at most
-    half the time of the tensor's round trip to the fastest lower tier. Re-running the producer just before
-    the span's end needs the producer's inputs there, so each becomes an extra use at that op (the
-    liveness splits their spans around it, and they may still move in between). Chains are left out: a
-    span whose producer reads another recomputed tensor is not taken.
+    A span qualifies when its producer may be recomputed (one output, no in-place update; with
+    ``multi_output`` also producers whose other outputs are dead by then, see
+    :func:`core.spans.recompute_blocker`) and takes at most half the time of the tensor's round trip to the
+    fastest lower tier. Re-running the producer just before the span's end needs the producer's inputs
+    there, so each becomes an extra use at that op (the liveness splits their spans around it, and they may
+    still move in between). Chains are left out: a span whose producer reads another recomputed tensor is
+    not taken.
     """
     if not hw.offload_tiers or not live.n_ops:
         return {}, []
@@ -599,7 +606,7 @@ def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[in
     for span in live.spans:
         if span.kind != "inner" or span.bytes == 0 or live.span_length_ops(span) < 2:
             continue
-        if not recompute_ok(graph, live, span.id):
+        if not recompute_ok(graph, live, span.id, multi_output=multi_output):
             continue
         if only is not None and only.get(span.id, ("keep",))[0] != "offload":
             continue
@@ -615,6 +622,30 @@ def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[in
             if s.end_op not in live.uses[x]:
                 extra.setdefault(x, []).append(s.end_op)
     return {x: tuple(sorted(set(v))) for x, v in extra.items()}, chosen
+
+
+#: Ranking orders tried after the up-front recomputes (the others measured no faster on the samples).
+_RECOMPUTE_ORDERS = ("cost", "idle")
+
+
+def recompute_precommit(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[int, tuple[str, str]] | None,
+                        *, multi_output: bool = False) -> tuple[Liveness, dict[int, tuple[str, str]]] | None:
+    """The liveness with :func:`recompute_setup`'s extra reads and its recomputes as decisions on that
+    liveness (span ids change when spans split), or None when nothing qualifies. A span whose re-run the
+    extra reads make illegal (a sibling output read again later) is left to the sweep."""
+    extra, chosen = recompute_setup(graph, hw, live, only=only, multi_output=multi_output)
+    if not chosen:
+        return None
+    rc_live = analyze(graph, host_ops=live.host_ops, extra_uses={
+        k: tuple(sorted(set(extra.get(k, ())) | set(live.extra_uses.get(k, ()))))
+        for k in set(extra) | set(live.extra_uses)})
+    ids = {(s.tensor, s.start_op, s.end_op): s.id for s in rc_live.spans}
+    precommit = {}
+    for s in chosen:
+        sid = ids.get((s.tensor, s.start_op, s.end_op))
+        if sid is not None and recompute_ok(graph, rc_live, sid, multi_output=multi_output):
+            precommit[sid] = ("recompute", hw.compute_tier)
+    return (rc_live, precommit) if precommit else None
 
 
 @dataclass(frozen=True)
@@ -682,18 +713,23 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
     if not found:
         assert failure is not None
         raise failure
+    if int(params["recompute"]) and found and any(c.placement.assignment for c in found):
+        # activation recomputation first (every cheap re-run, several outputs allowed), then the sweep moves
+        # the rest: re-runs free memory without link traffic, and in link-bound training steps the traffic,
+        # not the compute, sets the step time (llama2-7b-train at 50 %: 1.31 s -> see docs/results.md)
+        for setup_live, op_tiers in setups:
+            rc = recompute_precommit(graph, hw, setup_live, None, multi_output=True)
+            if rc is not None:
+                cache = {}
+                tried = {}
+                for order in _RECOMPUTE_ORDERS:
+                    attempt(rc[0], dict(op_tiers), order, cache, tried, rc[1])
     top = best()
-    if top.placement.assignment and int(params["recompute"]):
+    if top.placement.assignment and int(params["recompute"]) and not top.planner.precommit:
         winner = top.planner
-        extra, chosen = recompute_setup(graph, hw, winner.live, only=winner.choice)
-        if chosen:
-            host_ops = frozenset(winner.op_tiers)
-            rc_live = analyze(graph, host_ops=host_ops, extra_uses={
-                k: tuple(sorted(set(v) | set(winner.live.extra_uses.get(k, ())))) for k, v in extra.items()})
-            ids = {(s.tensor, s.start_op, s.end_op): s.id for s in rc_live.spans}
-            precommit = {ids[(s.tensor, s.start_op, s.end_op)]: ("recompute", hw.compute_tier) for s in chosen
-                         if (s.tensor, s.start_op, s.end_op) in ids}
-            attempt(rc_live, dict(winner.op_tiers), top.order, {}, {}, precommit)
+        rc = recompute_precommit(graph, hw, winner.live, winner.choice)
+        if rc is not None:
+            attempt(rc[0], dict(winner.op_tiers), top.order, {}, {}, rc[1])
     ranked = sorted(found, key=lambda c: (c.step_s, c.moved_bytes))  # stable: first found wins ties
     first = ranked[0].as_placement(explained=True)
     return replace(first, alternatives=tuple(c.as_placement(explained=False) for c in ranked[1:]))
