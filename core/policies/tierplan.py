@@ -625,7 +625,7 @@ def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[in
 
 
 #: Ranking orders tried after the up-front recomputes (the others measured no faster on the samples).
-_RECOMPUTE_ORDERS = ("cost", "idle")
+_RECOMPUTE_ORDERS = ORDERS
 
 
 def recompute_precommit(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[int, tuple[str, str]] | None,
