@@ -616,6 +616,22 @@ def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[in
             chosen.append(span)
     tensors = {s.tensor for s in chosen}
     chosen = [s for s in chosen if not any(x in tensors for x in graph.ops[graph.producer[s.tensor]].inputs)]
+    if multi_output:  # a re-run's extra read must not revive another re-run's spare output: biggest first
+        kept: list[Span] = []
+        reads: dict[str, int] = {}  # tensor -> latest re-run reading it
+        spares: dict[str, int] = {}  # spare output -> earliest re-run regenerating it
+        for s in sorted(chosen, key=lambda s: -s.bytes):
+            inputs = graph.ops[graph.producer[s.tensor]].inputs
+            mine = spare_outputs(graph, s)
+            if any(s.end_op >= spares.get(x, live.n_ops + 1) for x in inputs) or \
+                    any(reads.get(y, -1) >= s.end_op for y in mine):
+                continue
+            kept.append(s)
+            for x in inputs:
+                reads[x] = max(reads.get(x, -1), s.end_op)
+            for y in mine:
+                spares[y] = min(spares.get(y, live.n_ops + 1), s.end_op)
+        chosen = sorted(kept, key=lambda s: s.id)
     extra: dict[str, list[int]] = {}
     for s in chosen:
         for x in graph.ops[graph.producer[s.tensor]].inputs:
