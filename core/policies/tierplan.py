@@ -729,6 +729,12 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
     if not found:
         assert failure is not None
         raise failure
+    top = best()
+    if top.placement.assignment and int(params["recompute"]):
+        winner = top.planner
+        rc = recompute_precommit(graph, hw, winner.live, winner.choice)
+        if rc is not None:
+            attempt(rc[0], dict(winner.op_tiers), top.order, {}, {}, rc[1])
     if int(params["recompute"]) and found and any(c.placement.assignment for c in found):
         # activation recomputation first (every cheap re-run, several outputs allowed), then the sweep moves
         # the rest: re-runs free memory without link traffic, and in link-bound training steps the traffic,
@@ -740,12 +746,6 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
                 tried = {}
                 for order in _RECOMPUTE_ORDERS:
                     attempt(rc[0], dict(op_tiers), order, cache, tried, rc[1])
-    top = best()
-    if top.placement.assignment and int(params["recompute"]) and not top.planner.precommit:
-        winner = top.planner
-        rc = recompute_precommit(graph, hw, winner.live, winner.choice)
-        if rc is not None:
-            attempt(rc[0], dict(winner.op_tiers), top.order, {}, {}, rc[1])
     ranked = sorted(found, key=lambda c: (c.step_s, c.moved_bytes))  # stable: first found wins ties
     first = ranked[0].as_placement(explained=True)
     return replace(first, alternatives=tuple(c.as_placement(explained=False) for c in ranked[1:]))
