@@ -12,18 +12,18 @@ from core.validate import validate_plan
 from tests.builders import hierarchy, toy_training
 
 
-def _winner(hbm: str, link: str) -> tuple:
+def _winner(hbm: str, link: str, **settings: int) -> tuple:
     g, hw = toy_training(4), hierarchy(hbm, link)
     info = get_policy("tierplan")
-    params = resolve_params(info, None)
+    params = resolve_params(info, settings or None)
     placement = info.decide(g, hw, analyze(g), params)
     return g, hw, params, placement
 
 
 def test_improves_and_stays_valid() -> None:
-    """Measured: at 7 GiB and 60 GB/s keeping two gradients in HBM beats the greedy's choice (0.616 s ->
-    0.580 s)."""
-    g, hw, params, pl = _winner("7 GiB", "60 GB/s")
+    """Measured: at 7 GiB and 60 GB/s the cost-model order alone gives 0.644 s; issuing a copy-in earlier
+    gives 0.586 s. (The whole portfolio, whose candidates are ranked after refining, already finds 0.560 s.)"""
+    g, hw, params, pl = _winner("7 GiB", "60 GB/s", portfolio=0)
     live = pl.liveness or analyze(g)
     before = max(getattr(e, "end", getattr(e, "time", 0.0)) for e in pl.schedule.events)
     r = local_search(g, hw, live, pl.assignment, params=params, op_tiers=pl.op_tiers, schedule=pl.schedule,
