@@ -50,3 +50,30 @@ def test_stalls_by_op_sorted() -> None:
     stalls = stalls_by_op(g, pl.schedule, hw.compute_tier)
     assert stalls and all(a[0] >= b[0] for a, b in pairwise(stalls))
     assert all(s > 0 for s, _ in stalls)
+
+
+def test_tail_swap_hides_the_last_write_back() -> None:
+    """llama2-7b-train at 50 % on h100-sxm, in the refined order: the embedding's Adam state is updated last
+    and its write-back ends the step after every op; keeping it and moving a middle layer's state instead
+    shortens the step (measured 0.810 s -> 0.807 s for the first swap, 0.793 s after three)."""
+    from core.hardware import with_capacity
+    from core.order import refine_order
+    from core.schedule import schedule_end_s
+    from core.sources.presets import load_preset
+    from core.sources.samples import load_sample
+
+    graph = load_sample("llama2-7b-train")
+    hw = load_preset("h100-sxm")
+    hw = with_capacity(hw, hw.compute_tier, int(analyze(graph).no_offload_peak_bytes * 0.5))
+    g = refine_order(graph).graph
+    info = get_policy("tierplan")
+    params = resolve_params(info, None)
+    pl = info.decide(g, hw, analyze(g), params)
+    before = schedule_end_s(pl.schedule)
+    r = local_search(g, hw, pl.liveness, pl.assignment, params=params, op_tiers=pl.op_tiers, schedule=pl.schedule,
+                     budget_s=30.0)
+    assert r.moves and "ended the step" in r.moves[0]
+    assert r.step_s < before
+    plan = build_plan(g, hw, pl.liveness, r.assignment, policy="tierplan", params=params, op_tiers=pl.op_tiers,
+                      schedule=r.schedule, prefetch_from=r.prefetch_from)
+    assert validate_plan(g, plan).ok
