@@ -640,13 +640,15 @@ def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[in
     return {x: tuple(sorted(set(v))) for x, v in extra.items()}, chosen
 
 
-#: Ranking orders tried after the up-front recomputes (Belady's often wins there: llama2-7b-train).
-_RECOMPUTE_ORDERS = ORDERS
+#: Ranking orders tried after the up-front recomputes (Belady's wins on llama2-7b-train at 30-50 % on
+#: h100-sxm, the cost model on resnet50-train at 30 % on t4-flexgen; the other two never won there).
+_RECOMPUTE_ORDERS = ("reach", "cost")
 #: How many of the fastest candidates get the scheduler's refining passes before the portfolio picks one: the
 #: first pass ranks them poorly in link-bound steps (llama2-7b-train at 50 % on h100-sxm: the fastest at the
-#: first pass, 1.19 s, refines to 0.92 s, the fourth, 1.22 s, to 0.85 s). Graphs above ``_REFINE_MAX_OPS``
+#: first pass, 1.19 s, refines to 0.92 s, the fourth, 1.22 s, to 0.85 s; the three fastest of the recompute
+#: variants' candidates measured as good as all of them). Graphs above ``_REFINE_MAX_OPS``
 #: ops skip it (its cost grows with the graph; the planner still refines its winner).
-_REFINE_TOP, _REFINE_MAX_OPS = 4, 20_000
+_REFINE_TOP, _REFINE_MAX_OPS = 3, 20_000
 #: The up-front recomputes are tried on a setup (host placement) only when its plain sweep came within this
 #: factor of the best one.
 _SETUP_SLACK = 1.5
@@ -684,12 +686,22 @@ def long_offloads(graph: Graph, hw: Hardware, live: Liveness, precommit: Mapping
 
 def _refine_top(graph: Graph, hw: Hardware, params: Mapping[str, Any], ranked: list[_Candidate]) -> list[_Candidate]:
     """``ranked`` with the first :data:`_REFINE_TOP` rescheduled with the refining passes (each kept only
-    when faster), ranked again."""
+    when faster), ranked again. A runner-up is refined only when the first one's gain from refining, applied
+    to it with half again to spare, could make it the fastest (deepseek-v3-decode: the passes gain little
+    there, so the runners-up are left alone)."""
     top = []
-    for c in ranked[:_REFINE_TOP]:
+    gain = 0.0
+    best = float("inf")
+    for k, c in enumerate(ranked[:_REFINE_TOP]):
+        if k and c.step_s * (1.0 - 1.5 * gain) >= best:
+            top.append(c)
+            continue
         p = c.planner
         sched = build_schedule(graph, hw, p.live, c.placement.assignment, params, p.op_tiers, refine=True)
         step = schedule_end_s(sched)
+        if k == 0:
+            gain = max(0.0, 1.0 - step / c.step_s) if c.step_s > 0 else 0.0
+        best = min(best, step, c.step_s)
         top.append(replace(c, step_s=step, schedule=sched) if step < c.step_s else c)
     return sorted(top, key=lambda c: (c.step_s, c.moved_bytes)) + ranked[_REFINE_TOP:]
 
