@@ -1,0 +1,466 @@
+"""Compiled kernels for the scheduler's sequential loops, with a pure-Python fallback of the same source.
+
+The slot-by-slot simulation and the extent granting of :mod:`core.schedule` are inherently sequential (each
+transfer waits for the one before it on its link, each slot for the frees the capacity count assumed), so
+numpy cannot vectorise them. Each kernel here is written once, in the subset of Python that numba compiles:
+flat arrays and integer codes in, flat arrays out, no objects. The same function runs
+
+- compiled by numba (``@njit(cache=True)``, compiled on first use and cached on disk next to this file), or
+- as plain Python over lists (``ndarray.tolist()``: element access on lists is several times faster than on
+  arrays in CPython), when numba is not importable, when ``TIERPLAN_NO_NUMBA=1``, or for small problems.
+
+Same source, IEEE double arithmetic in both (numba's default: no fastmath), so the two give identical plans
+(tests/test_kernels.py checks it). numba is imported lazily, on the first call that wants it: importing it
+costs ~0.5 s (1.5 s on a cold disk cache) and compiling a kernel from scratch a few seconds, which a
+426-op sample plan must not pay; below :data:`NUMBA_MIN_OPS` ops the Python path is the faster one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "simulate", "grant_tails", "grant_heads"]
+
+#: Problems smaller than this (ops) run the Python path: numba's import (~0.5 s) would cost more than it saves.
+NUMBA_MIN_OPS = 20_000
+
+#: a kernel's array argument: a numpy array when compiled, the same values as a list on the Python path
+Arr = Any
+
+_COMPILED: dict[str, Any] = {}
+_AVAILABLE: bool | None = None
+
+
+def numba_enabled() -> bool:
+    """Whether numba may be used at all (importable and not switched off with ``TIERPLAN_NO_NUMBA=1``)."""
+    global _AVAILABLE
+    if os.environ.get("TIERPLAN_NO_NUMBA", "") not in ("", "0"):
+        return False
+    if _AVAILABLE is None:
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            _AVAILABLE = False
+        else:
+            _AVAILABLE = True
+    return _AVAILABLE
+
+
+def use_compiled(n_ops: int) -> bool:
+    """Whether a problem of ``n_ops`` ops runs the compiled kernels (``TIERPLAN_NUMBA_MIN_OPS`` overrides the
+    size threshold, e.g. 0 to compile everything)."""
+    threshold = int(os.environ.get("TIERPLAN_NUMBA_MIN_OPS", NUMBA_MIN_OPS))
+    return n_ops >= threshold and numba_enabled()
+
+
+def _run(fn: Callable[..., Any], compiled: bool, args: tuple[Any, ...]) -> Any:
+    """Call kernel ``fn`` compiled or as Python over lists; arrays it wrote are copied back in Python mode."""
+    if compiled:
+        jit = _COMPILED.get(fn.__name__)
+        if jit is None:
+            import numba
+
+            jit = _COMPILED[fn.__name__] = numba.njit(cache=True, nogil=True)(fn)
+        return jit(*args)
+    lists = [a.tolist() if isinstance(a, np.ndarray) else a for a in args]
+    out = fn(*lists)
+    for a, lst in zip(args, lists):
+        if isinstance(a, np.ndarray) and a.flags.writeable:
+            a[:] = lst
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- events
+#: event codes of the simulation's output columns
+EV_COMPUTE, EV_TRANSFER, EV_FREE = 0, 1, 2
+
+
+def simulate(compiled: bool, *args: Any) -> tuple[int, float]:
+    """:func:`_simulate` (see :meth:`core.schedule._Builder.simulate` for the arguments)."""
+    out: tuple[int, float] = _run(_simulate, compiled, args)
+    return out
+
+
+def _simulate(n: int, C: int, n_tiers: int, track_reads: bool, durations: Arr, op_tier: Arr, host_dur: Arr,
+              in_ptr: Arr, in_t: Arr, out_ptr: Arr, out_t: Arr, mut_ptr: Arr, mut_t: Arr, rc_ptr: Arr, rc_q: Arr,
+              fe_ptr: Arr, fe_t: Arr, fe_tier: Arr, hf_ptr: Arr, hf_t: Arr, rf_ptr: Arr, rf_t: Arr, rt_ptr: Arr,
+              rt_link: Arr, l_src: Arr, l_dst: Arr, l_lat: Arr, l_bw: Arr, t_bytes: Arr, iss_ptr: Arr, iss_m: Arr,
+              m_t: Arr, m_nbytes: Arr, m_head: Arr, m_rptr: Arr, m_rlink: Arr, m_stage: Arr, m_tail: Arr, m_src: Arr,
+              m_free_source: Arr, m_stale: Arr, c_free: Arr, ready: Arr, gone: Arr, last_read: Arr, link_free: Arr,
+              enforce: Arr, host_free: Arr, slot_begin_s: Arr, ev_kind: Arr, ev_x: Arr, ev_a: Arr, ev_b: Arr,
+              ev_t0: Arr, ev_t1: Arr) -> tuple[int, float]:
+    """The slot-by-slot simulation: events into the ``ev_*`` columns; returns (event count, step end).
+
+    Flat layouts: per-(tensor, tier) state at ``tensor * n_tiers + tier``; ``*_ptr`` are CSR offsets (per op,
+    per move, per (src, dst) route ``src * n_tiers + dst``). ``ready`` holds NaN where no copy exists,
+    ``last_read`` -inf where no compute-tier op read the tensor yet. Event columns: compute (x op, a tier,
+    b 1 for a re-run), transfer (x tensor, a src, b dst), free (x tensor, a tier, time in ``ev_t0``).
+    """
+    k = 0
+    step_end = 0.0
+    compute_free = 0.0
+    end_prev = 0.0
+    slot_begin = 0.0
+    for i in range(n + 1):
+        # batch 0: copy-outs issued for slot i start as soon as op i-1 is done (the slot then waits for the
+        # frees the capacity count assumed); batch 1: copy-ins issued for slot i start when it begins
+        for batch in range(2):
+            if batch == 0:
+                if i == 0:
+                    continue
+                base = end_prev
+            else:
+                if i == 0:
+                    base = 0.0  # everything issued before the first op
+                else:
+                    slot_begin = compute_free
+                    if i < n and enforce[i] > slot_begin:
+                        slot_begin = enforce[i]
+                    slot_begin_s[i] = slot_begin
+                    base = slot_begin
+            for j in range(iss_ptr[i], iss_ptr[i + 1]):
+                m = iss_m[j]
+                if batch == 0 and m_head[m]:
+                    continue
+                if batch == 1 and i > 0 and not m_head[m]:
+                    continue
+                tid = m_t[m]
+                r0 = m_rptr[m]
+                r1 = m_rptr[m + 1]
+                t = base
+                v = ready[tid * n_tiers + l_src[m_rlink[r0]]]
+                if v > t:
+                    t = v
+                if m_head[m]:
+                    v = gone[tid * n_tiers + C]
+                    if v > t:
+                        t = v
+                for r in range(r0, r1):
+                    lk = m_rlink[r]
+                    start = t
+                    if link_free[lk] > start:
+                        start = link_free[lk]
+                    if r == r1 - 1 and m_stale[m]:
+                        ev_kind[k] = 2
+                        ev_x[k] = tid
+                        ev_a[k] = l_dst[lk]
+                        ev_t0[k] = start
+                        k += 1
+                    end = start + (l_lat[lk] + m_nbytes[m] / l_bw[lk])
+                    link_free[lk] = end
+                    ev_kind[k] = 1
+                    ev_x[k] = tid
+                    ev_a[k] = l_src[lk]
+                    ev_b[k] = l_dst[lk]
+                    ev_t0[k] = start
+                    ev_t1[k] = end
+                    k += 1
+                    if end > step_end:
+                        step_end = end
+                    ready[tid * n_tiers + l_dst[lk]] = end
+                    if r == r0:
+                        if m_tail[m] >= 0 or m_free_source[m]:
+                            ev_kind[k] = 2
+                            ev_x[k] = tid
+                            ev_a[k] = l_src[lk]
+                            ev_t0[k] = end
+                            k += 1
+                            gone[tid * n_tiers + l_src[lk]] = end
+                            if m_tail[m] >= 0:
+                                s = c_free[m_tail[m]]
+                                if s < n and end > enforce[s]:
+                                    enforce[s] = end
+                            if m_free_source[m] and m_src[m] >= 0:
+                                s = c_free[m_src[m]]
+                                if s < n and end > enforce[s]:
+                                    enforce[s] = end
+                    else:
+                        ev_kind[k] = 2
+                        ev_x[k] = tid
+                        ev_a[k] = l_src[lk]
+                        ev_t0[k] = end
+                        k += 1
+                        gone[tid * n_tiers + l_src[lk]] = end
+                        s = c_free[m_stage[r]]
+                        if s < n and end > enforce[s]:
+                            enforce[s] = end
+                    t = end
+            if batch == 1 and i == 0 and n > 0:
+                slot_begin = compute_free
+                if enforce[0] > slot_begin:
+                    slot_begin = enforce[0]
+                slot_begin_s[0] = slot_begin
+        if i == n:
+            break
+        # re-runs of dropped producers just before op i, in op order
+        for j in range(rc_ptr[i], rc_ptr[i + 1]):
+            q = rc_q[j]
+            start = slot_begin
+            if compute_free > start:
+                start = compute_free
+            for e in range(in_ptr[q], in_ptr[q + 1]):
+                v = ready[in_t[e] * n_tiers + C]
+                if v > start:
+                    start = v
+            end = start + durations[q]
+            ev_kind[k] = 0
+            ev_x[k] = q
+            ev_a[k] = C
+            ev_b[k] = 1
+            ev_t0[k] = start
+            ev_t1[k] = end
+            k += 1
+            if end > step_end:
+                step_end = end
+            for e in range(out_ptr[q], out_ptr[q + 1]):
+                ready[out_t[e] * n_tiers + C] = end
+            if track_reads:  # a re-run reads its inputs again: a host update must wait for it
+                for e in range(in_ptr[q], in_ptr[q + 1]):
+                    last_read[in_t[e]] = end
+                for e in range(out_ptr[q], out_ptr[q + 1]):
+                    last_read[out_t[e]] = end
+            compute_free = end
+        H = op_tier[i]
+        if H >= 0:
+            # on the host tier's own stream, after every earlier op that touched its inputs; the compute
+            # stream goes on meanwhile
+            start = host_free[H]
+            for e in range(in_ptr[i], in_ptr[i + 1]):
+                v = ready[in_t[e] * n_tiers + H]
+                if v > start:
+                    start = v
+            for e in range(in_ptr[i], in_ptr[i + 1]):
+                v = last_read[in_t[e]]
+                if v > start:
+                    start = v
+            for e in range(mut_ptr[i], mut_ptr[i + 1]):
+                if last_read[mut_t[e]] >= start:
+                    # a read that ends exactly now may have taken no time at all; one ulp later the update is
+                    # unambiguously after it on the timeline (two streams share no event order)
+                    start = float(np.nextafter(start, np.inf))
+                    break
+            hend = start + host_dur[i]
+            ev_kind[k] = 0
+            ev_x[k] = i
+            ev_a[k] = H
+            ev_b[k] = 0
+            ev_t0[k] = start
+            ev_t1[k] = hend
+            k += 1
+            if hend > step_end:
+                step_end = hend
+            host_free[H] = hend
+            for e in range(mut_ptr[i], mut_ptr[i + 1]):
+                ready[mut_t[e] * n_tiers + H] = hend
+            for e in range(hf_ptr[i], hf_ptr[i + 1]):
+                x = hf_t[e]
+                ev_kind[k] = 2
+                ev_x[k] = x
+                ev_a[k] = H
+                ev_t0[k] = hend
+                k += 1
+                gone[x * n_tiers + H] = hend
+            # weights the update made stale in the compute tier come back (the stale copy goes as the fresh
+            # one arrives)
+            route = H * n_tiers + C
+            for e in range(rf_ptr[i], rf_ptr[i + 1]):
+                x = rf_t[e]
+                t = hend
+                r0 = rt_ptr[route]
+                r1 = rt_ptr[route + 1]
+                for r in range(r0, r1):
+                    lk = rt_link[r]
+                    begin = t
+                    if link_free[lk] > begin:
+                        begin = link_free[lk]
+                    if r == r1 - 1:
+                        ev_kind[k] = 2
+                        ev_x[k] = x
+                        ev_a[k] = C
+                        ev_t0[k] = begin
+                        k += 1
+                    t = begin + (l_lat[lk] + t_bytes[x] / l_bw[lk])
+                    link_free[lk] = t
+                    ev_kind[k] = 1
+                    ev_x[k] = x
+                    ev_a[k] = l_src[lk]
+                    ev_b[k] = l_dst[lk]
+                    ev_t0[k] = begin
+                    ev_t1[k] = t
+                    k += 1
+                    if t > step_end:
+                        step_end = t
+                    if r > r0:
+                        ev_kind[k] = 2
+                        ev_x[k] = x
+                        ev_a[k] = l_src[lk]
+                        ev_t0[k] = t
+                        k += 1
+                    ready[x * n_tiers + l_dst[lk]] = t
+            end = compute_free
+        else:
+            start = slot_begin
+            if compute_free > start:
+                start = compute_free
+            for e in range(in_ptr[i], in_ptr[i + 1]):
+                v = ready[in_t[e] * n_tiers + C]
+                if v > start:
+                    start = v
+            end = start + durations[i]
+            ev_kind[k] = 0
+            ev_x[k] = i
+            ev_a[k] = C
+            ev_b[k] = 0
+            ev_t0[k] = start
+            ev_t1[k] = end
+            k += 1
+            if end > step_end:
+                step_end = end
+            for e in range(out_ptr[i], out_ptr[i + 1]):
+                ready[out_t[e] * n_tiers + C] = end
+            if track_reads:
+                for e in range(in_ptr[i], in_ptr[i + 1]):
+                    last_read[in_t[e]] = end
+                for e in range(out_ptr[i], out_ptr[i + 1]):
+                    last_read[out_t[e]] = end
+            compute_free = end
+        for e in range(fe_ptr[i], fe_ptr[i + 1]):
+            ev_kind[k] = 2
+            ev_x[k] = fe_t[e]
+            ev_a[k] = fe_tier[e]
+            ev_t0[k] = end
+            k += 1
+            if end > step_end:
+                step_end = end
+            gone[fe_t[e] * n_tiers + fe_tier[e]] = end
+        end_prev = end
+    return k, step_end
+
+
+# ---------------------------------------------------------------------------------------------- extents
+
+
+def grant_tails(compiled: bool, *args: Any) -> None:
+    """:func:`_grant_tails` (see :meth:`core.schedule._Builder._grant_tails`)."""
+    _run(_grant_tails, compiled, args)
+
+
+def _grant_tails(n: int, cap: int, est: Arr, hbm: Arr, order: Arr, issue: Arr, nbytes: Arr, max_slot: Arr,
+                 first_link: Arr, l_lat: Arr, l_bw: Arr, link_free: Arr, tail_copy: Arr, c_free: Arr) -> None:
+    """Grow each write-back's compute-tier extent toward the slot its copy-out is expected to end, in issue
+    order, while ``hbm`` (bytes per slot) stays within ``cap``."""
+    for j in range(len(order)):
+        m = order[j]
+        lk = first_link[m]
+        s0 = issue[m]
+        if s0 > n:
+            s0 = n
+        start = est[s0]
+        if link_free[lk] > start:
+            start = link_free[lk]
+        link_free[lk] = start + (l_lat[lk] + nbytes[m] / l_bw[lk])
+        # first slot whose start is at or after the copy-out's end (searchsorted left over est[:n])
+        x = link_free[lk] - 1e-15
+        lo_b = 0
+        hi_b = n
+        while lo_b < hi_b:
+            mid = (lo_b + hi_b) // 2
+            if est[mid] < x:
+                lo_b = mid + 1
+            else:
+                hi_b = mid
+        want = lo_b + 1
+        if max_slot[m] < want:
+            want = max_slot[m]
+        if n < want:
+            want = n
+        lo = issue[m]
+        if want > lo:
+            hi = lo
+            while hi < want and hbm[hi] + nbytes[m] <= cap:
+                hi += 1
+            if hi > lo:
+                for s in range(lo, hi):
+                    hbm[s] += nbytes[m]
+                c_free[tail_copy[m]] = hi
+
+
+def grant_heads(compiled: bool, *args: Any) -> None:
+    """:func:`_grant_heads` (see :meth:`core.schedule._Builder._grant_heads`)."""
+    _run(_grant_heads, compiled, args)
+
+
+def _grant_heads(n: int, C: int, cap_flat: Arr, est: Arr, occ: Arr, order: Arr, deadline: Arr, min_slot: Arr,
+                 prefetch: Arr, nbytes: Arr, slack: float, m_rptr: Arr, m_rlink: Arr, m_stage: Arr, l_dst: Arr,
+                 l_lat: Arr, l_bw: Arr, link_start: Arr, issue: Arr, head_copy: Arr, c_alloc: Arr, c_tier: Arr) -> None:
+    """Place each copy-in's compute-tier extent: as late as possible on each link (latest deadline first),
+    then capacity to the earliest need first. ``occ`` is bytes per (tier, slot) at ``tier * n + slot``;
+    ``prefetch`` a policy's issue slot per move (-1: none); ``link_start`` starts at +inf."""
+    wanted = np.zeros(len(order), dtype=np.int64)
+    for jj in range(len(order)):
+        j = len(order) - 1 - jj
+        m = order[j]
+        end = est[deadline[m]]
+        total = 0.0
+        for rr in range(m_rptr[m + 1] - m_rptr[m]):
+            r = m_rptr[m + 1] - 1 - rr
+            lk = m_rlink[r]
+            dur = l_lat[lk] + nbytes[m] / l_bw[lk]
+            if link_start[lk] < end:
+                end = link_start[lk]
+            end = end - dur
+            link_start[lk] = end
+            total += dur
+        # last slot whose start is at or before that (searchsorted right over est[:n], minus one)
+        x = end - slack * total + 1e-15
+        lo_b = 0
+        hi_b = n
+        while lo_b < hi_b:
+            mid = (lo_b + hi_b) // 2
+            if est[mid] <= x:
+                lo_b = mid + 1
+            else:
+                hi_b = mid
+        w = lo_b - 1
+        if w < 0:
+            w = 0
+        wanted[j] = w
+    for j in range(len(order)):
+        m = order[j]
+        d = deadline[m]
+        lo = prefetch[m] if prefetch[m] >= 0 else wanted[j]
+        if min_slot[m] > lo:
+            lo = min_slot[m]
+        r0 = m_rptr[m]
+        r1 = m_rptr[m + 1]
+        if lo < d:
+            # the last slot in lo..d-1 where this copy (or a staging copy of it) would not fit
+            bad = -1
+            for s in range(d - 1, lo - 1, -1):
+                if occ[C * n + s] + nbytes[m] > cap_flat[C]:
+                    bad = s
+                    break
+                for r in range(r0, r1 - 1):
+                    tier = l_dst[m_rlink[r]]
+                    if occ[tier * n + s] + nbytes[m] > cap_flat[tier]:
+                        bad = s
+                        break
+                if bad >= 0:
+                    break
+            if bad >= 0:
+                lo = bad + 1
+            if lo < d:
+                for s in range(lo, d):
+                    occ[C * n + s] += nbytes[m]
+                for r in range(r0, r1 - 1):
+                    tier = l_dst[m_rlink[r]]
+                    for s in range(lo, d):
+                        occ[tier * n + s] += nbytes[m]
+        issue[m] = lo
+        c_alloc[head_copy[m]] = lo
+        for r in range(r0 + 1, r1):
+            c_alloc[m_stage[r]] = lo if lo < d else d
