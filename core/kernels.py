@@ -63,7 +63,11 @@ def _run(fn: Callable[..., Any], compiled: bool, args: tuple[Any, ...]) -> Any:
         jit = _COMPILED.get(fn.__name__)
         if jit is None:
             import numba
+            from numba.extending import register_jitable
 
+            if not _COMPILED:  # the helpers the kernels call, compiled into them
+                for helper in (_tree, _tree_add, _pending, _tree_find, _tree_values):
+                    register_jitable(helper)
             jit = _COMPILED[fn.__name__] = numba.njit(cache=True, nogil=True)(fn)
         return jit(*args)
     lists = [a.tolist() if isinstance(a, np.ndarray) else a for a in args]
@@ -341,18 +345,129 @@ def _simulate(n: int, C: int, n_tiers: int, track_reads: bool, durations: Arr, o
     return k, step_end
 
 
+# ---------------------------------------------------------------------------------------------- max tree
+# Bytes per slot with "add to a slot range" and "first / last slot in a range above a threshold", each in
+# O(log² n) instead of a scan of the range: extents run to thousands of slots on 10⁵-op graphs, so the
+# grants below were quadratic in practice. Bottom-up segment tree without push-down (t[p] is the max of
+# p's subtree plus the adds pending at p, d[p]); the grants use it on the compiled path only, the Python
+# path scans (small graphs, short extents) and the identity test compares the two.
+_NEG = -(2**62)
+
+
+def _tree(values: Arr, size: int) -> tuple[Arr, Arr]:
+    t = np.full(2 * size, _NEG, dtype=np.int64)
+    d = np.zeros(2 * size, dtype=np.int64)
+    for i in range(len(values)):
+        t[size + i] = values[i]
+    for p in range(size - 1, 0, -1):
+        t[p] = max(t[2 * p], t[2 * p + 1])
+    return t, d
+
+
+def _tree_add(t: Arr, d: Arr, size: int, lo: int, hi: int, x: int) -> None:
+    """Add ``x`` to slots ``lo..hi-1``."""
+    if hi <= lo:
+        return
+    l0 = lo + size
+    r0 = hi + size - 1
+    left = lo + size
+    right = hi + size
+    while left < right:
+        if left & 1:
+            t[left] += x
+            if left < size:
+                d[left] += x
+            left += 1
+        if right & 1:
+            right -= 1
+            t[right] += x
+            if right < size:
+                d[right] += x
+        left >>= 1
+        right >>= 1
+    for p0 in (l0, r0):
+        p = p0 >> 1
+        while p > 0:
+            t[p] = max(t[2 * p], t[2 * p + 1]) + d[p]
+            p >>= 1
+
+
+def _pending(d: Arr, p: int) -> int:
+    """Adds pending above node ``p`` (at its strict ancestors)."""
+    s = 0
+    p >>= 1
+    while p > 0:
+        s += d[p]
+        p >>= 1
+    return s
+
+
+def _tree_find(t: Arr, d: Arr, size: int, lo: int, hi: int, thr: int, last: bool) -> int:
+    """The first (``last``: the last) slot in ``lo..hi-1`` whose value exceeds ``thr``; -1 if none."""
+    if hi <= lo:
+        return -1
+    nodes = np.zeros(128, dtype=np.int64)
+    right_nodes = np.zeros(64, dtype=np.int64)
+    k = 0
+    kr = 0
+    left = lo + size
+    right = hi + size
+    while left < right:
+        if left & 1:
+            nodes[k] = left
+            k += 1
+            left += 1
+        if right & 1:
+            right -= 1
+            right_nodes[kr] = right
+            kr += 1
+        left >>= 1
+        right >>= 1
+    for j in range(kr):  # the right side's nodes were met right to left
+        nodes[k] = right_nodes[kr - 1 - j]
+        k += 1
+    for jj in range(k):
+        p = nodes[k - 1 - jj] if last else nodes[jj]
+        above = _pending(d, p)
+        if t[p] + above <= thr:
+            continue
+        while p < size:
+            above += d[p]
+            first, second = (2 * p + 1, 2 * p) if last else (2 * p, 2 * p + 1)
+            p = first if t[first] + above > thr else second
+        return p - size
+    return -1
+
+
+def _tree_values(t: Arr, d: Arr, size: int, out: Arr) -> None:
+    """Every slot's value into ``out`` (pushing the pending adds down)."""
+    for p in range(1, size):
+        if d[p] != 0:
+            for c in (2 * p, 2 * p + 1):
+                t[c] += d[p]
+                if c < size:
+                    d[c] += d[p]
+            d[p] = 0
+    for i in range(len(out)):
+        out[i] = t[size + i]
+
+
 # ---------------------------------------------------------------------------------------------- extents
 
 
 def grant_tails(compiled: bool, *args: Any) -> None:
     """:func:`_grant_tails` (see :meth:`core.schedule._Builder._grant_tails`)."""
-    _run(_grant_tails, compiled, args)
+    _run(_grant_tails, compiled, (compiled, *args))
 
 
-def _grant_tails(n: int, cap: int, est: Arr, hbm: Arr, order: Arr, issue: Arr, nbytes: Arr, max_slot: Arr,
+def _grant_tails(use_tree: bool, n: int, cap: int, est: Arr, hbm: Arr, order: Arr, issue: Arr, nbytes: Arr, max_slot: Arr,
                  first_link: Arr, l_lat: Arr, l_bw: Arr, link_free: Arr, tail_copy: Arr, c_free: Arr) -> None:
     """Grow each write-back's compute-tier extent toward the slot its copy-out is expected to end, in issue
     order, while ``hbm`` (bytes per slot) stays within ``cap``."""
+    size = 1
+    while use_tree and size < n:
+        size *= 2
+    t, d = _tree(hbm if use_tree else hbm[:0], size)
     for j in range(len(order)):
         m = order[j]
         lk = first_link[m]
@@ -380,26 +495,38 @@ def _grant_tails(n: int, cap: int, est: Arr, hbm: Arr, order: Arr, issue: Arr, n
             want = n
         lo = issue[m]
         if want > lo:
-            hi = lo
-            while hi < want and hbm[hi] + nbytes[m] <= cap:
-                hi += 1
-            if hi > lo:
+            if use_tree:
+                hi = _tree_find(t, d, size, lo, want, cap - nbytes[m], False)
+                if hi < 0:
+                    hi = want
+                _tree_add(t, d, size, lo, hi, nbytes[m])
+            else:
+                hi = lo
+                while hi < want and hbm[hi] + nbytes[m] <= cap:
+                    hi += 1
                 for s in range(lo, hi):
                     hbm[s] += nbytes[m]
+            if hi > lo:
                 c_free[tail_copy[m]] = hi
+    if use_tree:
+        _tree_values(t, d, size, hbm)
 
 
 def grant_heads(compiled: bool, *args: Any) -> None:
     """:func:`_grant_heads` (see :meth:`core.schedule._Builder._grant_heads`)."""
-    _run(_grant_heads, compiled, args)
+    _run(_grant_heads, compiled, (compiled, *args))
 
 
-def _grant_heads(n: int, C: int, cap_flat: Arr, est: Arr, occ: Arr, order: Arr, deadline: Arr, min_slot: Arr,
+def _grant_heads(use_tree: bool, n: int, C: int, cap_flat: Arr, est: Arr, occ: Arr, order: Arr, deadline: Arr, min_slot: Arr,
                  prefetch: Arr, nbytes: Arr, slack: float, m_rptr: Arr, m_rlink: Arr, m_stage: Arr, l_dst: Arr,
                  l_lat: Arr, l_bw: Arr, link_start: Arr, issue: Arr, head_copy: Arr, c_alloc: Arr, c_tier: Arr) -> None:
     """Place each copy-in's compute-tier extent: as late as possible on each link (latest deadline first),
     then capacity to the earliest need first. ``occ`` is bytes per (tier, slot) at ``tier * n + slot``;
     ``prefetch`` a policy's issue slot per move (-1: none); ``link_start`` starts at +inf."""
+    size = 1
+    while use_tree and size < len(occ):
+        size *= 2
+    t, dd = _tree(occ if use_tree else occ[:0], size)
     wanted = np.zeros(len(order), dtype=np.int64)
     for jj in range(len(order)):
         j = len(order) - 1 - jj
@@ -437,7 +564,23 @@ def _grant_heads(n: int, C: int, cap_flat: Arr, est: Arr, occ: Arr, order: Arr, 
             lo = min_slot[m]
         r0 = m_rptr[m]
         r1 = m_rptr[m + 1]
-        if lo < d:
+        if lo < d and use_tree:
+            bad = _tree_find(t, dd, size, C * n + lo, C * n + d, cap_flat[C] - nbytes[m], True)
+            if bad >= 0:
+                bad -= C * n
+            for r in range(r0, r1 - 1):
+                tier = l_dst[m_rlink[r]]
+                b = _tree_find(t, dd, size, tier * n + lo, tier * n + d, cap_flat[tier] - nbytes[m], True)
+                if b >= 0 and b - tier * n > bad:
+                    bad = b - tier * n
+            if bad >= 0:
+                lo = bad + 1
+            if lo < d:
+                _tree_add(t, dd, size, C * n + lo, C * n + d, nbytes[m])
+                for r in range(r0, r1 - 1):
+                    tier = l_dst[m_rlink[r]]
+                    _tree_add(t, dd, size, tier * n + lo, tier * n + d, nbytes[m])
+        elif lo < d:
             # the last slot in lo..d-1 where this copy (or a staging copy of it) would not fit
             bad = -1
             for s in range(d - 1, lo - 1, -1):
@@ -464,3 +607,5 @@ def _grant_heads(n: int, C: int, cap_flat: Arr, est: Arr, occ: Arr, order: Arr, 
         c_alloc[head_copy[m]] = lo
         for r in range(r0 + 1, r1):
             c_alloc[m_stage[r]] = lo if lo < d else d
+    if use_tree:
+        _tree_values(t, dd, size, occ)

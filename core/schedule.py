@@ -25,8 +25,9 @@ their duration; Tierplan's own knob, default 0 for policies without it).
 from __future__ import annotations
 
 import operator
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -131,6 +132,14 @@ class _Columns:
     m_stale: np.ndarray
     tails: np.ndarray  # tail moves in issue order (stable)
     heads: np.ndarray  # head moves by deadline (stable)
+
+
+def _csr_of(n_rows: int, pairs: Iterable[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and flat values of sparse rows given as (row, value) pairs (values keep their order per row)."""
+    flat = np.fromiter((v for pair in pairs for v in pair), dtype=np.int64).reshape(-1, 2)
+    order = np.argsort(flat[:, 0], kind="stable")
+    ptr = np.searchsorted(flat[order, 0], np.arange(n_rows + 1)).astype(np.int64)
+    return ptr, flat[order, 1].copy()
 
 
 def _csr(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -604,12 +613,14 @@ class _Builder:
         in_ptr = np.searchsorted(refs.in_op, np.arange(n + 1)).astype(np.int64)
         out_ptr = np.searchsorted(refs.out_op, np.arange(n + 1)).astype(np.int64)
         mut_ptr = np.searchsorted(refs.mut_op, np.arange(n + 1)).astype(np.int64)
-        rc_ptr, rc_q = _csr([sorted(self.recompute_at.get(i, ())) for i in range(n)])
-        fe_ptr, fe_t = _csr([[t_ix[t] for t, _ in row] for row in self.free_at_op_end])
+        rc_ptr, rc_q = _csr_of(n, ((i, q) for i, qs in self.recompute_at.items() for q in sorted(qs)))
+        fe_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, self.free_at_op_end), dtype=np.int64, count=n), out=fe_ptr[1:])
+        fe_t = np.fromiter((t_ix[t] for row in self.free_at_op_end for t, _ in row), dtype=np.int64, count=int(fe_ptr[-1]))
         fe_tier = np.fromiter((tier_ix[tier] for row in self.free_at_op_end for _, tier in row), dtype=np.int64,
                               count=len(fe_t))
-        hf_ptr, hf_t = _csr([[t_ix[t] for t in self.host_frees.get(i, ())] for i in range(n)])
-        rf_ptr, rf_t = _csr([[t_ix[t] for t in self.refresh.get(i, ())] for i in range(n)])
+        hf_ptr, hf_t = _csr_of(n, ((i, t_ix[t]) for i, ts in self.host_frees.items() for t in ts))
+        rf_ptr, rf_t = _csr_of(n, ((i, t_ix[t]) for i, ts in self.refresh.items() for t in ts))
         link_ix = self._link_index()
         rt_ptr, rt_link = _csr([[link_ix[(link.src, link.dst)] for link in hw.route(a, b)] if hw.has_route(a, b) else []
                                 for a in tiers for b in tiers])
@@ -677,14 +688,16 @@ def _events(count: int, kind: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.nd
         where.append(rows)
         xs = x[rows].tolist()
         if code == kernels.EV_COMPUTE:
-            groups.append(list(map(ComputeEvent, map(op_ids.__getitem__, xs), t0[rows].tolist(), t1[rows].tolist(),
-                                   tier_names[a[rows]].tolist(), (b[rows] == 1).tolist())))
+            groups.append(list(map(tuple.__new__, repeat(ComputeEvent), zip(
+                map(op_ids.__getitem__, xs), t0[rows].tolist(), t1[rows].tolist(), tier_names[a[rows]].tolist(),
+                (b[rows] == 1).tolist()))))
         elif code == kernels.EV_TRANSFER:
-            groups.append(list(map(TransferEvent, map(tensor_ids.__getitem__, xs), tier_names[a[rows]].tolist(),
-                                   tier_names[b[rows]].tolist(), t0[rows].tolist(), t1[rows].tolist())))
+            groups.append(list(map(tuple.__new__, repeat(TransferEvent), zip(
+                map(tensor_ids.__getitem__, xs), tier_names[a[rows]].tolist(), tier_names[b[rows]].tolist(),
+                t0[rows].tolist(), t1[rows].tolist()))))
         else:
-            groups.append(list(map(FreeEvent, map(tensor_ids.__getitem__, xs), tier_names[a[rows]].tolist(),
-                                   t0[rows].tolist())))
+            groups.append(list(map(tuple.__new__, repeat(FreeEvent), zip(
+                map(tensor_ids.__getitem__, xs), tier_names[a[rows]].tolist(), t0[rows].tolist()))))
     flat: list[Event] = [e for group in groups for e in group]
     if count <= 1:
         return flat
