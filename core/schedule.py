@@ -25,14 +25,14 @@ their duration; Tierplan's own knob, default 0 for policies without it).
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-from core import kernels
+import core.kernels as kernels
 from core.errors import InfeasibleError
 from core.graph import Graph
 from core.hardware import Compute, Hardware, Link, op_time_s
@@ -97,7 +97,7 @@ class Schedule:
     """The result before it becomes a :class:`Plan` (kept for tests and the UI)."""
 
     initial: dict[str, tuple[str, ...]]
-    events: list[Event]
+    events: Sequence[Event]
     #: bytes counted per tier and op slot: an upper bound of the real occupancy while that op runs
     slot_bytes: dict[str, np.ndarray]
     #: the time the last event ends, when the simulation measured it (else :func:`schedule_end_s` computes it)
@@ -446,33 +446,41 @@ class _Builder:
         def ints(values: Any, count: int) -> np.ndarray:
             return np.fromiter(values, dtype=np.int64, count=count)
 
-        def copy_of(c: _Copy | None) -> int:
-            return -1 if c is None else copy_ix[id(c)]
+        def of_copies(attr: str) -> np.ndarray:
+            return ints(map(operator.attrgetter(attr), copies), len(copies))
 
-        m_rptr, m_rlink = _csr([[link_ix[(link.src, link.dst)] for link in m.route] for m in moves])
-        m_stage = np.fromiter((-1 if k == 0 else copy_ix[id(m.staging[k - 1])] for m in moves for k in range(len(m.route))),
-                              dtype=np.int64, count=len(m_rlink))
+        def of_moves(attr: str) -> np.ndarray:
+            return ints(map(operator.attrgetter(attr), moves), n_m)
+
+        def copy_of(attr: str) -> np.ndarray:
+            return ints((-1 if c is None else copy_ix[id(c)] for c in map(operator.attrgetter(attr), moves)), n_m)
+
+        routes = list(map(operator.attrgetter("route"), moves))
+        m_rptr = np.zeros(n_m + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, routes), dtype=np.int64, count=n_m), out=m_rptr[1:])
+        m_rlink = ints((link_ix[(link.src, link.dst)] for route in routes for link in route), int(m_rptr[-1]))
+        m_stage = ints((-1 if k == 0 else copy_ix[id(m.staging[k - 1])] for m in moves for k in range(len(m.route))),
+                       len(m_rlink))
         head = np.fromiter((m.head_copy is not None for m in moves), dtype=bool, count=n_m)
-        issue = ints((m.issue_slot for m in moves), n_m)
+        issue = of_moves("issue_slot")
         deadline = ints((m.deadline_slot or 0 for m in moves), n_m)
         idx = np.arange(n_m)
         tails = idx[~head][np.argsort(issue[~head], kind="stable")]
         heads = idx[head][np.argsort(deadline[head], kind="stable")]
+        prefetch = np.full(n_m, -1, dtype=np.int64)
+        if self.prefetch_from:
+            for k in np.flatnonzero(head).tolist():
+                prefetch[k] = self.prefetch_from.get(moves[k].span_id, -1)
         cols = _Columns(
-            c_tier=ints((tier_ix[c.tier] for c in copies), len(copies)),
-            c_bytes=ints((c.nbytes for c in copies), len(copies)),
-            c_alloc=ints((c.alloc_slot for c in copies), len(copies)),
-            c_free=ints((c.free_slot for c in copies), len(copies)),
-            m_t=ints((t_ix[m.tensor] for m in moves), n_m), m_nbytes=ints((m.nbytes for m in moves), n_m),
-            m_head=head, m_issue=issue, m_deadline=deadline,
-            m_min=ints((m.min_slot for m in moves), n_m), m_max=ints((m.max_slot for m in moves), n_m),
-            m_prefetch=ints((self.prefetch_from.get(m.span_id, -1) if m.head_copy is not None else -1 for m in moves), n_m),
+            c_tier=ints(map(tier_ix.__getitem__, map(operator.attrgetter("tier"), copies)), len(copies)),
+            c_bytes=of_copies("nbytes"), c_alloc=of_copies("alloc_slot"), c_free=of_copies("free_slot"),
+            m_t=ints(map(t_ix.__getitem__, map(operator.attrgetter("tensor"), moves)), n_m),
+            m_nbytes=of_moves("nbytes"), m_head=head, m_issue=issue, m_deadline=deadline,
+            m_min=of_moves("min_slot"), m_max=of_moves("max_slot"), m_prefetch=prefetch,
             m_rptr=m_rptr, m_rlink=m_rlink, m_stage=m_stage,
-            m_tail=ints((copy_of(m.tail_copy) for m in moves), n_m),
-            m_headc=ints((copy_of(m.head_copy) for m in moves), n_m),
-            m_src=ints((copy_of(m.src_copy) for m in moves), n_m),
-            m_free_source=np.fromiter((m.free_source for m in moves), dtype=bool, count=n_m),
-            m_stale=np.fromiter((m.stale_dst for m in moves), dtype=bool, count=n_m),
+            m_tail=copy_of("tail_copy"), m_headc=copy_of("head_copy"), m_src=copy_of("src_copy"),
+            m_free_source=np.fromiter(map(operator.attrgetter("free_source"), moves), dtype=bool, count=n_m),
+            m_stale=np.fromiter(map(operator.attrgetter("stale_dst"), moves), dtype=bool, count=n_m),
             tails=tails, heads=heads,
         )
         self._cols = cols
@@ -637,7 +645,7 @@ class _Builder:
                         rc_q, fe_ptr, fe_t, fe_tier, hf_ptr, hf_t, rf_ptr, rf_t, rt_ptr, rt_link, op_tier, host_dur, ready0)
         return self._static
 
-    def simulate(self) -> list[Event]:
+    def simulate(self) -> Sequence[Event]:
         """Time every op, transfer and free slot by slot (module docstring, step 3); sets ``slot_begin_s``
         and ``end_s`` (the end of the last event)."""
         g, n = self.graph, self.n
@@ -670,9 +678,45 @@ class _Builder:
             np.zeros(len(self.hw.links)), np.zeros(n + 1), np.zeros(n_tiers), self.slot_begin_s,
             ev_kind, ev_x, ev_a, ev_b, ev_t0, ev_t1)
         self.end_s = float(end_s)
-        head = [FreeEvent(tid, tier, 0.0) for tid, tier in self.free_at_start]
-        return head + _events(count, ev_kind, ev_x, ev_a, ev_b, ev_t0, ev_t1, [op.id for op in g.ops],
-                              refs.names, tiers)
+        head: list[Event] = [FreeEvent(tid, tier, 0.0) for tid, tier in self.free_at_start]
+        cols_out = (ev_kind[:count].copy(), ev_x[:count].copy(), ev_a[:count].copy(), ev_b[:count].copy(),
+                    ev_t0[:count].copy(), ev_t1[:count].copy())
+        op_ids, tensor_ids = [op.id for op in g.ops], refs.names
+        return _LazyEvents(head, lambda: _events(count, *cols_out, op_ids, tensor_ids, tiers))
+
+
+class _LazyEvents(Sequence[Event]):
+    """The events of one simulation, made into tuples on first use: the refining passes of
+    :func:`build_schedule` that lose are never built (at 10⁵ ops that is most of a pass's cost)."""
+
+    def __init__(self, head: list[Event], build: Callable[[], list[Event]]) -> None:
+        self._head = head
+        self._build: Callable[[], list[Event]] | None = build
+        self._items: list[Event] = []
+
+    def _all(self) -> list[Event]:
+        if self._build is not None:
+            self._items = self._head + self._build()
+            self._build = None
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __getitem__(self, k: Any) -> Any:
+        return self._all()[k]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self._all()) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __hash__(self) -> int:
+        raise TypeError("unhashable type: '_LazyEvents'")
+
+    def __repr__(self) -> str:
+        return repr(self._all())
 
 
 def _events(count: int, kind: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray, t0: np.ndarray,
