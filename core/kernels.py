@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "simulate", "grant_tails", "grant_heads"]
+__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "simulate", "grant_tails", "grant_heads", "fenwick_add",
+           "fenwick_total", "kernel"]
 
 #: Problems smaller than this (ops) run the Python path: numba's import (~0.5 s) would cost more than it saves.
 NUMBA_MIN_OPS = 20_000
@@ -60,16 +61,7 @@ def use_compiled(n_ops: int) -> bool:
 def _run(fn: Callable[..., Any], compiled: bool, args: tuple[Any, ...]) -> Any:
     """Call kernel ``fn`` compiled or as Python over lists; arrays it wrote are copied back in Python mode."""
     if compiled:
-        jit = _COMPILED.get(fn.__name__)
-        if jit is None:
-            import numba
-            from numba.extending import register_jitable
-
-            if not _COMPILED:  # the helpers the kernels call, compiled into them
-                for helper in (_tree, _tree_add, _pending, _tree_find, _tree_values):
-                    register_jitable(helper)
-            jit = _COMPILED[fn.__name__] = numba.njit(cache=True, nogil=True)(fn)
-        return jit(*args)
+        return kernel(fn)(*args)
     lists = [a.tolist() if isinstance(a, np.ndarray) else a for a in args]
     out = fn(*lists)
     for a, lst in zip(args, lists):
@@ -609,3 +601,69 @@ def _grant_heads(use_tree: bool, n: int, C: int, cap_flat: Arr, est: Arr, occ: A
             c_alloc[m_stage[r]] = lo if lo < d else d
     if use_tree:
         _tree_values(t, dd, size, occ)
+
+
+# ---------------------------------------------------------------------------------------------- link load
+# Tierplan's committed transfer seconds per op slot on one link: a Fenwick tree with range add / range sum.
+# The sweep calls these once per candidate it scores, so on the compiled path they are called directly
+# (:func:`kernel`), without :func:`_run`'s conversions.
+
+
+def fenwick_add(b1: Arr, b2: Arr, n: int, lo: int, hi: int, per_slot: float) -> None:
+    """Add ``per_slot`` to every slot ``lo..hi-1``."""
+    if hi <= lo:
+        return
+    i = lo + 1
+    while i <= n + 1:
+        b1[i] += per_slot
+        i += i & -i
+    i = hi + 1
+    while i <= n + 1:
+        b1[i] += -per_slot
+        i += i & -i
+    v = per_slot * lo
+    i = lo + 1
+    while i <= n + 1:
+        b2[i] += v
+        i += i & -i
+    v = -per_slot * hi
+    i = hi + 1
+    while i <= n + 1:
+        b2[i] += v
+        i += i & -i
+
+
+def fenwick_total(b1: Arr, b2: Arr, lo: int, hi: int) -> float:
+    """Sum of the per-slot load over slots ``lo..hi-1`` (both prefix sums in one pass each)."""
+    if hi <= lo:
+        return 0.0
+    s1 = 0.0
+    s2 = 0.0
+    i = hi
+    while i > 0:
+        s1 += b1[i]
+        s2 += b2[i]
+        i &= i - 1
+    high = s1 * hi - s2
+    s1 = 0.0
+    s2 = 0.0
+    i = lo
+    while i > 0:
+        s1 += b1[i]
+        s2 += b2[i]
+        i &= i - 1
+    return high - (s1 * lo - s2)
+
+
+def kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` compiled (numba's dispatcher), for callers that pass arrays and call it in a loop."""
+    jit = _COMPILED.get(fn.__name__)
+    if jit is None:
+        import numba
+        from numba.extending import register_jitable
+
+        if not _COMPILED:  # the helpers the kernels call, compiled into them
+            for helper in (_tree, _tree_add, _pending, _tree_find, _tree_values):
+                register_jitable(helper)
+        jit = _COMPILED[fn.__name__] = numba.njit(cache=True, nogil=True)(fn)
+    return jit
