@@ -23,17 +23,21 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "simulate", "grant_tails", "grant_heads", "fenwick_add",
+__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "warm_up", "simulate", "grant_tails", "grant_heads", "fenwick_add",
            "fenwick_total", "kernel"]
 
-#: Problems smaller than this (ops) run the Python path: numba's import (~0.5 s) would cost more than it saves.
-NUMBA_MIN_OPS = 20_000
+#: Problems smaller than this (ops) run the Python path while numba is not loaded yet: its import plus loading
+#: the cached kernels (~0.5 s CPU) costs about what the compiled kernels save on a 10⁴-op first plan
+#: (measured: 1.78 s Python, 1.82 s compiled including the load). Once loaded, every size runs compiled.
+NUMBA_MIN_OPS = 10_000
 
 #: a kernel's array argument: a numpy array when compiled, the same values as a list on the Python path
 Arr = Any
 
 _COMPILED: dict[str, Any] = {}
 _AVAILABLE: bool | None = None
+#: numba is loaded in this process (a kernel ran compiled, or :func:`warm_up`): every size runs compiled
+_WARM = False
 
 
 def numba_enabled() -> bool:
@@ -52,20 +56,39 @@ def numba_enabled() -> bool:
 
 
 def use_compiled(n_ops: int) -> bool:
-    """Whether a problem of ``n_ops`` ops runs the compiled kernels (``TIERPLAN_NUMBA_MIN_OPS`` overrides the
-    size threshold, e.g. 0 to compile everything)."""
-    threshold = int(os.environ.get("TIERPLAN_NUMBA_MIN_OPS", NUMBA_MIN_OPS))
-    return n_ops >= threshold and numba_enabled()
+    """Whether a problem of ``n_ops`` ops runs the compiled kernels: when numba is already loaded (a big
+    problem or :func:`warm_up` paid for it), or when it is big enough to pay for loading it
+    (``TIERPLAN_NUMBA_MIN_OPS`` overrides :data:`NUMBA_MIN_OPS`, e.g. 0 to compile everything)."""
+    if not numba_enabled():
+        return False
+    if _WARM and "TIERPLAN_NUMBA_MIN_OPS" not in os.environ:
+        return True
+    return n_ops >= int(os.environ.get("TIERPLAN_NUMBA_MIN_OPS", NUMBA_MIN_OPS))
 
 
-def _run(fn: Callable[..., Any], compiled: bool, args: tuple[Any, ...]) -> Any:
-    """Call kernel ``fn`` compiled or as Python over lists; arrays it wrote are copied back in Python mode."""
+def warm_up() -> bool:
+    """Import numba and let every later plan run compiled, whatever its size (for long-lived processes such as
+    the dashboard, e.g. in a background thread at start-up; :func:`core.schedule.warm_up` also loads the
+    scheduler's kernels). Returns whether the compiled kernels are in use."""
+    global _WARM
+    if not numba_enabled():
+        return False
+    b = np.zeros(4)
+    kernel(fenwick_add)(b, b.copy(), 2, 0, 1, 1.0)
+    kernel(fenwick_total)(b, b.copy(), 0, 1)
+    _WARM = True
+    return True
+
+
+def _run(fn: Callable[..., Any], compiled: bool, args: tuple[Any, ...], arrays: tuple[int, ...] = ()) -> Any:
+    """Call kernel ``fn`` compiled or as Python over lists (but the arguments at positions ``arrays``, which
+    it slices with numpy); arrays it wrote are copied back in Python mode."""
     if compiled:
         return kernel(fn)(*args)
-    lists = [a.tolist() if isinstance(a, np.ndarray) else a for a in args]
+    lists = [a.tolist() if isinstance(a, np.ndarray) and k not in arrays else a for k, a in enumerate(args)]
     out = fn(*lists)
     for a, lst in zip(args, lists):
-        if isinstance(a, np.ndarray) and a.flags.writeable:
+        if isinstance(a, np.ndarray) and a is not lst and a.flags.writeable:
             a[:] = lst
     return out
 
@@ -449,7 +472,7 @@ def _tree_values(t: Arr, d: Arr, size: int, out: Arr) -> None:
 
 def grant_tails(compiled: bool, *args: Any) -> None:
     """:func:`_grant_tails` (see :meth:`core.schedule._Builder._grant_tails`)."""
-    _run(_grant_tails, compiled, (compiled, *args))
+    _run(_grant_tails, compiled, (compiled, *args), arrays=(4,))  # hbm
 
 
 def _grant_tails(use_tree: bool, n: int, cap: int, est: Arr, hbm: Arr, order: Arr, issue: Arr, nbytes: Arr, max_slot: Arr,
@@ -492,12 +515,11 @@ def _grant_tails(use_tree: bool, n: int, cap: int, est: Arr, hbm: Arr, order: Ar
                 if hi < 0:
                     hi = want
                 _tree_add(t, d, size, lo, hi, nbytes[m])
-            else:
-                hi = lo
-                while hi < want and hbm[hi] + nbytes[m] <= cap:
-                    hi += 1
-                for s in range(lo, hi):
-                    hbm[s] += nbytes[m]
+            else:  # numpy over the extent (``hbm`` stays an array on the Python path)
+                bad_at = np.flatnonzero(hbm[lo:want] + nbytes[m] > cap)
+                hi = lo + (bad_at[0] if len(bad_at) else want - lo)
+                if hi > lo:
+                    hbm[lo:hi] += nbytes[m]
             if hi > lo:
                 c_free[tail_copy[m]] = hi
     if use_tree:
@@ -506,7 +528,7 @@ def _grant_tails(use_tree: bool, n: int, cap: int, est: Arr, hbm: Arr, order: Ar
 
 def grant_heads(compiled: bool, *args: Any) -> None:
     """:func:`_grant_heads` (see :meth:`core.schedule._Builder._grant_heads`)."""
-    _run(_grant_heads, compiled, (compiled, *args))
+    _run(_grant_heads, compiled, (compiled, *args), arrays=(5,))  # occ
 
 
 def _grant_heads(use_tree: bool, n: int, C: int, cap_flat: Arr, est: Arr, occ: Arr, order: Arr, deadline: Arr, min_slot: Arr,
@@ -573,28 +595,20 @@ def _grant_heads(use_tree: bool, n: int, C: int, cap_flat: Arr, est: Arr, occ: A
                     tier = l_dst[m_rlink[r]]
                     _tree_add(t, dd, size, tier * n + lo, tier * n + d, nbytes[m])
         elif lo < d:
-            # the last slot in lo..d-1 where this copy (or a staging copy of it) would not fit
-            bad = -1
-            for s in range(d - 1, lo - 1, -1):
-                if occ[C * n + s] + nbytes[m] > cap_flat[C]:
-                    bad = s
-                    break
-                for r in range(r0, r1 - 1):
-                    tier = l_dst[m_rlink[r]]
-                    if occ[tier * n + s] + nbytes[m] > cap_flat[tier]:
-                        bad = s
-                        break
-                if bad >= 0:
-                    break
-            if bad >= 0:
-                lo = bad + 1
+            # the last slot in lo..d-1 where this copy (or a staging copy of it) would not fit (numpy over
+            # the extent: ``occ`` stays an array on the Python path)
+            need = occ[C * n + lo:C * n + d] + nbytes[m] > cap_flat[C]
+            for r in range(r0, r1 - 1):
+                tier = l_dst[m_rlink[r]]
+                need |= occ[tier * n + lo:tier * n + d] + nbytes[m] > cap_flat[tier]
+            bad_at = np.flatnonzero(need)
+            if len(bad_at):
+                lo += bad_at[-1] + 1
             if lo < d:
-                for s in range(lo, d):
-                    occ[C * n + s] += nbytes[m]
+                occ[C * n + lo:C * n + d] += nbytes[m]
                 for r in range(r0, r1 - 1):
                     tier = l_dst[m_rlink[r]]
-                    for s in range(lo, d):
-                        occ[tier * n + s] += nbytes[m]
+                    occ[tier * n + lo:tier * n + d] += nbytes[m]
         issue[m] = lo
         c_alloc[head_copy[m]] = lo
         for r in range(r0 + 1, r1):
@@ -657,6 +671,8 @@ def fenwick_total(b1: Arr, b2: Arr, lo: int, hi: int) -> float:
 
 def kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` compiled (numba's dispatcher), for callers that pass arrays and call it in a loop."""
+    global _WARM
+    _WARM = True
     jit = _COMPILED.get(fn.__name__)
     if jit is None:
         import numba

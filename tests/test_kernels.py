@@ -109,9 +109,24 @@ class TestCompiledEqualsPython:
 
 
 def test_switch_off(monkeypatch: pytest.MonkeyPatch) -> None:
-    """TIERPLAN_NO_NUMBA=1 keeps every size on the Python path; small problems stay there anyway."""
+    """TIERPLAN_NO_NUMBA=1 keeps every size on the Python path; small problems stay there until numba is
+    loaded, and after that every size runs compiled."""
     monkeypatch.setenv("TIERPLAN_NO_NUMBA", "1")
     assert not kernels.use_compiled(10**7)
     monkeypatch.delenv("TIERPLAN_NO_NUMBA")
     monkeypatch.delenv("TIERPLAN_NUMBA_MIN_OPS", raising=False)
+    monkeypatch.setattr(kernels, "_WARM", False)
     assert not kernels.use_compiled(kernels.NUMBA_MIN_OPS - 1)
+    if kernels.numba_enabled():
+        assert kernels.use_compiled(kernels.NUMBA_MIN_OPS)
+
+
+@needs_numba
+def test_warm_up_makes_every_size_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
+    from core.schedule import warm_up
+
+    monkeypatch.delenv("TIERPLAN_NUMBA_MIN_OPS", raising=False)
+    monkeypatch.delenv("TIERPLAN_NO_NUMBA", raising=False)
+    monkeypatch.setattr(kernels, "_WARM", False)
+    assert warm_up()
+    assert kernels.use_compiled(1)
