@@ -24,9 +24,11 @@ from typing import Any
 
 import numpy as np
 
+import core.kernels as kernels
 from core.errors import InfeasibleError
 from core.graph import Graph
 from core.hardware import Hardware
+from core.kernels import use_compiled
 from core.liveness import Liveness, Span, analyze
 from core.plan import Decision
 from core.policies.base import ParamSpec, Placement, PolicyInfo
@@ -43,53 +45,27 @@ _LOOKAHEAD = 8
 
 
 class _LinkLoad:
-    """Committed transfer seconds per op slot on one link (Fenwick tree with range add / range sum)."""
+    """Committed transfer seconds per op slot on one link (Fenwick tree with range add / range sum; the
+    arithmetic is :func:`core.kernels.fenwick_add` / :func:`~core.kernels.fenwick_total`, compiled on big
+    graphs and plain Python over lists on small ones)."""
 
     def __init__(self, n: int) -> None:
         self.n = n
-        self.b1 = [0.0] * (n + 2)
-        self.b2 = [0.0] * (n + 2)
-
-    def _add(self, tree: list[float], i: int, v: float) -> None:
-        i += 1
-        while i <= self.n + 1:
-            tree[i] += v
-            i += i & -i
-
-    def _sum(self, tree: list[float], i: int) -> float:
-        s = 0.0
-        while i > 0:
-            s += tree[i]
-            i -= i & -i
-        return s
+        self.b1: Any
+        self.b2: Any
+        if use_compiled(n):
+            self.b1, self.b2 = np.zeros(n + 2), np.zeros(n + 2)
+            self._add, self._total = kernels.kernel(kernels.fenwick_add), kernels.kernel(kernels.fenwick_total)
+        else:
+            self.b1, self.b2 = [0.0] * (n + 2), [0.0] * (n + 2)
+            self._add, self._total = kernels.fenwick_add, kernels.fenwick_total
 
     def add(self, lo: int, hi: int, per_slot: float) -> None:
-        if hi <= lo:
-            return
-        self._add(self.b1, lo, per_slot)
-        self._add(self.b1, hi, -per_slot)
-        self._add(self.b2, lo, per_slot * lo)
-        self._add(self.b2, hi, -per_slot * hi)
+        self._add(self.b1, self.b2, self.n, lo, hi, per_slot)
 
     def total(self, lo: int, hi: int) -> float:
-        """Sum of the per-slot load over slots ``lo..hi-1`` (both prefix sums in one pass each)."""
-        if hi <= lo:
-            return 0.0
-        b1, b2 = self.b1, self.b2
-        s1 = s2 = 0.0
-        i = hi
-        while i > 0:
-            s1 += b1[i]
-            s2 += b2[i]
-            i &= i - 1
-        high = s1 * hi - s2
-        s1 = s2 = 0.0
-        i = lo
-        while i > 0:
-            s1 += b1[i]
-            s2 += b2[i]
-            i &= i - 1
-        return high - (s1 * lo - s2)
+        """Sum of the per-slot load over slots ``lo..hi-1``."""
+        return float(self._total(self.b1, self.b2, lo, hi))
 
 
 class _Tierplan:
