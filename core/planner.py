@@ -35,6 +35,7 @@ which stages ran (``Plan.planning``). Other policies have two stages: ``first`` 
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
@@ -171,12 +172,9 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     >>> make_plan(load_sample("tiny"), load_preset("teaching"), time_budget_s=0).planning["stages_run"]
     ('first',)
     """
-    last: PlanUpdate | None = None
-    for last in plan_anytime(graph, hardware, policy=policy, params=params, liveness=liveness, reorder=reorder,
-                             bound=bound, search_s=search_s, time_budget_s=time_budget_s):
-        pass
-    assert last is not None
-    return last.plan
+    updates = plan_anytime(graph, hardware, policy=policy, params=params, liveness=liveness, reorder=reorder,
+                           bound=bound, search_s=search_s, time_budget_s=time_budget_s)
+    return collections.deque(updates, maxlen=1)[0].plan
 
 
 def plan_anytime(graph: Graph, hardware: Hardware, *, policy: str = "tierplan",
