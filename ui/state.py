@@ -1,12 +1,16 @@
 """Shared dashboard state: the resolved inputs, cached plans and derived data, last good inputs, URL sharing.
 
-Pages call :func:`current_inputs` and :func:`plan_outcome`; planning itself is ``core.planner.make_plan``
-behind a process-wide store (``st.cache_resource``) keyed by a digest of the inputs (graph key + hardware
-JSON + policy + params). Plans are immutable and shared, never copied per hit (``st.cache_data`` pickled
-and unpickled the whole plan on every rerun), so a rerun with unchanged inputs costs a dictionary lookup
-and moving a slider back to a previous value is instant. A plan that is not in the store is made on a
-worker thread while the page shows a status line with the elapsed time against the last planning time
-of the same model; two sessions asking for the same plan wait for one computation.
+Pages call :func:`current_inputs` and :func:`plan_outcome`; planning itself is
+``core.planner.plan_anytime`` behind a process-wide store (``st.cache_resource``) keyed by a digest of the
+inputs (graph key + hardware JSON + policy + params). Plans are immutable and shared, never copied per hit
+(``st.cache_data`` pickled and unpickled the whole plan on every rerun), so a rerun with unchanged inputs
+costs a dictionary lookup and moving a slider back to a previous value is instant.
+
+A new input gets its **first plan** on a worker thread (a fraction of a second on the samples) and the
+Plan page draws it at once; the refinement stages then run on another thread and each better plan
+replaces the shown one (the page polls, :data:`WANTED_FOR_S`). Refinements nobody looks at park, so the
+input typed now is never slowed by the ones typed before. Two sessions asking for the same plan share one
+computation.
 """
 
 from __future__ import annotations
@@ -18,10 +22,10 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
 
@@ -29,6 +33,9 @@ from core.errors import PlanBugError, TierplanError
 from core.graph import Graph
 from core.hardware import Hardware, hardware_from_dict
 from core.plan import Plan
+
+if TYPE_CHECKING:  # the planner loads on the first plan, not with the app
+    from core.planner import PlanUpdate
 
 __all__ = [
     "WIDGET_PREFIX",
@@ -89,10 +96,20 @@ class Inputs:
 
 @dataclass(frozen=True)
 class PlanOutcome:
-    """A plan, or the clear reason there is none (infeasible hardware, bad parameter)."""
+    """A plan, or the clear reason there is none (infeasible hardware, bad parameter).
+
+    While the planner is still refining in the background ``final`` is False and ``update`` says which stage
+    it is at (:class:`core.planner.PlanUpdate`); ``version`` counts the plans shown for these inputs (0 the
+    first), so a page can tell that a better one arrived.
+    """
 
     plan: Plan | None
     error: str | None = None
+    update: PlanUpdate | None = None
+    final: bool = True
+    version: int = 0
+    #: the refinement stopped on an unexpected error (logged); the plan is the best one found before it
+    note: str | None = None
 
 
 def hardware_json(hw_dict: Mapping[str, Any]) -> str:
@@ -115,72 +132,199 @@ def current_inputs() -> Inputs | None:
     return st.session_state.get("inputs")
 
 
-def _make(graph: Graph, hw_json: str, policy: str, params_json: str) -> PlanOutcome:
-    from core.planner import make_plan
+def _updates(graph: Graph, hw_json: str, policy: str, params_json: str) -> Iterator[PlanUpdate]:
+    """The anytime plans of these inputs (:func:`core.planner.plan_anytime`): first plan, then refinements."""
+    from core.planner import plan_anytime
 
-    try:
-        hw = hardware_from_dict(json.loads(hw_json), source="hardware settings")
-        return PlanOutcome(make_plan(graph, hw, policy=policy, params=json.loads(params_json)))
-    except (TierplanError, PlanBugError) as exc:  # PlanBugError: the planner's self-check, shown, never plotted
-        return PlanOutcome(None, str(exc))
+    hw = hardware_from_dict(json.loads(hw_json), source="hardware settings")
+    return plan_anytime(graph, hw, policy=policy, params=json.loads(params_json))
+
+
+#: A refinement keeps running while some page asked for its plan this recently (the Plan page asks every
+#: half second while it shows the refinement's progress); otherwise it parks and resumes when asked again,
+#: so the plans of capacities typed a moment ago do not take the CPU from the one typed now.
+WANTED_FOR_S = 1.5
+#: Parked refinements kept resumable (each holds its candidates); older ones restart from scratch.
+MAX_PARKED = 6
+
+
+class _Job:
+    """One input's planning: the latest outcome and the generator that refines it (guarded by the store's
+    lock; the generator itself only ever runs on one thread at a time)."""
+
+    def __init__(self, key: str, graph_key: str, make: Callable[[], Iterator[PlanUpdate]]) -> None:
+        self.key, self.graph_key, self.make = key, graph_key, make
+        self.updates: Iterator[PlanUpdate] | None = None
+        self.outcome: PlanOutcome | None = None
+        self.running = False
+        self.touched = time.monotonic()
+        self.changed = threading.Condition()
 
 
 class PlanStore:
-    """Bounded LRU of plan outcomes shared by every session, with in-flight planning deduplicated.
+    """Plan outcomes shared by every session: the first plan of each input as soon as it exists, refined in
+    the background (:func:`core.planner.plan_anytime`), with in-flight planning deduplicated.
 
-    Values are immutable (frozen ``Plan`` or an error message), so handing the same object to every
-    session is safe. ``seconds`` remembers how long the last plan of each graph took (the status line's
-    estimate)."""
+    Values are immutable (frozen ``Plan``, ``PlanOutcome``), so handing the same object to every session is
+    safe. First plans run on their own threads, refinements on one more, so a new input's first plan never
+    queues behind another input's refinement. ``seconds`` remembers how long the last first plan of each
+    graph took (the status line's estimate). At most ``max_entries`` inputs are kept (least recently used
+    dropped)."""
 
     def __init__(self, max_entries: int = 64) -> None:
         self._lock = threading.Lock()
-        self._done: OrderedDict[str, PlanOutcome] = OrderedDict()
-        self._running: dict[str, Future[PlanOutcome]] = {}
-        self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tierplan-plan")
+        self._jobs: OrderedDict[str, _Job] = OrderedDict()
+        self._first = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tierplan-first")
+        self._refine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierplan-refine")
         self.max_entries = max_entries
         self.seconds: dict[str, float] = {}
 
     def get(self, key: str) -> PlanOutcome | None:
+        """The latest outcome of ``key`` (None before its first plan); asking keeps its refinement going."""
         with self._lock:
-            hit = self._done.get(key)
-            if hit is not None:
-                self._done.move_to_end(key)
-            return hit
+            job = self._jobs.get(key)
+            if job is None:
+                return None
+            self._jobs.move_to_end(key)
+            self._touch(job)
+            return job.outcome
 
-    def submit(self, key: str, graph_key: str, fn: Callable[[], PlanOutcome]) -> Future[PlanOutcome]:
+    def request(self, key: str, graph_key: str, make: Callable[[], Iterator[PlanUpdate]]) -> _Job:
+        """The job of ``key``, started (``make`` gives its updates) or resumed if parked."""
         with self._lock:
-            if key in self._done:
-                fut: Future[PlanOutcome] = Future()
-                fut.set_result(self._done[key])
-                return fut
-            running = self._running.get(key)
-            if running is not None:
-                return running
+            job = self._jobs.get(key)
+            if job is None:
+                job = self._jobs[key] = _Job(key, graph_key, make)
+                job.running = True
+                self._first.submit(self._run_first, job)
+                self._evict()
+            else:
+                self._jobs.move_to_end(key)
+                self._touch(job)
+            return job
 
-            def work() -> PlanOutcome:
-                t0 = time.perf_counter()
-                try:
-                    out = fn()
-                except Exception as exc:  # a bug in a policy: keep it out of the store, show a friendly line
-                    log.exception("planning failed", exc_info=exc)
+    def wait(self, job: _Job, *, final: bool, timeout: float | None) -> PlanOutcome | None:
+        """``job``'s outcome once it has one (``final``: once refinement is done), or None after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with job.changed:
+            while True:
+                out = job.outcome
+                if out is not None and (out.final or not final):
+                    return out
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                if final:
                     with self._lock:
-                        self._running.pop(key, None)
-                    raise
-                with self._lock:
-                    self.seconds[graph_key] = time.perf_counter() - t0
-                    self._done[key] = out
-                    self._done.move_to_end(key)
-                    while len(self._done) > self.max_entries:
-                        self._done.popitem(last=False)
-                    self._running.pop(key, None)
-                return out
+                        self._touch(job)
+                job.changed.wait(left if left is None or left < 0.5 else 0.5)
 
-            fut = self._pool.submit(work)
-            self._running[key] = fut
-            return fut
+    def idle(self) -> bool:
+        """Whether no planning is running."""
+        with self._lock:
+            return not any(job.running for job in self._jobs.values())
+
+    def settle(self, timeout: float = 300.0) -> None:
+        """Wait until every job's refinement has finished (resuming parked ones): the final plans of
+        everything asked for so far (tests and benchmarks read those)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                jobs = [j for j in self._jobs.values() if j.outcome is None or not j.outcome.final]
+            if not jobs:
+                return
+            for job in jobs:
+                self.wait(job, final=True, timeout=max(0.0, deadline - time.monotonic()))
+            if time.monotonic() > deadline:
+                raise TimeoutError("plans still refining after the timeout")
 
     def __len__(self) -> int:
-        return len(self._done)
+        return len(self._jobs)
+
+    # ------------------------------------------------------------------------------ worker side
+    def _touch(self, job: _Job) -> None:
+        """(lock held) Mark ``job`` wanted; resume its refinement if it was parked."""
+        job.touched = time.monotonic()
+        out = job.outcome
+        if not job.running and out is not None and not out.final:
+            job.running = True
+            self._refine.submit(self._run_refine, job)
+
+    def _evict(self) -> None:
+        """(lock held) Drop the least recently used idle jobs beyond ``max_entries``, and the generators of
+        parked jobs beyond :data:`MAX_PARKED` (those restart from scratch if asked again)."""
+        idle = [k for k, j in self._jobs.items() if not j.running]
+        for key in idle[:max(0, len(self._jobs) - self.max_entries)]:
+            del self._jobs[key]
+        parked = [j for j in self._jobs.values() if not j.running and j.updates is not None]
+        for job in parked[:max(0, len(parked) - MAX_PARKED)]:
+            job.updates = None
+
+    def _publish(self, job: _Job, outcome: PlanOutcome) -> None:
+        with job.changed:
+            job.outcome = outcome
+            job.changed.notify_all()
+
+    def _run_first(self, job: _Job) -> None:
+        """Make ``job``'s first plan, then hand its refinement to the refining thread."""
+        t0 = time.perf_counter()
+        try:
+            job.updates = job.make()
+            update = next(job.updates)
+        except (TierplanError, PlanBugError) as exc:  # PlanBugError: the planner's self-check, shown, never plotted
+            self._finish(job, PlanOutcome(None, str(exc)))
+            return
+        except Exception as exc:  # a bug: keep it out of the plots, say so in one line
+            log.exception("planning failed", exc_info=exc)
+            self._finish(job, PlanOutcome(None, friendly_error(exc)))
+            return
+        with self._lock:
+            self.seconds[job.graph_key] = time.perf_counter() - t0
+        self._publish(job, PlanOutcome(update.plan, update=update, final=update.final, version=0))
+        if update.final:
+            self._finish(job, job.outcome)
+            return
+        self._refine.submit(self._run_refine, job)
+
+    def _run_refine(self, job: _Job) -> None:
+        """Run ``job``'s stages while some page wants them; park it otherwise."""
+        restarted = False
+        while True:
+            with self._lock:
+                if time.monotonic() - job.touched > WANTED_FOR_S:
+                    job.running = False  # parked: resumed by the next request
+                    self._evict()
+                    return
+            out = job.outcome
+            assert out is not None and out.plan is not None
+            try:
+                if job.updates is None:  # its generator was dropped while parked: start again
+                    job.updates, restarted = job.make(), True
+                update = next(job.updates)
+            except StopIteration:
+                self._finish(job, replace(out, final=True))
+                return
+            except Exception as exc:  # a bug in a refinement stage: keep the plan found so far
+                log.exception("refining the plan failed", exc_info=exc)
+                self._finish(job, replace(out, final=True, note="The background refinement stopped on an "
+                                                                "unexpected error (logged); this is the best "
+                                                                "plan found before it."))
+                return
+            plan = update.plan
+            if restarted and plan.metrics["step_time_s"] >= out.plan.metrics["step_time_s"]:
+                plan = out.plan  # a restart passes through worse plans first: keep showing the better one
+            better = plan is not out.plan
+            self._publish(job, PlanOutcome(plan, update=update, final=update.final, version=out.version + better))
+            if update.final:
+                self._finish(job, job.outcome)
+                return
+
+    def _finish(self, job: _Job, outcome: PlanOutcome | None) -> None:
+        assert outcome is not None
+        with self._lock:
+            job.running = False
+            job.updates = None
+        self._publish(job, outcome)
 
 
 @st.cache_resource(show_spinner=False)
@@ -196,63 +340,74 @@ def plan_key(graph_key: str, hw_json: str, policy: str, params_json: str) -> str
 
 
 def plan_for(inputs: Inputs, *, policy: str | None = None, params_json: str | None = None,
-             status: bool = True, label: str | None = None) -> PlanOutcome:
-    """The plan for ``inputs`` (optionally with another policy, for the Compare page), from the shared store
-    or made now; while it is being made the page shows a status line with the elapsed time (``status``)."""
+             status: bool = True, label: str | None = None, final: bool = True) -> PlanOutcome:
+    """The plan for ``inputs`` (optionally with another policy, for the Compare page) from the shared store.
+
+    ``final`` False (the Plan page): the best plan so far as soon as the first one exists, while refinement
+    goes on in the background; True: the refined plan. While waiting the page shows a status line with the
+    elapsed time (``status``)."""
     policy = policy or inputs.policy
     params_json = params_json if params_json is not None else inputs.params_json
     store = plan_store()
     key = plan_key(inputs.graph_key, inputs.hw_json, policy, params_json)
-    hit = store.get(key)
-    if hit is not None:
-        return hit
     graph = inputs.graph
-    fut = store.submit(key, inputs.graph_key, lambda: _make(graph, inputs.hw_json, policy, params_json))
+    job = store.request(key, inputs.graph_key, lambda: _updates(graph, inputs.hw_json, policy, params_json))
     if not status:
-        return fut.result()
-    return _wait_with_status(fut, store.seconds.get(inputs.graph_key),
+        out = store.wait(job, final=final, timeout=None)
+        assert out is not None
+        return out
+    return _wait_with_status(store, job, final, store.seconds.get(inputs.graph_key),
                              label or f"Planning {inputs.model_label} ({len(graph.ops):,} ops) with {policy}")
 
 
-def _wait_with_status(fut: Future[PlanOutcome], estimate_s: float | None, label: str) -> PlanOutcome:
-    """Wait for ``fut``; after a short moment show what is being planned, the elapsed time and, when this
-    model was planned before, a progress bar against that time (an estimate, said so)."""
+def latest_outcome(inputs: Inputs) -> PlanOutcome | None:
+    """The newest outcome of ``inputs`` without waiting (the Plan page's refinement poll)."""
+    return plan_store().get(plan_key(inputs.graph_key, inputs.hw_json, inputs.policy, inputs.params_json))
+
+
+def _wait_with_status(store: PlanStore, job: _Job, final: bool, estimate_s: float | None, label: str) -> PlanOutcome:
+    """Wait for ``job``; after a short moment show what is being planned, the elapsed time and the stage (or,
+    for a first plan of a model planned before, a progress bar against that time: an estimate, said so)."""
     t0 = time.perf_counter()
-    try:
-        return fut.result(timeout=0.25)
-    except TimeoutError:
-        pass
+    out = store.wait(job, final=final, timeout=0.25)
+    if out is not None:
+        return out
     slot = st.empty()
     try:
         while True:
             elapsed = time.perf_counter() - t0
             with slot.container():
-                if estimate_s:
+                partial = job.outcome
+                if partial is not None and partial.update is not None:
+                    u = partial.update
+                    st.progress(min(1.0, u.stages_done / u.stages_total),
+                                text=f":material/hourglass_top: {label}… {elapsed:.1f} s: refining, stage "
+                                     f"{u.stages_done} of {u.stages_total} ({u.stage}) done")
+                elif estimate_s:
                     st.progress(min(0.97, elapsed / max(estimate_s, 1e-3)),
                                 text=f":material/hourglass_top: {label}… {elapsed:.1f} s "
-                                     f"(the last plan of this model took {estimate_s:.1f} s)")
+                                     f"(the last first plan of this model took {estimate_s:.1f} s)")
                 else:
                     st.progress(0.0, text=f":material/hourglass_top: {label}… {elapsed:.1f} s")
-            try:
-                return fut.result(timeout=0.3)
-            except TimeoutError:
-                continue
+            out = store.wait(job, final=final, timeout=0.3)
+            if out is not None:
+                return out
     finally:
         slot.empty()
 
 
-def plan_outcome(inputs: Inputs) -> tuple[Inputs, PlanOutcome, str | None]:
+def plan_outcome(inputs: Inputs, *, final: bool = True) -> tuple[Inputs, PlanOutcome, str | None]:
     """The plan for ``inputs``; when there is none, the last inputs that gave one (and the error to show).
 
     Returns (inputs actually shown, outcome, error message or None).
     """
-    outcome = plan_for(inputs)
+    outcome = plan_for(inputs, final=final)
     if outcome.plan is not None:
         st.session_state["last_good_inputs"] = inputs
         return inputs, outcome, None
     last: Inputs | None = st.session_state.get("last_good_inputs")
     if last is not None and last.digest != inputs.digest:
-        previous = plan_for(last)
+        previous = plan_for(last, final=final)
         if previous.plan is not None:
             return last, previous, outcome.error
     return inputs, outcome, outcome.error
@@ -280,7 +435,9 @@ def _derived_cached(digest: str, _graph: Graph, _plan: Plan) -> Derived:
 
 
 def _plan_digest(inputs: Inputs, plan: Plan) -> str:
-    key = f"{inputs.graph_key}|{inputs.hw_json}|{plan.policy}|{json.dumps(dict(plan.policy_params), sort_keys=True)}"
+    """Inputs plus the plan's identity: the first plan and the refined one of the same inputs differ."""
+    ident = f"{id(plan)}|{plan.metrics.get('step_time_s')}|{len(plan.events)}|{plan.order is not None}"
+    key = f"{inputs.graph_key}|{inputs.hw_json}|{plan.policy}|{json.dumps(dict(plan.policy_params), sort_keys=True)}|{ident}"
     return hashlib.sha256(key.encode()).hexdigest()
 
 
