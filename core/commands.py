@@ -419,6 +419,9 @@ def register_sweep(sub: Any) -> None:
                    "dask (an embedded LocalCluster, or --scheduler)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler of a running cluster, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: the cores available)")
+    p.add_argument("--time-budget", type=_seconds, metavar="S", default=None,
+                   help="planning seconds per point: 0 = the fast first plan only (several times cheaper, same "
+                   "on every executor); default: every refinement stage")
     p.set_defaults(run=run_sweep)
 
 
@@ -456,7 +459,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         get_policy(policy)  # an unknown name is an input error here, not a failure in every worker
     if args.workers is not None and args.workers < 1:
         raise InputError(f"must be >= 1, got {args.workers}", field="--workers")
-    run = {"executor": args.executor, "scheduler": args.scheduler, "workers": args.workers}
+    run = {"executor": args.executor, "scheduler": args.scheduler, "workers": args.workers,
+           "time_budget_s": getattr(args, "time_budget", None)}
     graphs = {path: load_graph_arg(path, args) for path in args.graph}
     hws = {path: load_hardware_arg(path, args.set) for path in args.hardware}
     try:
