@@ -282,55 +282,55 @@ class TestOtherPages:
 
 class TestPlanStore:
     @staticmethod
-    def _tiny_updates(calls: list[int]):
-        from core import load_preset, load_sample
-        from core.planner import plan_anytime
+    def _tiny():
+        from core import load_sample
+        from core.hardware import hardware_to_dict
+        from core.sources.presets import load_preset
+        from ui.anytime import PlanSpec
+        from ui.state import hardware_json
 
-        def make():
-            calls.append(1)
-            return plan_anytime(load_sample("tiny"), load_preset("teaching"))
-
-        return make
+        return PlanSpec(load_sample("tiny"), hardware_json(hardware_to_dict(load_preset("teaching"))), "tierplan", "{}")
 
     def test_plans_are_shared_not_copied_and_made_once(self):
         from ui.state import PlanStore
 
         store = PlanStore(max_entries=2)
-        calls: list[int] = []
-        first = store.request("k", "g", self._tiny_updates(calls))
-        second = store.request("k", "g", self._tiny_updates(calls))  # in flight: the same computation
+        first = store.request("k", "g", self._tiny())
+        second = store.request("k", "g", self._tiny())  # in flight: the same computation
         assert first is second
         final = store.wait(first, final=True, timeout=120)
-        assert final is not None and final.final and final.plan is not None
+        assert final is not None and final.final and final.plan is not None and final.note is None
         assert store.get("k") is final  # the same object on every hit, no copy
-        assert len(calls) == 1 and "g" in store.seconds
+        assert "g" in store.seconds
         for key in ("a", "b"):
-            store.wait(store.request(key, "g", self._tiny_updates(calls)), final=True, timeout=120)
+            store.wait(store.request(key, "g", self._tiny()), final=True, timeout=120)
         assert store.get("k") is None and len(store) == 2  # least recently used dropped
 
-    def test_refinement_parks_unwatched_and_resumes_when_asked(self, monkeypatch: pytest.MonkeyPatch):
-        """Nobody asks for the plan: after its first plan the refinement stops; asking again resumes it up to
-        the plan make_plan gives."""
+    def test_refinement_pauses_unwatched_and_resumes_when_asked(self, monkeypatch: pytest.MonkeyPatch):
+        """Nobody asks for the plan: after its first plan the refining process is paused; asking again
+        resumes it, up to the plan make_plan gives."""
+        import time
+
         from core import load_preset, load_sample
         from core.planner import make_plan
         from ui import state
 
         monkeypatch.setattr(state, "WANTED_FOR_S", 0.0)
         store = state.PlanStore()
-        job = store.request("k", "g", self._tiny_updates([]))
+        job = store.request("k", "g", self._tiny())
         first = store.wait(job, final=False, timeout=120)
         assert first is not None and first.update is not None and first.update.stage == "first"
-        deadline = __import__("time").monotonic() + 60
-        while not store.idle() and __import__("time").monotonic() < deadline:
-            __import__("time").sleep(0.02)
-        assert store.idle() and not store.get("k").final  # parked (get() itself resumes it)
+        deadline = time.monotonic() + 60
+        while not job.paused and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert job.paused and store.idle() and not job.outcome.final
         monkeypatch.setattr(state, "WANTED_FOR_S", 60.0)
-        store.get("k")
-        final = store.wait(job, final=True, timeout=120)
+        final = store.wait(job, final=True, timeout=120)  # waiting for the final plan asks for it
         expected = make_plan(load_sample("tiny"), load_preset("teaching"))
-        assert final is not None and final.final and final.version >= 1
+        assert final is not None and final.final and final.version >= 1 and final.note is None
         assert final.plan.metrics["step_time_s"] == pytest.approx(expected.metrics["step_time_s"])
         assert final.plan.metrics["step_time_s"] < first.plan.metrics["step_time_s"]
+        assert final.plan.gap_to_bound is not None
 
     def test_app_reruns_return_the_same_plan_object(self):
         at = _settled(_app(model="tiny"))

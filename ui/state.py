@@ -15,6 +15,7 @@ computation.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -22,7 +23,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -31,8 +32,9 @@ import streamlit as st
 
 from core.errors import PlanBugError, TierplanError
 from core.graph import Graph
-from core.hardware import Hardware, hardware_from_dict
+from core.hardware import Hardware
 from core.plan import Plan
+from ui.anytime import PlanSpec, mp_context, refine_main
 
 if TYPE_CHECKING:  # the planner loads on the first plan, not with the app
     from core.planner import PlanUpdate
@@ -132,31 +134,22 @@ def current_inputs() -> Inputs | None:
     return st.session_state.get("inputs")
 
 
-def _updates(graph: Graph, hw_json: str, policy: str, params_json: str) -> Iterator[PlanUpdate]:
-    """The anytime plans of these inputs (:func:`core.planner.plan_anytime`): first plan, then refinements."""
-    from core.planner import plan_anytime
-
-    hw = hardware_from_dict(json.loads(hw_json), source="hardware settings")
-    return plan_anytime(graph, hw, policy=policy, params=json.loads(params_json))
-
-
 #: A refinement keeps running while some page asked for its plan this recently (the Plan page asks every
-#: half second while it shows the refinement's progress); otherwise it parks and resumes when asked again,
-#: so the plans of capacities typed a moment ago do not take the CPU from the one typed now.
+#: half second while it shows the refinement's progress); otherwise it is paused (SIGSTOP) and resumed when
+#: asked again, so the plans of capacities typed a moment ago do not take the CPU from the one typed now.
 WANTED_FOR_S = 1.5
-#: Parked refinements kept resumable (each holds its candidates); older ones restart from scratch.
+#: Paused refinements kept resumable; older ones are stopped for good (asked again, they start over).
 MAX_PARKED = 6
-
-
 class _Job:
-    """One input's planning: the latest outcome and the generator that refines it (guarded by the store's
-    lock; the generator itself only ever runs on one thread at a time)."""
+    """One input's planning: the latest outcome, and the refining process while there is one (guarded by
+    the store's lock)."""
 
-    def __init__(self, key: str, graph_key: str, make: Callable[[], Iterator[PlanUpdate]]) -> None:
-        self.key, self.graph_key, self.make = key, graph_key, make
-        self.updates: Iterator[PlanUpdate] | None = None
+    def __init__(self, key: str, graph_key: str, spec: PlanSpec) -> None:
+        self.key, self.graph_key, self.spec = key, graph_key, spec
         self.outcome: PlanOutcome | None = None
         self.running = False
+        self.proc: Any = None
+        self.paused = False
         self.touched = time.monotonic()
         self.changed = threading.Condition()
 
@@ -166,8 +159,9 @@ class PlanStore:
     the background (:func:`core.planner.plan_anytime`), with in-flight planning deduplicated.
 
     Values are immutable (frozen ``Plan``, ``PlanOutcome``), so handing the same object to every session is
-    safe. First plans run on their own threads, refinements on one more, so a new input's first plan never
-    queues behind another input's refinement. ``seconds`` remembers how long the last first plan of each
+    safe. First plans are made on threads of the server; the refinement runs in a niced process of its own
+    (one per input being refined) that streams its updates back, so it neither holds the server's GIL nor
+    takes the CPU from a first plan or a rerun. ``seconds`` remembers how long the last first plan of each
     graph took (the status line's estimate). At most ``max_entries`` inputs are kept (least recently used
     dropped)."""
 
@@ -175,7 +169,6 @@ class PlanStore:
         self._lock = threading.Lock()
         self._jobs: OrderedDict[str, _Job] = OrderedDict()
         self._first = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tierplan-first")
-        self._refine = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tierplan-refine")
         self.max_entries = max_entries
         self.seconds: dict[str, float] = {}
 
@@ -189,12 +182,12 @@ class PlanStore:
             self._touch(job)
             return job.outcome
 
-    def request(self, key: str, graph_key: str, make: Callable[[], Iterator[PlanUpdate]]) -> _Job:
-        """The job of ``key``, started (``make`` gives its updates) or resumed if parked."""
+    def request(self, key: str, graph_key: str, spec: PlanSpec) -> _Job:
+        """The job of ``key``: started if new, its refinement resumed if paused."""
         with self._lock:
             job = self._jobs.get(key)
             if job is None:
-                job = self._jobs[key] = _Job(key, graph_key, make)
+                job = self._jobs[key] = _Job(key, graph_key, spec)
                 job.running = True
                 self._first.submit(self._run_first, job)
                 self._evict()
@@ -217,15 +210,15 @@ class PlanStore:
                 if final:
                     with self._lock:
                         self._touch(job)
-                job.changed.wait(left if left is None or left < 0.5 else 0.5)
+                job.changed.wait(0.5 if left is None else min(left, 0.5))
 
     def idle(self) -> bool:
-        """Whether no planning is running."""
+        """Whether no planning is running (paused refinements do not count)."""
         with self._lock:
-            return not any(job.running for job in self._jobs.values())
+            return not any(job.running and not job.paused for job in self._jobs.values())
 
     def settle(self, timeout: float = 300.0) -> None:
-        """Wait until every job's refinement has finished (resuming parked ones): the final plans of
+        """Wait until every job's refinement has finished (resuming paused ones): the final plans of
         everything asked for so far (tests and benchmarks read those)."""
         deadline = time.monotonic() + timeout
         while True:
@@ -243,22 +236,42 @@ class PlanStore:
 
     # ------------------------------------------------------------------------------ worker side
     def _touch(self, job: _Job) -> None:
-        """(lock held) Mark ``job`` wanted; resume its refinement if it was parked."""
+        """(lock held) Mark ``job`` wanted: resume its refining process, or start one if it had to stop."""
         job.touched = time.monotonic()
         out = job.outcome
-        if not job.running and out is not None and not out.final:
-            job.running = True
-            self._refine.submit(self._run_refine, job)
+        if out is None or out.final or (job.running and not job.paused):
+            return
+        if job.paused and job.proc is not None:
+            self._signal(job, "SIGCONT")
+            job.paused = False
+        elif not job.running:
+            self._start_refining(job)
+
+    @staticmethod
+    def _signal(job: _Job, name: str) -> None:
+        import os
+        import signal
+
+        # gone already, or no such signal here: the reader sees the end
+        with contextlib.suppress(OSError, AttributeError):
+            os.kill(job.proc.pid, getattr(signal, name))
 
     def _evict(self) -> None:
-        """(lock held) Drop the least recently used idle jobs beyond ``max_entries``, and the generators of
-        parked jobs beyond :data:`MAX_PARKED` (those restart from scratch if asked again)."""
-        idle = [k for k, j in self._jobs.items() if not j.running]
+        """(lock held) Drop the least recently used idle jobs beyond ``max_entries``, and stop the refining
+        processes of paused jobs beyond :data:`MAX_PARKED` (asked again, they start over)."""
+        idle = [k for k, j in self._jobs.items() if not j.running or j.paused]
         for key in idle[:max(0, len(self._jobs) - self.max_entries)]:
-            del self._jobs[key]
-        parked = [j for j in self._jobs.values() if not j.running and j.updates is not None]
-        for job in parked[:max(0, len(parked) - MAX_PARKED)]:
-            job.updates = None
+            self._stop(self._jobs.pop(key))
+        paused = [j for j in self._jobs.values() if j.paused]
+        for job in paused[:max(0, len(paused) - MAX_PARKED)]:
+            self._stop(job)
+
+    def _stop(self, job: _Job) -> None:
+        """(lock held) End ``job``'s refining process, if any (its reader thread then ends too)."""
+        proc, job.proc = job.proc, None
+        job.running = job.paused = False
+        if proc is not None and proc.is_alive():
+            proc.kill()
 
     def _publish(self, job: _Job, outcome: PlanOutcome) -> None:
         with job.changed:
@@ -266,11 +279,12 @@ class PlanStore:
             job.changed.notify_all()
 
     def _run_first(self, job: _Job) -> None:
-        """Make ``job``'s first plan, then hand its refinement to the refining thread."""
+        """Make ``job``'s first plan here, then hand the refinement to a process of its own."""
         t0 = time.perf_counter()
         try:
-            job.updates = job.make()
-            update = next(job.updates)
+            updates = job.spec.updates()
+            update = next(updates)
+            updates.close()  # type: ignore[attr-defined]  # (a generator: the refinement runs elsewhere)
         except (TierplanError, PlanBugError) as exc:  # PlanBugError: the planner's self-check, shown, never plotted
             self._finish(job, PlanOutcome(None, str(exc)))
             return
@@ -284,46 +298,78 @@ class PlanStore:
         if update.final:
             self._finish(job, job.outcome)
             return
-        self._refine.submit(self._run_refine, job)
+        with self._lock:
+            self._start_refining(job)
 
-    def _run_refine(self, job: _Job) -> None:
-        """Run ``job``'s stages while some page wants them; park it otherwise."""
-        restarted = False
-        while True:
-            with self._lock:
-                if time.monotonic() - job.touched > WANTED_FOR_S:
-                    job.running = False  # parked: resumed by the next request
-                    self._evict()
-                    return
-            out = job.outcome
-            assert out is not None and out.plan is not None
-            try:
-                if job.updates is None:  # its generator was dropped while parked: start again
-                    job.updates, restarted = job.make(), True
-                update = next(job.updates)
-            except StopIteration:
-                self._finish(job, replace(out, final=True))
+    def _start_refining(self, job: _Job) -> None:
+        """(lock held) Start the refining process of ``job`` and the thread that reads its updates."""
+        ctx = mp_context()
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=refine_main, args=(child, job.spec), daemon=True,
+                           name=f"tierplan-refine-{job.key[:8]}")
+        try:
+            proc.start()
+        except Exception as exc:  # no process to refine in: the first plan stays, said so
+            log.exception("cannot start a refining process", exc_info=exc)
+            first = job.outcome
+            assert first is not None
+            threading.Thread(target=self._finish, args=(job, replace(first, final=True, note=(
+                "The background refinement could not start (logged); this is the first plan.")))).start()
+            return
+        child.close()
+        job.proc, job.running, job.paused = proc, True, False
+        threading.Thread(target=self._read, args=(job, proc, parent), daemon=True,
+                         name=f"tierplan-read-{job.key[:8]}").start()
+
+    def _read(self, job: _Job, proc: Any, conn: Any) -> None:
+        """Publish ``proc``'s updates that improve on the plan shown; pause it while nobody asks."""
+        try:
+            while True:
+                with self._lock:
+                    if job.proc is not proc:  # stopped (evicted, or paused too long): nothing more to read
+                        return
+                    if not job.paused and time.monotonic() - job.touched > WANTED_FOR_S:
+                        self._signal(job, "SIGSTOP")
+                        job.paused = True
+                        self._evict()
+                if not conn.poll(0.25):
+                    continue
+                try:
+                    kind, payload = conn.recv()
+                except (EOFError, OSError):
+                    kind, payload = "error", "the refining process ended unexpectedly (out of memory?)"
+                out = job.outcome
+                assert out is not None and out.plan is not None
+                if kind == "update":
+                    self._merge(job, out, payload)
+                    continue
+                if kind == "error":
+                    log.error("refining the plan failed: %s", payload)
+                    self._finish(job, replace(out, final=True, note="The background refinement stopped on an "
+                                                                    "unexpected error (logged); this is the best "
+                                                                    "plan found before it."))
+                else:
+                    self._finish(job, replace(out, final=True))
                 return
-            except Exception as exc:  # a bug in a refinement stage: keep the plan found so far
-                log.exception("refining the plan failed", exc_info=exc)
-                self._finish(job, replace(out, final=True, note="The background refinement stopped on an "
-                                                                "unexpected error (logged); this is the best "
-                                                                "plan found before it."))
-                return
-            plan = update.plan
-            if restarted and plan.metrics["step_time_s"] >= out.plan.metrics["step_time_s"]:
-                plan = out.plan  # a restart passes through worse plans first: keep showing the better one
-            better = plan is not out.plan
-            self._publish(job, PlanOutcome(plan, update=update, final=update.final, version=out.version + better))
-            if update.final:
-                self._finish(job, job.outcome)
-                return
+        finally:
+            conn.close()
+
+    def _merge(self, job: _Job, out: PlanOutcome, update: PlanUpdate) -> None:
+        """Show ``update``'s plan when it is faster than the one shown or brings the bound it lacked (the
+        process starts from scratch: its first plans are not better than the one already shown)."""
+        assert out.plan is not None
+        plan = update.plan
+        step, shown = float(plan.metrics["step_time_s"]), float(out.plan.metrics["step_time_s"])
+        better = step < shown * (1 - 1e-9) or (step <= shown * (1 + 1e-9) and plan.gap_to_bound is not None
+                                                 and out.plan.gap_to_bound is None)
+        self._publish(job, PlanOutcome(plan if better else out.plan, update=update, final=False,
+                                       version=out.version + better))
 
     def _finish(self, job: _Job, outcome: PlanOutcome | None) -> None:
         assert outcome is not None
         with self._lock:
-            job.running = False
-            job.updates = None
+            job.running = job.paused = False
+            job.proc = None
         self._publish(job, outcome)
 
 
@@ -351,7 +397,7 @@ def plan_for(inputs: Inputs, *, policy: str | None = None, params_json: str | No
     store = plan_store()
     key = plan_key(inputs.graph_key, inputs.hw_json, policy, params_json)
     graph = inputs.graph
-    job = store.request(key, inputs.graph_key, lambda: _updates(graph, inputs.hw_json, policy, params_json))
+    job = store.request(key, inputs.graph_key, PlanSpec(graph, inputs.hw_json, policy, params_json))
     if not status:
         out = store.wait(job, final=final, timeout=None)
         assert out is not None
