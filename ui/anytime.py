@@ -44,8 +44,22 @@ class PlanSpec:
 REFINE_NICENESS = 10
 
 
+def _die_with_parent() -> None:
+    """Linux: be killed when the process that started us (the forkserver, which exits with the server)
+    goes, even while paused by SIGSTOP; no refining process outlives a killed server."""
+    import ctypes
+    import signal
+
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() == 1:  # the parent went before the line above ran
+        os._exit(0)
+
+
 def refine_main(conn: Any, spec: PlanSpec) -> None:
     """A refining process: send every update of ``spec``'s anytime planning, then ("done", None)."""
+    _die_with_parent()
     with contextlib.suppress(OSError):
         os.nice(REFINE_NICENESS)
     try:

@@ -15,6 +15,7 @@ computation.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import hashlib
@@ -171,6 +172,13 @@ class PlanStore:
         self._first = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tierplan-first")
         self.max_entries = max_entries
         self.seconds: dict[str, float] = {}
+        atexit.register(self.close)
+
+    def close(self) -> None:
+        """Kill every refining process (also at exit: a paused one would never see a SIGTERM)."""
+        with self._lock:
+            for job in self._jobs.values():
+                self._stop(job)
 
     def get(self, key: str) -> PlanOutcome | None:
         """The latest outcome of ``key`` (None before its first plan); asking keeps its refinement going."""
