@@ -130,11 +130,12 @@ def iter_sweep_capacity(graph: Graph, hw: Hardware, *, policy: str = "tierplan",
                         tier: str | None = None, params: Mapping[str, Any] | None = None,
                         liveness: Liveness | None = None, executor: str = "auto", scheduler: str | None = None,
                         workers: int | None = None, time_budget_s: float | None = None,
-                        keep_plans: bool = False) -> Iterator[tuple[int, SweepPoint]]:
-    """``(index, point)`` per capacity of ``tier`` (default: the compute tier), as each plan completes."""
+                        keep_plans: bool = False, chunks: int | None = None) -> Iterator[tuple[int, SweepPoint]]:
+    """``(index, point)`` per capacity of ``tier`` (default: the compute tier), as each plan completes
+    (``chunks``: tasks the points travel in, :func:`core.executor.map_points`; one per point streams each)."""
     case = _case(graph, hw, policy, params, liveness, tier, keep_plans=keep_plans, time_budget_s=time_budget_s)
     return map_points(_capacity_point, [int(c) for c in capacities_bytes], shared=case, executor=executor,
-                      scheduler=scheduler, workers=workers)
+                      scheduler=scheduler, workers=workers, chunks=chunks)
 
 
 def sweep_capacity(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_bytes: Sequence[int],
@@ -266,7 +267,7 @@ def with_link_bandwidth(hw: Hardware, link: str, bandwidth_Bps: float) -> Hardwa
 def iter_heatmap(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_bytes: Sequence[int],
                  bandwidths_Bps: Sequence[float], link: str | None = None, params: Mapping[str, Any] | None = None,
                  liveness: Liveness | None = None, executor: str = "auto", scheduler: str | None = None,
-                 workers: int | None = None, time_budget_s: float | None = None
+                 workers: int | None = None, time_budget_s: float | None = None, chunks: int | None = None
                  ) -> Iterator[tuple[tuple[int, int], SweepPoint]]:
     """``((i, j), point)`` for capacity ``i`` × bandwidth ``j`` of ``link`` (default: the first link out of
     the compute tier, set in both directions), as each plan completes."""
@@ -275,7 +276,7 @@ def iter_heatmap(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capaci
     cells = [(c, float(b)) for b in bandwidths_Bps for c in caps]
     case = _case(graph, hw, policy, params, liveness, link=link, time_budget_s=time_budget_s)
     for k, point in map_points(_grid_cell, cells, shared=case, executor=executor, scheduler=scheduler,
-                               workers=workers):
+                               workers=workers, chunks=chunks):
         yield (k % len(caps), k // len(caps)), point
 
 

@@ -68,8 +68,9 @@ def _stream_sweep(inputs: state.Inputs, capacities: list[int], where: dict[str, 
     """Plan every capacity, redrawing the chart in ``slot`` as each point arrives."""
     tier = inputs.hardware.compute_tier
     got: dict[int, SweepPoint] = {}
+    # one task per point: each plan costs far more than a task, and the chart gets every point as it lands
     for k, point in iter_sweep_capacity(inputs.graph, inputs.hardware, policy=inputs.policy, capacities_bytes=capacities,
-                                        params=inputs.params, **where):
+                                        params=inputs.params, chunks=len(capacities), **where):
         got[k] = point
         bar.progress(len(got) / len(capacities),
                      text=f"{len(got)} of {len(capacities)} plans · {tier} = {format_bytes(point.capacity_bytes)}")
@@ -159,7 +160,8 @@ def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any], where: dict[str
         result = empty_heatmap(capacities, bandwidths, link_name)
         for done, ((i, j), point) in enumerate(
                 iter_heatmap(inputs.graph, hw, policy=inputs.policy, capacities_bytes=capacities,
-                             bandwidths_Bps=bandwidths, link=link_name, params=inputs.params, **where), start=1):
+                             bandwidths_Bps=bandwidths, link=link_name, params=inputs.params, chunks=total, **where),
+                start=1):
             fill_heatmap(result, i, j, point)
             bar.progress(done / total, text=f"{done} of {total} plans · {tier} = {format_bytes(capacities[i])}, "
                          f"{link_name} = {format_bandwidth(bandwidths[j])}")
