@@ -89,17 +89,21 @@ def lower_window(graph: Graph, span: Span, n_ops: int) -> tuple[int, int]:
     return max(span.start_op + 1, 0), min(span.end_op + 1, n_ops)
 
 
-def slot_bytes_of(live: Liveness, assignment: Mapping[int, tuple[str, str]]) -> np.ndarray:
+def slot_bytes_of(live: Liveness, assignment: Mapping[int, tuple[str, str]], graph: Graph | None = None) -> np.ndarray:
     """Compute-tier bytes per op slot when every non-kept span frees :func:`freed_slots` (minimum extents).
 
-    The scheduler's count starts from exactly this; it only adds prefetch and write-back extents and the
-    inputs of recomputes, so this is a lower bound of its compute-tier ``slot_bytes``.
+    With ``graph``, a recompute's spare outputs (:func:`spare_outputs`: the other outputs a re-run of a
+    multi-output producer regenerates) are counted in the slot of the op it serves, as the scheduler holds
+    them. The scheduler's count starts from exactly this; it only adds prefetch and write-back extents and
+    the inputs of recomputes, so this is a lower bound of its compute-tier ``slot_bytes``.
     """
     occ = np.asarray(live.keep_bytes, dtype=np.int64).copy()
-    for sid, _ in assignment.items():
+    for sid, (action, _) in assignment.items():
         span = live.spans[sid]
         for lo, hi in freed_slots(span, live.n_ops):
             occ[lo:hi] -= span.bytes
+        if graph is not None and action == "recompute" and 0 <= span.end_op < live.n_ops:
+            occ[span.end_op] += sum(graph.tensor_by_id[y].bytes for y in spare_outputs(graph, span))
     return occ
 
 
