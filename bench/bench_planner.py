@@ -117,7 +117,7 @@ def _peak_rss_bytes() -> int:
 #: the fast path: one ranking order, no baseline candidates, no reordering, bound-guided rounding or
 #: local search (each plan is still validated); whichever of these the planner knows
 FIRST_PARAMS = {"portfolio": 0, "baselines": 0}
-FIRST_KWARGS = {"reorder": False, "bound": False, "search_s": 0.0}
+FIRST_KWARGS = {"reorder": False, "bound": False, "search_s": 0.0, "time_budget_s": 0.0}
 
 
 def _first_kwargs() -> dict:

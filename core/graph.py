@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain, repeat
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +250,94 @@ def _check_structure(tensors: tuple[Tensor, ...], ops: tuple[Op, ...]) -> None:
             produced_by[tid] = op.id
 
 
+# Fast paths. A 10⁵-op graph has ~10⁶ fields; checking each with its own error context (``where`` strings,
+# one call per field) cost more than the rest of the load. Well-formed input takes these bulk checks; anything
+# they do not accept goes through the field-by-field functions above, which raise the precise error.
+_NUMBER = (int, float)
+
+
+def _ids(value: Any) -> tuple[str, ...] | None:
+    """A list of non-empty strings as a tuple; None when it is anything else."""
+    if type(value) is not list:
+        return None
+    if value and (set(map(type, value)) != {str} or "" in value):
+        return None
+    return tuple(value)
+
+
+def _plain(value: Any, limit: float) -> bool:
+    """A finite number in ``0..limit`` that :func:`_as_number` would take as it is (no unit string)."""
+    return type(value) in _NUMBER and 0 <= value <= limit and (type(value) is int or math.isfinite(value))
+
+
+def _tensor_fast(raw: Any) -> Tensor | None:
+    if type(raw) is not dict:
+        return None
+    tid, size, kind = raw.get("id"), raw.get("bytes"), raw.get("kind")
+    if type(tid) is not str or not tid or type(size) is not int or not 0 <= size <= MAX_TENSOR_BYTES:
+        return None
+    if kind not in TENSOR_KINDS:
+        return None
+    persistent = raw.get("persistent", kind in PERSISTENT_KINDS)
+    if type(persistent) is not bool:
+        return None
+    return Tensor(tid, size, kind, persistent)
+
+
+def _op_fast(raw: Any) -> Op | None:
+    if type(raw) is not dict:
+        return None
+    oid = raw.get("id")
+    inputs, outputs, mutates = _ids(raw.get("inputs", [])), _ids(raw.get("outputs", [])), _ids(raw.get("mutates", []))
+    if type(oid) is not str or not oid or inputs is None or outputs is None or mutates is None:
+        return None
+    time_s = raw.get("time_s")
+    flops = raw.get("flops", 0)
+    bytes_accessed = raw.get("bytes_accessed", 0)
+    if time_s is not None and not _plain(time_s, MAX_OP_TIME_S):
+        return None
+    if not _plain(flops, 1e24) or not _plain(bytes_accessed, 1e20):
+        return None
+    if time_s is None and "flops" not in raw and "bytes_accessed" not in raw:
+        return None
+    recomputable = raw.get("recomputable", not mutates)
+    host_ok = raw.get("host_ok", False)
+    category, layer, phase = raw.get("category", "other"), raw.get("layer"), raw.get("phase")
+    if type(recomputable) is not bool or type(host_ok) is not bool:
+        return None
+    for value in (category, layer, phase):
+        if value is not None and type(value) is not str:
+            return None
+    return Op(oid, inputs, outputs, mutates, None if time_s is None else float(time_s), float(flops),
+              float(bytes_accessed), recomputable, category, layer, phase, host_ok)
+
+
+def _structure_ok(tensors: tuple[Tensor, ...], ops: tuple[Op, ...]) -> bool:
+    """:func:`_check_structure`'s rules in bulk (sets and index arrays); False when any may be broken."""
+    import numpy as np
+
+    index = {t.id: k for k, t in enumerate(tensors)}
+    if len(index) != len(tensors) or len({op.id for op in ops}) != len(ops):
+        return False
+    ins = [op.inputs for op in ops]
+    outs = [op.outputs for op in ops]
+    in_t = np.fromiter(map(index.get, chain.from_iterable(ins), repeat(-1)), dtype=np.int64)
+    out_t = np.fromiter(map(index.get, chain.from_iterable(outs), repeat(-1)), dtype=np.int64)
+    if (in_t < 0).any() or (out_t < 0).any() or len(np.unique(out_t)) != len(out_t):
+        return False
+    in_op = np.repeat(np.arange(len(ops)), np.fromiter(map(len, ins), dtype=np.int64, count=len(ops)))
+    out_op = np.repeat(np.arange(len(ops)), np.fromiter(map(len, outs), dtype=np.int64, count=len(ops)))
+    producer = np.full(len(tensors), -1, dtype=np.int64)
+    producer[out_t] = out_op
+    made = producer[in_t]
+    if ((made >= 0) & (made >= in_op)).any():  # read before (or by) its producer
+        return False
+    persistent = np.fromiter((t.persistent for t in tensors), dtype=bool, count=len(tensors))
+    if persistent[out_t].any():
+        return False
+    return all(not op.mutates or set(op.mutates) <= set(op.inputs) for op in ops)
+
+
 def graph_from_dict(raw: Any, *, source: str | None = None) -> Graph:
     """Build and validate a :class:`Graph` from parsed JSON; errors name ``source`` and the field."""
     try:
@@ -264,9 +353,13 @@ def graph_from_dict(raw: Any, *, source: str | None = None) -> Graph:
             raise InputError("expected a list", field="tensors")
         if not isinstance(ops_raw, list):
             raise InputError("expected a list", field="ops")
-        tensors = tuple(_tensor_from_dict(t, f"tensors[{k}]") for k, t in enumerate(tensors_raw))
-        ops = tuple(_op_from_dict(o, f"ops[{k}]") for k, o in enumerate(ops_raw))
-        _check_structure(tensors, ops)
+        fast_t = list(map(_tensor_fast, tensors_raw))
+        tensors = tuple(t if t is not None else _tensor_from_dict(tensors_raw[k], f"tensors[{k}]")
+                        for k, t in enumerate(fast_t))
+        fast_o = list(map(_op_fast, ops_raw))
+        ops = tuple(o if o is not None else _op_from_dict(ops_raw[k], f"ops[{k}]") for k, o in enumerate(fast_o))
+        if not _structure_ok(tensors, ops):
+            _check_structure(tensors, ops)
         meta = raw.get("meta", {})
         if not isinstance(meta, dict):
             raise InputError("expected an object", field="meta")

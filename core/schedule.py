@@ -24,22 +24,26 @@ their duration; Tierplan's own knob, default 0 for policies without it).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
 
+import core.kernels as kernels
 from core.errors import InfeasibleError
 from core.graph import Graph
 from core.hardware import Compute, Hardware, Link, op_time_s
-from core.liveness import Liveness
+from core.kernels import use_compiled
+from core.liveness import Liveness, graph_refs
 from core.plan import ComputeEvent, Decision, Event, FreeEvent, Plan, TransferEvent
-from core.spans import recompute_blocker
+from core.spans import recompute_blocker, spare_outputs
 from core.units import format_bytes
 
 __all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "build_schedule",
-           "schedule_end_s"]
+           "schedule_end_s", "warm_up"]
 
 #: span id -> ("offload", tier) | ("recompute", compute_tier); spans not listed are kept.
 Assignment = Mapping[int, tuple[str, str]]
@@ -93,9 +97,58 @@ class Schedule:
     """The result before it becomes a :class:`Plan` (kept for tests and the UI)."""
 
     initial: dict[str, tuple[str, ...]]
-    events: list[Event]
+    events: Sequence[Event]
     #: bytes counted per tier and op slot: an upper bound of the real occupancy while that op runs
     slot_bytes: dict[str, np.ndarray]
+    #: the time the last event ends, when the simulation measured it (else :func:`schedule_end_s` computes it)
+    end_s: float | None = field(default=None, compare=False)
+
+
+@dataclass
+class _Columns:
+    """The copies and moves of a :class:`_Builder` as flat arrays for :mod:`core.kernels` (built once, when
+    every tensor is placed). ``c_alloc``/``c_free``/``m_issue`` are the state the grants change; the rest
+    is fixed."""
+
+    c_tier: np.ndarray
+    c_bytes: np.ndarray
+    c_alloc: np.ndarray
+    c_free: np.ndarray
+    m_t: np.ndarray
+    m_nbytes: np.ndarray
+    m_head: np.ndarray
+    m_issue: np.ndarray
+    m_deadline: np.ndarray  # deadline slot (0 for tails)
+    m_min: np.ndarray
+    m_max: np.ndarray
+    m_prefetch: np.ndarray  # a policy's issue slot for a head (-1: none)
+    m_rptr: np.ndarray  # CSR over the route's links
+    m_rlink: np.ndarray
+    m_stage: np.ndarray  # per hop: the staging copy freed when hop k >= 1 ends (-1 on the first hop)
+    m_tail: np.ndarray  # the compute-tier copy a tail frees (-1: a head)
+    m_headc: np.ndarray  # the compute-tier copy a head creates (-1: a tail)
+    m_src: np.ndarray
+    m_free_source: np.ndarray
+    m_stale: np.ndarray
+    tails: np.ndarray  # tail moves in issue order (stable)
+    heads: np.ndarray  # head moves by deadline (stable)
+
+
+def _csr_of(n_rows: int, pairs: Iterable[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and flat values of sparse rows given as (row, value) pairs (values keep their order per row)."""
+    flat = np.fromiter((v for pair in pairs for v in pair), dtype=np.int64).reshape(-1, 2)
+    order = np.argsort(flat[:, 0], kind="stable")
+    ptr = np.searchsorted(flat[order, 0], np.arange(n_rows + 1)).astype(np.int64)
+    return ptr, flat[order, 1].copy()
+
+
+def _csr(rows: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Offsets and flat values of a list of integer lists."""
+    counts = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    ptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    flat = np.fromiter((v for row in rows for v in row), dtype=np.int64, count=int(ptr[-1]))
+    return ptr, flat
 
 
 class _Builder:
@@ -129,6 +182,10 @@ class _Builder:
         self.host_durations = {i: op_time_s(graph.ops[i], self._tier_compute(t), hw.compute) for i, t in self.op_tiers.items()}
         self.copies: list[_Copy] = []
         self.moves: list[_Move] = []
+        self._cols: _Columns | None = None  # the copies and moves as arrays, once all are made
+        self._static: tuple[Any, ...] | None = None
+        self.slot_begin_s = np.zeros(self.n + 1, dtype=np.float64)
+        self.end_s: float | None = None  # the end of the last event of the latest simulation
         self.initial: dict[str, tuple[str, ...]] = {}
         self.free_at_op_end: list[list[tuple[str, str]]] = [[] for _ in range(self.n)]
         self.free_at_start: list[tuple[str, str]] = []
@@ -137,12 +194,17 @@ class _Builder:
         for sid, (action, _) in assignment.items():
             if action == "recompute":
                 span = live.spans[sid]
-                blocker = recompute_blocker(graph, live, sid)
+                blocker = recompute_blocker(graph, live, sid, multi_output=True)
                 if blocker is not None:  # a policy bug: the re-run would regenerate another version
                     raise ValueError(f"span {sid} of '{span.tensor}' may not be recomputed: {blocker}")
                 q = graph.producer[span.tensor]
                 self.recompute_at.setdefault(span.end_op, []).append(q)
                 rec_time[span.end_op] += self.durations[q]
+                # the re-run regenerates the producer's other (dead) outputs too: spare copies, freed when
+                # the op it serves ends (core.spans.recompute_blocker, ``multi_output``)
+                for y in spare_outputs(graph, span):
+                    self._copy(y, self.C, graph.tensor_by_id[y].bytes, span.end_op, span.end_op + 1)
+                    self.free_at_op_end[span.end_op].append((y, self.C))
         self.est = estimate_slot_starts(self.durations + rec_time)
 
     def _tier_compute(self, tier: str) -> Compute:
@@ -372,16 +434,81 @@ class _Builder:
         """Last slot whose start is at or before ``time_s``."""
         return max(0, int(np.searchsorted(self.est[: self.n], time_s + 1e-15, side="right")) - 1)
 
+    # ------------------------------------------------------------------------------------ columns
+    def columns(self) -> _Columns:
+        """The copies and moves as arrays (built on first use: every tensor must be placed by then; from then
+        on the arrays, not the :class:`_Copy`/:class:`_Move` objects, hold the extents)."""
+        cols = self._cols
+        if cols is not None:
+            return cols
+        tier_ix = {t.name: k for k, t in enumerate(self.hw.tiers)}
+        link_ix = self._link_index()
+        copy_ix = {id(c): k for k, c in enumerate(self.copies)}
+        t_ix = graph_refs(self.graph).index
+        copies, moves = self.copies, self.moves
+        n_m = len(moves)
+
+        def ints(values: Any, count: int) -> np.ndarray:
+            return np.fromiter(values, dtype=np.int64, count=count)
+
+        def of_copies(attr: str) -> np.ndarray:
+            return ints(map(operator.attrgetter(attr), copies), len(copies))
+
+        def of_moves(attr: str) -> np.ndarray:
+            return ints(map(operator.attrgetter(attr), moves), n_m)
+
+        def copy_of(attr: str) -> np.ndarray:
+            return ints((-1 if c is None else copy_ix[id(c)] for c in map(operator.attrgetter(attr), moves)), n_m)
+
+        routes = list(map(operator.attrgetter("route"), moves))
+        m_rptr = np.zeros(n_m + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, routes), dtype=np.int64, count=n_m), out=m_rptr[1:])
+        m_rlink = ints((link_ix[(link.src, link.dst)] for route in routes for link in route), int(m_rptr[-1]))
+        m_stage = ints((-1 if k == 0 else copy_ix[id(m.staging[k - 1])] for m in moves for k in range(len(m.route))),
+                       len(m_rlink))
+        head = np.fromiter((m.head_copy is not None for m in moves), dtype=bool, count=n_m)
+        issue = of_moves("issue_slot")
+        deadline = ints((m.deadline_slot or 0 for m in moves), n_m)
+        idx = np.arange(n_m)
+        tails = idx[~head][np.argsort(issue[~head], kind="stable")]
+        heads = idx[head][np.argsort(deadline[head], kind="stable")]
+        prefetch = np.full(n_m, -1, dtype=np.int64)
+        if self.prefetch_from:
+            for k in np.flatnonzero(head).tolist():
+                prefetch[k] = self.prefetch_from.get(moves[k].span_id, -1)
+        cols = _Columns(
+            c_tier=ints(map(tier_ix.__getitem__, map(operator.attrgetter("tier"), copies)), len(copies)),
+            c_bytes=of_copies("nbytes"), c_alloc=of_copies("alloc_slot"), c_free=of_copies("free_slot"),
+            m_t=ints(map(t_ix.__getitem__, map(operator.attrgetter("tensor"), moves)), n_m),
+            m_nbytes=of_moves("nbytes"), m_head=head, m_issue=issue, m_deadline=deadline,
+            m_min=of_moves("min_slot"), m_max=of_moves("max_slot"), m_prefetch=prefetch,
+            m_rptr=m_rptr, m_rlink=m_rlink, m_stage=m_stage,
+            m_tail=copy_of("tail_copy"), m_headc=copy_of("head_copy"), m_src=copy_of("src_copy"),
+            m_free_source=np.fromiter(map(operator.attrgetter("free_source"), moves), dtype=bool, count=n_m),
+            m_stale=np.fromiter(map(operator.attrgetter("stale_dst"), moves), dtype=bool, count=n_m),
+            tails=tails, heads=heads,
+        )
+        self._cols = cols
+        return cols
+
+    def _link_index(self) -> dict[tuple[str, str], int]:
+        """(src, dst) -> index of the link in ``hw.links`` (the first one; a link pair is one stream)."""
+        out: dict[tuple[str, str], int] = {}
+        for k, link in enumerate(self.hw.links):
+            out.setdefault((link.src, link.dst), k)
+        return out
+
     # ------------------------------------------------------------------------------------ capacity
     def occupancy(self) -> dict[str, np.ndarray]:
-        n = self.n
-        diffs = {t.name: np.zeros(n + 1, dtype=np.int64) for t in self.hw.tiers}
-        for c in self.copies:
-            if c.free_slot > c.alloc_slot:
-                d = diffs[c.tier]
-                d[c.alloc_slot] += c.nbytes
-                d[min(c.free_slot, n)] -= c.nbytes
-        return {tier: np.cumsum(d[:n]) for tier, d in diffs.items()}
+        n, cols = self.n, self.columns()
+        n_tiers = len(self.hw.tiers)
+        live = cols.c_free > cols.c_alloc
+        tier, nbytes = cols.c_tier[live], cols.c_bytes[live]
+        diffs = np.zeros(n_tiers * (n + 1), dtype=np.int64)
+        np.add.at(diffs, tier * (n + 1) + cols.c_alloc[live], nbytes)
+        np.add.at(diffs, tier * (n + 1) + np.minimum(cols.c_free[live], n), -nbytes)
+        rows = diffs.reshape(n_tiers, n + 1)
+        return {t.name: np.cumsum(rows[k, :n]) for k, t in enumerate(self.hw.tiers)}
 
     def check(self, occ: Mapping[str, np.ndarray]) -> None:
         self._check_after_last_op(occ)
@@ -407,12 +534,15 @@ class _Builder:
         n = self.n
         if not n:
             return
-        extra: dict[str, int] = {}
-        for c in self.copies:
-            if c.alloc_slot >= n and c.tier != self.C:
-                extra[c.tier] = extra.get(c.tier, 0) + c.nbytes
-        for tier, nbytes in extra.items():
-            need = int(occ[tier][n - 1]) + nbytes
+        cols = self.columns()
+        ct = [t.name for t in self.hw.tiers].index(self.C)
+        late = np.flatnonzero((cols.c_alloc >= n) & (cols.c_tier != ct))
+        if not len(late):
+            return
+        tiers, first = np.unique(cols.c_tier[late], return_index=True)
+        for k in tiers[np.argsort(first)].tolist():  # in the order the copies were made
+            tier = self.hw.tiers[k].name
+            need = int(occ[tier][n - 1]) + int(cols.c_bytes[late][cols.c_tier[late] == k].sum())
             cap = self.hw.capacity(tier)
             if need > cap:
                 raise InfeasibleError(
@@ -438,210 +568,191 @@ class _Builder:
             self._grant_heads(occ, caps)
         return occ
 
+    def _links(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Source tier, destination tier, latency and bandwidth of every link, as arrays."""
+        tier_ix = {t.name: k for k, t in enumerate(self.hw.tiers)}
+        links = self.hw.links
+        return (np.array([tier_ix[link.src] for link in links], dtype=np.int64),
+                np.array([tier_ix[link.dst] for link in links], dtype=np.int64),
+                np.array([link.latency_s for link in links], dtype=np.float64),
+                np.array([link.bandwidth_Bps for link in links], dtype=np.float64))
+
     def _grant_tails(self, occ: dict[str, np.ndarray], caps: Mapping[str, int]) -> None:
-        hbm, cap = occ[self.C], caps[self.C]
-        link_free: dict[tuple[str, str], float] = {}
-        for m in sorted((m for m in self.moves if m.tail_copy is not None), key=lambda m: m.issue_slot):
-            first = m.route[0]
-            key = (first.src, first.dst)
-            start = max(self.est[min(m.issue_slot, self.n)], link_free.get(key, 0.0))
-            link_free[key] = start + first.transfer_time_s(m.nbytes)
-            want = min(self._slot_after(link_free[key]) + 1, m.max_slot, self.n)
-            lo = m.issue_slot
-            if want > lo:
-                bad = np.flatnonzero(hbm[lo:want] + m.nbytes > cap)
-                hi = lo + (int(bad[0]) if len(bad) else want - lo)
-                if hi > lo:
-                    hbm[lo:hi] += m.nbytes
-                    m.tail_copy.free_slot = hi  # type: ignore[union-attr]
+        """Write-backs in issue order: each keeps its compute-tier copy until the slot its copy-out is
+        expected to end (FIFO on the first link, from the estimated slot starts), while capacity allows."""
+        cols = self.columns()
+        _, _, lat, bw = self._links()
+        first_link = cols.m_rlink[cols.m_rptr[:-1]] if len(cols.m_rlink) else np.zeros(0, dtype=np.int64)
+        kernels.grant_tails(use_compiled(self.n), self.n, int(caps[self.C]), self.est, occ[self.C], cols.tails,
+                            cols.m_issue, cols.m_nbytes, cols.m_max, first_link, lat, bw,
+                            np.zeros(len(self.hw.links)), cols.m_tail, cols.c_free)
 
     def _grant_heads(self, occ: dict[str, np.ndarray], caps: Mapping[str, int]) -> None:
-        hbm, cap = occ[self.C], caps[self.C]
-        heads = sorted((m for m in self.moves if m.head_copy is not None), key=lambda m: m.deadline_slot or 0)
-        link_start: dict[tuple[str, str], float] = {}
-        wanted: dict[int, int] = {}
-        for m in reversed(heads):  # as late as possible on each link, latest deadline first
-            d = m.deadline_slot
-            assert d is not None
-            end, total = self.est[d], 0.0
-            for link in reversed(m.route):
-                key = (link.src, link.dst)
-                dur = link.transfer_time_s(m.nbytes)
-                end = min(end, link_start.get(key, float("inf"))) - dur
-                link_start[key] = end
-                total += dur
-            wanted[id(m)] = self._slot_before(end - self.slack * total)
-        for m in heads:  # capacity goes to the earliest need first
-            d = m.deadline_slot
-            assert d is not None
-            # it may be issued while the copy-out before it is still running (both are counted in those
-            # slots); the simulation starts it only once the old copy is gone
-            lo = max(m.min_slot, self.prefetch_from.get(m.span_id, wanted[id(m)]))
-            if lo < d:
-                need = hbm[lo:d] + m.nbytes > cap
-                for st in m.staging:
-                    need |= occ[st.tier][lo:d] + m.nbytes > caps[st.tier]
-                bad = np.flatnonzero(need)
-                if len(bad):
-                    lo += int(bad[-1]) + 1
-                if lo < d:
-                    hbm[lo:d] += m.nbytes
-                    for st in m.staging:
-                        occ[st.tier][lo:d] += m.nbytes
-            m.issue_slot = lo
-            m.head_copy.alloc_slot = lo  # type: ignore[union-attr]
-            for st in m.staging:
-                st.alloc_slot = min(lo, d)
+        """Copy-ins: as late as possible on each link (latest deadline first), then capacity to the earliest
+        need first. A head may be issued while the copy-out before it is still running (both are counted in
+        those slots); the simulation starts it only once the old copy is gone."""
+        cols, n = self.columns(), self.n
+        tiers = [t.name for t in self.hw.tiers]
+        _, dst, lat, bw = self._links()
+        flat = np.concatenate([occ[t] for t in tiers]) if n else np.zeros(0, dtype=np.int64)
+        cap_flat = np.array([caps[t] for t in tiers], dtype=np.int64)
+        kernels.grant_heads(use_compiled(n), n, tiers.index(self.C), cap_flat, self.est, flat, cols.heads,
+                            cols.m_deadline, cols.m_min, cols.m_prefetch, cols.m_nbytes, float(self.slack),
+                            cols.m_rptr, cols.m_rlink, cols.m_stage, dst, lat, bw,
+                            np.full(len(self.hw.links), np.inf), cols.m_issue, cols.m_headc, cols.c_alloc, cols.c_tier)
+        for k, t in enumerate(tiers):
+            occ[t][:] = flat[k * n:(k + 1) * n]
 
     # ------------------------------------------------------------------------------------ timing
-    def snapshot(self) -> tuple[list[tuple[int, int]], list[int]]:
+    def snapshot(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Every copy's slot range and every move's issue slot, to undo :meth:`grant_extents`."""
-        return [(c.alloc_slot, c.free_slot) for c in self.copies], [m.issue_slot for m in self.moves]
+        cols = self.columns()
+        return cols.c_alloc.copy(), cols.c_free.copy(), cols.m_issue.copy()
 
-    def restore(self, snap: tuple[list[tuple[int, int]], list[int]]) -> None:
-        for c, (alloc, free) in zip(self.copies, snap[0], strict=True):
-            c.alloc_slot, c.free_slot = alloc, free
-        for m, issue in zip(self.moves, snap[1], strict=True):
-            m.issue_slot = issue
+    def restore(self, snap: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        cols = self.columns()
+        cols.c_alloc[:], cols.c_free[:], cols.m_issue[:] = snap
 
-    def simulate(self) -> list[Event]:
-        g, n, C = self.graph, self.n, self.C
-        self.last_read = {}
+    def _sim_static(self) -> tuple[Any, ...]:
+        """The simulation's inputs that no grant changes (graph, hardware, frees, host ops), built once."""
+        if self._static is not None:
+            return self._static
+        g, n, hw = self.graph, self.n, self.hw
+        refs = graph_refs(g)
+        tiers = [t.name for t in hw.tiers]
+        tier_ix = {t: k for k, t in enumerate(tiers)}
+        n_tiers = len(tiers)
+        t_ix = refs.index
+        in_ptr = np.searchsorted(refs.in_op, np.arange(n + 1)).astype(np.int64)
+        out_ptr = np.searchsorted(refs.out_op, np.arange(n + 1)).astype(np.int64)
+        mut_ptr = np.searchsorted(refs.mut_op, np.arange(n + 1)).astype(np.int64)
+        rc_ptr, rc_q = _csr_of(n, ((i, q) for i, qs in self.recompute_at.items() for q in sorted(qs)))
+        fe_ptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, self.free_at_op_end), dtype=np.int64, count=n), out=fe_ptr[1:])
+        fe_t = np.fromiter((t_ix[t] for row in self.free_at_op_end for t, _ in row), dtype=np.int64, count=int(fe_ptr[-1]))
+        fe_tier = np.fromiter((tier_ix[tier] for row in self.free_at_op_end for _, tier in row), dtype=np.int64,
+                              count=len(fe_t))
+        hf_ptr, hf_t = _csr_of(n, ((i, t_ix[t]) for i, ts in self.host_frees.items() for t in ts))
+        rf_ptr, rf_t = _csr_of(n, ((i, t_ix[t]) for i, ts in self.refresh.items() for t in ts))
+        link_ix = self._link_index()
+        rt_ptr, rt_link = _csr([[link_ix[(link.src, link.dst)] for link in hw.route(a, b)] if hw.has_route(a, b) else []
+                                for a in tiers for b in tiers])
+        op_tier = np.full(n, -1, dtype=np.int64)
+        host_dur = np.zeros(n, dtype=np.float64)
+        for i, tier in self.op_tiers.items():
+            op_tier[i] = tier_ix[tier]
+            host_dur[i] = self.host_durations[i]
+        ready0 = np.full(len(refs.names) * n_tiers, np.nan)
+        for tid, held in self.initial.items():
+            for tier in held:
+                ready0[t_ix[tid] * n_tiers + tier_ix[tier]] = 0.0
+        self._static = (tiers, tier_ix, n_tiers, in_ptr, refs.in_t, out_ptr, refs.out_t, mut_ptr, refs.mut_t, rc_ptr,
+                        rc_q, fe_ptr, fe_t, fe_tier, hf_ptr, hf_t, rf_ptr, rf_t, rt_ptr, rt_link, op_tier, host_dur, ready0)
+        return self._static
+
+    def simulate(self) -> Sequence[Event]:
+        """Time every op, transfer and free slot by slot (module docstring, step 3); sets ``slot_begin_s``
+        and ``end_s`` (the end of the last event)."""
+        g, n = self.graph, self.n
+        cols = self.columns()
+        (tiers, tier_ix, n_tiers, in_ptr, in_t, out_ptr, out_t, mut_ptr, mut_t, rc_ptr, rc_q, fe_ptr, fe_t, fe_tier,
+         hf_ptr, hf_t, rf_ptr, rf_t, rt_ptr, rt_link, op_tier, host_dur, ready0) = self._sim_static()
+        src, dst, lat, bw = self._links()
+        C = tier_ix[self.C]
+        refs = graph_refs(g)
+        # moves per issue slot: copy-outs before copy-ins, then by deadline, then in creation order
+        n_m = len(cols.m_t)
+        slot = np.minimum(cols.m_issue, n)
+        iss_m = np.lexsort((np.arange(n_m), cols.m_deadline, cols.m_head, slot)).astype(np.int64)
+        iss_ptr = np.searchsorted(slot[iss_m], np.arange(n + 2)).astype(np.int64)
+        hops = len(cols.m_rlink)
+        cap = n + len(rc_q) + 2 * hops + n_m + len(fe_t) + len(hf_t) + 3 * len(rf_t) * max(1, len(rt_link)) + 1
+        ev_kind = np.zeros(cap, dtype=np.int64)
+        ev_x = np.zeros(cap, dtype=np.int64)
+        ev_a = np.zeros(cap, dtype=np.int64)
+        ev_b = np.zeros(cap, dtype=np.int64)
+        ev_t0 = np.zeros(cap, dtype=np.float64)
+        ev_t1 = np.zeros(cap, dtype=np.float64)
         self.slot_begin_s = np.zeros(n + 1, dtype=np.float64)
-        events: list[Event] = []
-        issued: list[list[_Move]] = [[] for _ in range(n + 1)]
-        for m in self.moves:
-            issued[min(m.issue_slot, n)].append(m)
-        for lst in issued:
-            lst.sort(key=lambda m: (m.head_copy is not None, m.deadline_slot or 0))
-        link_free: dict[tuple[str, str], float] = {}
-        ready: dict[tuple[str, str], float] = {}
-        gone: dict[tuple[str, str], float] = {}
-        enforce = [0.0] * (n + 1)
-        for tid, tier in self.free_at_start:
-            events.append(FreeEvent(tid, tier, 0.0))
-        for tid, tiers in self.initial.items():
-            for tier in tiers:
-                ready[(tid, tier)] = 0.0
-        compute_free = 0.0
-        host_free: dict[str, float] = {}
-        for m in issued[0]:  # heads issued before the first op (tails are never issued at slot 0)
-            self._run_move(m, 0.0, link_free, ready, gone, enforce, events)
-        for i in range(n):
-            slot_begin = max(compute_free, enforce[i])
-            self.slot_begin_s[i] = slot_begin
-            if i:
-                for m in issued[i]:
-                    if m.head_copy is not None:
-                        self._run_move(m, slot_begin, link_free, ready, gone, enforce, events)
-            for q in sorted(self.recompute_at.get(i, ())):
-                op = g.ops[q]
-                start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs))
-                end = start + float(self.durations[q])
-                events.append(ComputeEvent(op.id, start, end, C, True))
-                for out in op.outputs:
-                    ready[(out, C)] = end
-                if self.host_tier_of:  # a re-run reads its inputs again: a host update must wait for it
-                    for x in (*op.inputs, *op.outputs):
-                        self.last_read[x] = end
-                compute_free = end
-            op = g.ops[i]
-            if i in self.op_tiers:  # on the host tier's own stream; the compute stream goes on meanwhile
-                self._run_host_op(i, host_free, link_free, ready, gone, events)
-                end = compute_free
-            else:
-                start = max(slot_begin, compute_free, *(ready[(x, C)] for x in op.inputs))
-                end = start + float(self.durations[i])
-                events.append(ComputeEvent(op.id, start, end, C))
-                for out in op.outputs:
-                    ready[(out, C)] = end
-                if self.host_tier_of:
-                    for x in (*op.inputs, *op.outputs):
-                        self.last_read[x] = end
-                compute_free = end
-            for tid, tier in self.free_at_op_end[i]:
-                events.append(FreeEvent(tid, tier, end))
-                gone[(tid, tier)] = end
-            # copy-outs issued for the next slot start as soon as this op is done, so the next slot can
-            # wait for the frees the capacity count assumed
-            for m in issued[i + 1]:
-                if m.head_copy is None:
-                    self._run_move(m, end, link_free, ready, gone, enforce, events)
-        if n:
-            self.slot_begin_s[n] = compute_free
-            for m in issued[n]:
-                if m.head_copy is not None:
-                    self._run_move(m, compute_free, link_free, ready, gone, enforce, events)
-        return events
+        count, end_s = kernels.simulate(
+            use_compiled(n), n, C, n_tiers, bool(self.host_tier_of), self.durations, op_tier, host_dur,
+            in_ptr, in_t, out_ptr, out_t, mut_ptr, mut_t, rc_ptr, rc_q, fe_ptr, fe_t, fe_tier, hf_ptr, hf_t,
+            rf_ptr, rf_t, rt_ptr, rt_link, src, dst, lat, bw, refs.bytes, iss_ptr, iss_m, cols.m_t, cols.m_nbytes,
+            cols.m_head, cols.m_rptr, cols.m_rlink, cols.m_stage, cols.m_tail, cols.m_src, cols.m_free_source,
+            cols.m_stale, cols.c_free, ready0.copy(), np.zeros(len(ready0)), np.full(len(refs.names), -np.inf),
+            np.zeros(len(self.hw.links)), np.zeros(n + 1), np.zeros(n_tiers), self.slot_begin_s,
+            ev_kind, ev_x, ev_a, ev_b, ev_t0, ev_t1)
+        self.end_s = float(end_s)
+        head: list[Event] = [FreeEvent(tid, tier, 0.0) for tid, tier in self.free_at_start]
+        cols_out = (ev_kind[:count].copy(), ev_x[:count].copy(), ev_a[:count].copy(), ev_b[:count].copy(),
+                    ev_t0[:count].copy(), ev_t1[:count].copy())
+        op_ids, tensor_ids = [op.id for op in g.ops], refs.names
+        return _LazyEvents(head, lambda: _events(count, *cols_out, op_ids, tensor_ids, tiers))
 
-    def _run_host_op(self, i: int, host_free: dict[str, float], link_free: dict[tuple[str, str], float],
-                     ready: dict[tuple[str, str], float], gone: dict[tuple[str, str], float],
-                     events: list[Event]) -> None:
-        """Run op ``i`` on its host tier (inputs there, fresh), then free what it consumed and bring the
-        weights it updated back into the compute tier where they start the step."""
-        op, H, C = self.graph.ops[i], self.op_tiers[i], self.C
-        # after every earlier op that touched its inputs (an in-place update must not race their reads)
-        start = max(host_free.get(H, 0.0), *(ready[(x, H)] for x in op.inputs),
-                    *(self.last_read.get(x, 0.0) for x in op.inputs))
-        if any(x in self.last_read and self.last_read[x] >= start for x in op.mutates):
-            # a read that ends exactly now may have taken no time at all; one ulp later the update is
-            # unambiguously after it on the timeline (two streams share no event order)
-            start = float(np.nextafter(start, np.inf))
-        end = start + float(self.host_durations[i])
-        events.append(ComputeEvent(op.id, start, end, H))
-        host_free[H] = end
-        for tid in op.mutates:
-            ready[(tid, H)] = end
-        for tid in self.host_frees.get(i, ()):
-            events.append(FreeEvent(tid, H, end))
-            gone[(tid, H)] = end
-        for tid in self.refresh.get(i, ()):
-            t = end
-            route = self.hw.route(H, C)
-            nbytes = self.graph.tensor_by_id[tid].bytes
-            for k, link in enumerate(route):
-                key = (link.src, link.dst)
-                begin = max(t, link_free.get(key, 0.0))
-                if k == len(route) - 1:
-                    events.append(FreeEvent(tid, C, begin))  # the stale copy goes as the fresh one arrives
-                t = begin + link.transfer_time_s(nbytes)
-                link_free[key] = t
-                events.append(TransferEvent(tid, link.src, link.dst, begin, t))
-                if k:
-                    events.append(FreeEvent(tid, link.src, t))
-                ready[(tid, link.dst)] = t
 
-    def _run_move(self, m: _Move, slot_begin: float, link_free: dict[tuple[str, str], float],
-                  ready: dict[tuple[str, str], float], gone: dict[tuple[str, str], float],
-                  enforce: list[float], events: list[Event]) -> None:
-        tid, n = m.tensor, self.n
-        t = max(slot_begin, ready[(tid, m.route[0].src)])
-        if m.head_copy is not None:
-            t = max(t, gone.get((tid, self.C), 0.0))
-        for k, link in enumerate(m.route):
-            key = (link.src, link.dst)
-            start = max(t, link_free.get(key, 0.0))
-            if k == len(m.route) - 1 and m.stale_dst:
-                events.append(FreeEvent(tid, link.dst, start))
-            end = start + link.transfer_time_s(m.nbytes)
-            link_free[key] = end
-            events.append(TransferEvent(tid, link.src, link.dst, start, end))
-            ready[(tid, link.dst)] = end
-            if k == 0:
-                if m.tail_copy is not None or m.free_source:
-                    events.append(FreeEvent(tid, link.src, end))
-                    gone[(tid, link.src)] = end
-                    if m.tail_copy is not None and m.tail_copy.free_slot < n:
-                        enforce[m.tail_copy.free_slot] = max(enforce[m.tail_copy.free_slot], end)
-                    if m.free_source and m.src_copy is not None and m.src_copy.free_slot < n:
-                        enforce[m.src_copy.free_slot] = max(enforce[m.src_copy.free_slot], end)
-            else:
-                st = m.staging[k - 1]
-                events.append(FreeEvent(tid, link.src, end))
-                gone[(tid, link.src)] = end
-                if st.free_slot < n:
-                    enforce[st.free_slot] = max(enforce[st.free_slot], end)
-            t = end
+class _LazyEvents(Sequence[Event]):
+    """The events of one simulation, made into tuples on first use: the refining passes of
+    :func:`build_schedule` that lose are never built (at 10⁵ ops that is most of a pass's cost)."""
+
+    def __init__(self, head: list[Event], build: Callable[[], list[Event]]) -> None:
+        self._head = head
+        self._build: Callable[[], list[Event]] | None = build
+        self._items: list[Event] = []
+
+    def _all(self) -> list[Event]:
+        if self._build is not None:
+            self._items = self._head + self._build()
+            self._build = None
+        return self._items
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __getitem__(self, k: Any) -> Any:
+        return self._all()[k]
+
+    def __iter__(self) -> Iterator[Event]:
+        return iter(self._all())
+
+    def __eq__(self, other: object) -> bool:
+        return list(self._all()) == list(other) if isinstance(other, Sequence) else NotImplemented
+
+    def __hash__(self) -> int:
+        raise TypeError("unhashable type: '_LazyEvents'")
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+def _events(count: int, kind: np.ndarray, x: np.ndarray, a: np.ndarray, b: np.ndarray, t0: np.ndarray,
+            t1: np.ndarray, op_ids: Sequence[str], tensor_ids: Sequence[str], tiers: Sequence[str]) -> list[Event]:
+    """The simulation's event columns as :class:`~core.plan.Event` tuples, in the order they happened
+    (built per kind with ``map``, then put back in order: no Python loop per event)."""
+    kind, x, a, b, t0, t1 = kind[:count], x[:count], a[:count], b[:count], t0[:count], t1[:count]
+    tier_names = np.array(tiers, dtype=object)
+    groups: list[list[Event]] = []
+    where: list[np.ndarray] = []
+    for code in (kernels.EV_COMPUTE, kernels.EV_TRANSFER, kernels.EV_FREE):
+        rows = np.flatnonzero(kind == code)
+        where.append(rows)
+        xs = x[rows].tolist()
+        if code == kernels.EV_COMPUTE:
+            groups.append(list(map(tuple.__new__, repeat(ComputeEvent), zip(
+                map(op_ids.__getitem__, xs), t0[rows].tolist(), t1[rows].tolist(), tier_names[a[rows]].tolist(),
+                (b[rows] == 1).tolist()))))
+        elif code == kernels.EV_TRANSFER:
+            groups.append(list(map(tuple.__new__, repeat(TransferEvent), zip(
+                map(tensor_ids.__getitem__, xs), tier_names[a[rows]].tolist(), tier_names[b[rows]].tolist(),
+                t0[rows].tolist(), t1[rows].tolist()))))
+        else:
+            groups.append(list(map(tuple.__new__, repeat(FreeEvent), zip(
+                map(tensor_ids.__getitem__, xs), tier_names[a[rows]].tolist(), t0[rows].tolist()))))
+    flat: list[Event] = [e for group in groups for e in group]
+    if count <= 1:
+        return flat
+    pos = np.empty(count, dtype=np.int64)
+    pos[np.concatenate(where)] = np.arange(count)
+    return list(operator.itemgetter(*pos.tolist())(flat))
 
 
 #: Re-grant extents against the simulated slot starts when the step stalls more than this fraction.
@@ -664,8 +775,7 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
         b.tensor(t.id)
     minimum = b.snapshot()
     occ = b.grant_extents()
-    events = b.simulate()
-    best = Schedule(b.initial, events, occ)
+    best = _simulated(b, occ)
     # Further passes: the extents were granted against slot starts that assume nothing ever waits. Where the
     # simulation stalled (link-bound phases), the real slot starts say much better how long a copy-out
     # keeps its source and how early a copy-in must start: grant again against them (a copy-in then
@@ -681,7 +791,7 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
             b.est = np.maximum.accumulate(starts)
             b.restore(minimum)
             occ = b.grant_extents(heads_first=heads_first)
-            again = Schedule(b.initial, b.simulate(), occ)
+            again = _simulated(b, occ)
             if schedule_end_s(again) < step * (1 - 1e-9):
                 best, step, improved = again, schedule_end_s(again), True
                 next_starts = b.slot_begin_s.copy()
@@ -691,8 +801,39 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
     return best
 
 
+def warm_up() -> bool:
+    """Load the compiled kernels (:func:`core.kernels.warm_up`) and run the scheduler's once on a two-op
+    graph, so the first real plan of a long-lived process pays neither numba's import nor the kernels' load.
+    Returns whether the compiled kernels are in use."""
+    from core.graph import graph_from_dict
+    from core.hardware import hardware_from_dict
+    from core.liveness import analyze
+
+    if not kernels.warm_up():
+        return False
+    g = graph_from_dict({"format": "tierplan-graph/1", "name": "warm-up", "tensors": [
+        {"id": "w", "bytes": 4, "kind": "weight"}, {"id": "a", "bytes": 4, "kind": "activation"}], "ops": [
+        {"id": "f", "inputs": ["w"], "outputs": ["a"], "time_s": 1.0},
+        {"id": "g", "inputs": ["a", "w"], "outputs": [], "time_s": 1.0}]})
+    hw = hardware_from_dict({"format": "tierplan-hardware/1", "compute": {"peak_flops": 1e12}, "compute_tier": "HBM",
+                             "tiers": [{"name": "HBM", "capacity_bytes": 64}, {"name": "DDR", "capacity_bytes": 64}],
+                             "links": [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": 1.0},
+                                       {"src": "DDR", "dst": "HBM", "bandwidth_Bps": 1.0}]})
+    build_schedule(g, hw, analyze(g), {})
+    return True
+
+
+def _simulated(b: _Builder, occ: dict[str, np.ndarray]) -> Schedule:
+    """One simulation of ``b``'s current extents as a :class:`Schedule` (with the end it measured)."""
+    b.end_s = None
+    events = b.simulate()
+    return Schedule(b.initial, events, occ, b.end_s)
+
+
 def schedule_end_s(schedule: Schedule) -> float:
     """The time the last event of ``schedule`` ends (its step time)."""
+    if schedule.end_s is not None:
+        return schedule.end_s
     return max((e.end if not isinstance(e, FreeEvent) else e.time for e in schedule.events), default=0.0)
 
 

@@ -153,3 +153,30 @@ def test_fuzz_mutated_graphs(raw: Any) -> None:
         return
     assert isinstance(g, Graph)
     assert graph_from_dict(graph_to_dict(g)) == g
+
+
+def _load_field_by_field(raw: Any) -> Graph | str:
+    """The loader with its bulk fast paths switched off: every field checked on its own."""
+    import core.graph as graph_module
+
+    saved = graph_module._tensor_fast, graph_module._op_fast, graph_module._structure_ok
+    graph_module._tensor_fast = graph_module._op_fast = lambda _raw: None  # type: ignore[assignment]
+    graph_module._structure_ok = lambda _tensors, _ops: False  # type: ignore[assignment]
+    try:
+        return graph_from_dict(raw, source="fuzz.json")
+    except InputError as exc:
+        return exc.message
+    finally:
+        graph_module._tensor_fast, graph_module._op_fast, graph_module._structure_ok = saved
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(mutated_graphs())
+def test_fast_paths_agree_with_field_by_field_checks(raw: Any) -> None:
+    """The bulk checks accept exactly what the field-by-field ones accept, build the same graph, and leave
+    the wording of every error to them."""
+    try:
+        fast: Graph | str = graph_from_dict(copy.deepcopy(raw), source="fuzz.json")
+    except InputError as exc:
+        fast = exc.message
+    assert fast == _load_field_by_field(copy.deepcopy(raw))
