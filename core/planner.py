@@ -272,11 +272,17 @@ class _Run:
             return left > 0.05
         return left > 0 and self._estimate(stage) <= left
 
+    def _full_portfolio(self) -> bool:
+        """Whether later stages plan with the user's whole portfolio (else the time budget left it out)."""
+        return self.quick is self.base or "portfolio" in self.ran
+
     def _estimate(self, stage: str, orders: int = 1) -> float:
         """Seconds ``stage`` should take, from the stages measured so far (see :data:`_COST_VS_FIRST`)."""
         first = self.took.get("first", 0.0)
         if stage in _COST_VS_FIRST:
             return _COST_VS_FIRST[stage] * first
+        if stage == "reorder" and not self._full_portfolio():
+            return first  # one ranking order, as the first plan
         portfolio = self.took.get("portfolio", _COST_VS_FIRST["portfolio"] * first)
         return _COST_VS_PORTFOLIO.get(stage, 1.0) * portfolio * orders
 
@@ -340,8 +346,11 @@ class _Run:
         if not refined.changed:
             return
         # in the refined order the baselines' rules add nothing measured (llama2-7b-train, resnet50-train,
-        # llama3-70b-train at 50 %: same step time) and cost a third of the planning time: left out there
-        order = _Order(refined.graph, refined, analyze(refined.graph), {**self.resolved, "baselines": 0})
+        # llama3-70b-train at 50 %: same step time) and cost a third of the planning time: left out there.
+        # When the time budget left the portfolio out, the refined order gets the first plan's one ranking
+        # order too (on llama2-7b-train that alone is most of the gain)
+        params = self.resolved if self._full_portfolio() else self.quick.params
+        order = _Order(refined.graph, refined, analyze(refined.graph), {**params, "baselines": 0})
         self.orders.append(order)
         self._consider(self._best_in(order, order.params, fresh=True), order, "reorder")
 

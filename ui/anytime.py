@@ -58,10 +58,12 @@ def _die_with_parent() -> None:
 
 
 def refine_main(conn: Any, spec: PlanSpec) -> None:
-    """A refining process: send every update of ``spec``'s anytime planning, then ("done", None)."""
+    """A refining process: ("ready", None) once it is set up, every update of ``spec``'s anytime planning,
+    then ("done", None)."""
     _die_with_parent()
     with contextlib.suppress(OSError):
         os.nice(REFINE_NICENESS)
+    conn.send(("ready", None))  # only now may the parent pause us: we die with it from here on
     try:
         for update in spec.updates():
             conn.send(("update", update))

@@ -330,13 +330,15 @@ class PlanStore:
                          name=f"tierplan-read-{job.key[:8]}").start()
 
     def _read(self, job: _Job, proc: Any, conn: Any) -> None:
-        """Publish ``proc``'s updates that improve on the plan shown; pause it while nobody asks."""
+        """Publish ``proc``'s updates that improve on the plan shown; pause it while nobody asks (once it
+        said it is ready: paused earlier, it could outlive a killed server)."""
+        ready = False
         try:
             while True:
                 with self._lock:
                     if job.proc is not proc:  # stopped (evicted, or paused too long): nothing more to read
                         return
-                    if not job.paused and time.monotonic() - job.touched > WANTED_FOR_S:
+                    if ready and not job.paused and time.monotonic() - job.touched > WANTED_FOR_S:
                         self._signal(job, "SIGSTOP")
                         job.paused = True
                         self._evict()
@@ -346,6 +348,9 @@ class PlanStore:
                     kind, payload = conn.recv()
                 except (EOFError, OSError):
                     kind, payload = "error", "the refining process ended unexpectedly (out of memory?)"
+                if kind == "ready":
+                    ready = True
+                    continue
                 out = job.outcome
                 assert out is not None and out.plan is not None
                 if kind == "update":
