@@ -236,8 +236,9 @@ def speed_table(sizes: list[int], repeat: int, max_row_s: float) -> None:
 # ---------------------------------------------------------------------------------------------- sweeps
 
 
-def sweep_table(points: int, ops: int, repeats: int) -> None:
-    """The same capacity sweep on 1 and 2 workers of each executor, interleaved, ``repeats`` times."""
+def sweep_table(points: int, ops: int, repeats: int, time_budget_s: float | None = None) -> None:
+    """The same capacity sweep on 1 and 2 workers of each executor, interleaved, ``repeats`` times
+    (``time_budget_s``: each point's planning budget; 0 = first plans, pure CPU work)."""
     from core.executor import map_points, shutdown
     from core.sweep import _case, sweep_capacity
 
@@ -248,7 +249,8 @@ def sweep_table(points: int, ops: int, repeats: int) -> None:
     caps = [int(peak * f) for f in np.linspace(0.3, 1.0, points)]
     load0 = os.getloadavg()
     t0 = time.perf_counter()
-    reference = sweep_capacity(g, hw, capacities_bytes=caps, liveness=live, executor="serial")
+    reference = sweep_capacity(g, hw, capacities_bytes=caps, liveness=live, executor="serial",
+                               time_budget_s=time_budget_s)
     serial_s = time.perf_counter() - t0
     key = [repr(p) for p in reference]
     configs = [("process", 1), ("process", 2), ("dask", 1), ("dask", 2)]
@@ -259,7 +261,7 @@ def sweep_table(points: int, ops: int, repeats: int) -> None:
         startup[(executor, workers)] = time.perf_counter() - t0
     times: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
     cpu: dict[tuple[str, int], list[float]] = {c: [] for c in configs}
-    case = _case(g, hw, "tierplan", None, live)
+    case = _case(g, hw, "tierplan", None, live, time_budget_s=time_budget_s)
     same = True
     for _ in range(repeats):
         for executor, workers in configs:
@@ -270,8 +272,11 @@ def sweep_table(points: int, ops: int, repeats: int) -> None:
             same &= [repr(got[k][0]) for k in range(len(caps))] == key
     load1 = os.getloadavg()
     shutdown()
+    mode = ("every refinement stage per point (its 2 x 0.5 s local search is wall-clock bounded)"
+            if time_budget_s is None else f"time budget {time_budget_s:g} s per point"
+            + (" (the first plan only: pure CPU work)" if time_budget_s == 0 else ""))
     print(f"{points}-point capacity sweep of a {len(g.ops):,}-op synthetic training graph (30-100 % of "
-          f"{format_bytes(peak)}), default policy; {os.cpu_count()} cores, load average {load0[0]:.1f} before and "
+          f"{format_bytes(peak)}), default policy, {mode}; {os.cpu_count()} cores, load average {load0[0]:.1f} before and "
           f"{load1[0]:.1f} after; serial in-process: {serial_s:.2f} s; results identical to serial on every run: "
           f"{'yes' if same else 'NO'}\n")
     print("| executor | workers | start-up (s) | " + " | ".join(f"run {k + 1} (s)" for k in range(repeats))
@@ -361,6 +366,8 @@ def main() -> None:
     ap.add_argument("--sweep-points", type=int, default=64)
     ap.add_argument("--sweep-ops", type=int, default=500, help="ops of the swept graph")
     ap.add_argument("--sweep-repeats", type=int, default=2)
+    ap.add_argument("--sweep-time-budget", type=float, default=None, metavar="S",
+                    help="planning budget per sweep point (0: first plans only; default: every stage)")
     ap.add_argument("--profile", type=int, metavar="N", help="profile make_plan on an N-op graph and stop")
     ap.add_argument("--profile-lines", type=int, default=15)
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
@@ -383,7 +390,7 @@ def main() -> None:
         speed_table(args.sizes, args.repeat, args.max_row_s)
     if args.sweep:
         print("\n## Sweep speed-up: 1 vs 2 workers\n", flush=True)
-        sweep_table(args.sweep_points, args.sweep_ops, args.sweep_repeats)
+        sweep_table(args.sweep_points, args.sweep_ops, args.sweep_repeats, args.sweep_time_budget)
     if not args.skip_quality:
         print("\n## Plan quality: step time / compute-only time at HBM = x % of the no-offload peak\n")
         quality_table(args.fractions, args.policies)

@@ -5,6 +5,11 @@
 >>> plan = make_plan(graph, hw)
 >>> validate_plan(graph, plan).ok
 True
+
+Anytime: a fast first plan, then one update per refinement stage (the last is ``make_plan``'s plan):
+
+>>> [u.stage for u in plan_anytime(graph, hw)]
+['first', 'portfolio', 'reorder', 'baselines', 'bound', 'search']
 """
 
 from __future__ import annotations
@@ -13,7 +18,7 @@ from core.errors import InfeasibleError, InputError, PlanBugError, TierplanError
 from core.graph import Graph, load_graph
 from core.hardware import Hardware, apply_setting, load_hardware, with_capacity
 from core.plan import Plan, load_plan, plan_to_dict
-from core.planner import make_plan
+from core.planner import PlanUpdate, make_plan, plan_anytime
 from core.policies.registry import list_policies
 from core.sources import Workload, load_model_bytes
 from core.validate import validate_plan
@@ -38,5 +43,5 @@ __all__ = [
     "TierplanError", "InputError", "InfeasibleError", "PlanBugError",
     "load_graph", "load_hardware", "load_plan", "load_model_bytes", "load_sample", "load_preset",
     "list_samples", "list_presets", "list_policies",
-    "apply_setting", "with_capacity", "make_plan", "validate_plan", "plan_to_dict",
+    "apply_setting", "with_capacity", "make_plan", "plan_anytime", "PlanUpdate", "validate_plan", "plan_to_dict",
 ]

@@ -60,8 +60,8 @@ from core.graph import Graph
 from core.hardware import Hardware, op_time_s
 from core.liveness import Liveness, Span, analyze
 from core.plan import Plan
-from core.schedule import op_durations
-from core.spans import recompute_ok
+from core.schedule import estimate_slot_starts, op_durations
+from core.spans import idle_s, recompute_ok
 
 __all__ = ["Bound", "RELAXATIONS", "DEFAULT_MAX_BLOCKS", "lower_bound", "plan_lower_bound", "host_ops_of",
            "guided_assignment", "guided_plan", "with_bound"]
@@ -559,14 +559,20 @@ def guided_plan(graph: Graph, hw: Hardware, bound: Bound, *, policy: str,
         return None  # (a reserve would need the rounding to fit less than the tier: left to the greedy)
     best: Plan | None = None
     allow_recompute = bool(int(settings.get("recompute", 1)))
+    starts = estimate_slot_starts(op_durations(graph, hw))
     for assignment in guided_assignment(graph, hw, bound, allow_recompute=allow_recompute):
         decisions = []
         for sid, (action, tier) in sorted(assignment.items()):
             span = live.spans[sid]
             share = bound.recompute.get(sid, 0.0) if action == "recompute" else bound.offload.get(sid, 0.0)
             verb = "recomputed" if action == "recompute" else f"moved to {tier}"
-            decisions.append(Decision(span.tensor, span.start_op, span.end_op, action, tier, share,
-                                      {"bytes_freed": float(span.bytes), "lp_share": share},
+            # the same named terms as the greedy's decisions, so tables and pages read either alike
+            terms = {"bytes_freed": float(span.bytes), "idle_s": idle_s(span, starts),
+                     "access_count": float(len(live.uses[span.tensor])), "lp_share": share}
+            if action == "offload":
+                terms["transfer_s"] = hw.route_time_s(hw.compute_tier, tier, span.bytes) + \
+                    hw.route_time_s(tier, hw.compute_tier, span.bytes)
+            decisions.append(Decision(span.tensor, span.start_op, span.end_op, action, tier, share, terms,
                                       f"{verb}: the LP bound's relaxation moves {share:.0%} of this span"))
         try:
             plan = build_plan(graph, hw, live, assignment, policy=policy, decisions=tuple(decisions),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -253,7 +254,27 @@ def register_plan(sub: Any) -> None:
     p.add_argument("--no-reorder", action="store_true",
                    help="keep the graph's execution order (by default Tierplan also tries running each optimizer "
                    "update as soon as its gradient is ready, and keeps that order when it is faster)")
+    p.add_argument("--time-budget", type=_seconds, metavar="S", default=None,
+                   help="seconds to refine the plan: a fast first plan, then the refinement stages (portfolio, "
+                   "refined order, baselines, LP bound, local search) that fit; 0 = the first plan only "
+                   "(default: every stage)")
     p.set_defaults(run=run_plan)
+
+
+def _seconds(text: str) -> float:
+    """An argparse ``type`` for a duration in seconds >= 0 (a plain number or a unit such as ``500ms``)."""
+    from core.units import parse_time
+
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            value = parse_time(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds such as 0.5 or 500ms, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a number of seconds >= 0, got {text!r}")
+    return value
 
 
 def run_plan(args: argparse.Namespace) -> int:
@@ -262,8 +283,10 @@ def run_plan(args: argparse.Namespace) -> int:
 
     graph = load_graph_arg(args.graph, args)
     hw = load_hardware_arg(args.hardware, args.set)
+    started = time.perf_counter()
     plan = make_plan(graph, hw, policy=args.policy, params=_params(args.param),
-                     reorder=not getattr(args, "no_reorder", False))
+                     reorder=not getattr(args, "no_reorder", False), time_budget_s=getattr(args, "time_budget", None))
+    planned_s = time.perf_counter() - started
     if args.output:
         write_output(args.output, json.dumps(plan_to_dict(plan), separators=(",", ":")) + "\n")
     m = plan.metrics
@@ -287,6 +310,7 @@ def run_plan(args: argparse.Namespace) -> int:
     lines.append(f"  decisions     {len(moved)} spans offloaded, {len(recomputed)} recomputed, "
                  f"{len(plan.decisions) - len(moved) - len(recomputed)} kept")
     lines += _quality_lines(plan)
+    lines += _planning_lines(plan, planned_s)
     if args.output and args.output != "-":
         lines.append(f"  wrote {args.output} ({len(plan.events)} events)")
     print("\n".join(lines), file=sys.stderr if args.output == "-" else sys.stdout)
@@ -302,6 +326,26 @@ def _quality_lines(plan: Any) -> list[str]:
     if plan.order is not None:
         out.append(f"  order         refined: {len(plan.order_moves)} optimizer updates moved into backward "
                    "(--no-reorder keeps the graph's order)")
+    return out
+
+
+def _planning_lines(plan: Any, planned_s: float) -> list[str]:
+    """Which refinement stages ran in how long, which the time budget left out, and where the bound stands."""
+    info = plan.planning
+    if not info:
+        return []
+    budget = info.get("time_budget_s")
+    line = (f"  planning      {planned_s:.2f} s, stages {', '.join(info.get('stages_run', ())) or 'none'}"
+            + (f" (time budget {budget:g} s)" if budget is not None else ""))
+    out = [line]
+    skipped = info.get("stages_skipped", ())
+    if skipped:
+        out.append(f"  skipped       {', '.join(skipped)} (time budget spent; a larger --time-budget runs them)")
+    if info.get("found_by"):
+        out.append(f"  best plan     found by the {info['found_by']} stage")
+    bound = str(info.get("bound", ""))
+    if bound.startswith("not computed"):
+        out.append(f"  lower bound   {bound}")
     return out
 
 
@@ -375,6 +419,9 @@ def register_sweep(sub: Any) -> None:
                    "dask (an embedded LocalCluster, or --scheduler)")
     p.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler of a running cluster, e.g. tcp://host:8786")
     p.add_argument("--workers", type=int, metavar="N", help="worker processes (default: the cores available)")
+    p.add_argument("--time-budget", type=_seconds, metavar="S", default=None,
+                   help="planning seconds per point: 0 = the fast first plan only (several times cheaper, same "
+                   "on every executor); default: every refinement stage")
     p.set_defaults(run=run_sweep)
 
 
@@ -412,7 +459,8 @@ def run_sweep(args: argparse.Namespace) -> int:
         get_policy(policy)  # an unknown name is an input error here, not a failure in every worker
     if args.workers is not None and args.workers < 1:
         raise InputError(f"must be >= 1, got {args.workers}", field="--workers")
-    run = {"executor": args.executor, "scheduler": args.scheduler, "workers": args.workers}
+    run = {"executor": args.executor, "scheduler": args.scheduler, "workers": args.workers,
+           "time_budget_s": getattr(args, "time_budget", None)}
     graphs = {path: load_graph_arg(path, args) for path in args.graph}
     hws = {path: load_hardware_arg(path, args.set) for path in args.hardware}
     try:

@@ -7,11 +7,17 @@ results complete (not in point order), so a caller can stream them into a chart 
 - ``serial``: in this process, in point order. The reference the other two must reproduce exactly.
 - ``process``: a ``concurrent.futures`` pool of local processes (``forkserver``, so a threaded caller such
   as the Streamlit server is never forked). The pool is kept for the life of the process so a dashboard's
-  second sweep does not pay the start-up again; ``shared`` is pickled once per call and unpickled once per
-  worker (cached by a token).
+  second sweep does not pay the start-up again; ``shared`` is pickled once per call into a file (in
+  ``/dev/shm`` where there is one) and each worker reads it once (cached by a token): a task carries only
+  the token, the path and its points, never the graph.
 - ``dask``: Dask distributed. With no ``scheduler`` an embedded ``LocalCluster`` of ``workers`` single-threaded
   processes is started (and kept, like the pool); with ``scheduler="tcp://host:8786"`` the points run on
   that cluster. ``shared`` is scattered to every worker once.
+
+Points travel in **chunks** (``chunks``; default :data:`CHUNKS_PER_WORKER` per worker), so a sweep of many
+cheap points is not dominated by per-task overhead. A chunk takes every n-th point (points 0, n, 2n … go
+together), so chunks of a sweep whose cost grows along the points cost about the same, and the workers
+finish together. Results still stream: a chunk's results arrive when it completes.
 
 ``fn`` must be a module-level function (workers import it by name). An exception in ``fn`` stops the
 iteration with :class:`PointError` naming the point and the original error; an unreachable scheduler or a
@@ -21,6 +27,7 @@ worker that dies raises :class:`ExecutorError`. Pending points are cancelled whe
 from __future__ import annotations
 
 import atexit
+import contextlib
 import multiprocessing
 import os
 import pickle
@@ -46,6 +53,9 @@ EXECUTORS: tuple[str, ...] = ("auto", "serial", "process", "dask")
 SERIAL_UP_TO = 3
 #: How long to wait for a Dask scheduler given by address before saying it is unreachable.
 CONNECT_TIMEOUT_S = 10.0
+#: Default chunks per worker: enough that a slow chunk does not leave the other workers idle at the end,
+#: few enough that the per-task cost (a pool round trip, a Dask task) stays small next to planning.
+CHUNKS_PER_WORKER = 4
 
 
 class ExecutorError(TierplanError):
@@ -84,15 +94,20 @@ def _describe(exc: BaseException) -> str:
 
 
 def map_points(fn: Callable[[S, P], R], points: Sequence[P], *, shared: Any = None, executor: str = "auto",
-               scheduler: str | None = None, workers: int | None = None) -> Iterator[tuple[int, R]]:
+               scheduler: str | None = None, workers: int | None = None,
+               chunks: int | None = None) -> Iterator[tuple[int, R]]:
     """``(index, fn(shared, points[index]))`` for every point, as each completes.
 
     ``workers``: processes for ``process`` and the embedded Dask cluster (default: the cores available);
-    ``scheduler``: address of a running Dask scheduler (implies ``executor="dask"`` when ``auto``).
+    ``scheduler``: address of a running Dask scheduler (implies ``executor="dask"`` when ``auto``);
+    ``chunks``: how many tasks the points are split into (default :data:`CHUNKS_PER_WORKER` per worker,
+    at most one per point).
     """
     points = list(points)
     if workers is not None and workers < 1:
         raise ExecutorError(f"workers must be >= 1, got {workers}")
+    if chunks is not None and chunks < 1:
+        raise ExecutorError(f"chunks must be >= 1, got {chunks}")
     kind = "dask" if scheduler and executor == "auto" else resolve_executor(executor, len(points), workers)
     if scheduler and kind != "dask":
         raise ExecutorError(f"a scheduler address only applies to the dask executor, not {kind!r}")
@@ -101,8 +116,36 @@ def map_points(fn: Callable[[S, P], R], points: Sequence[P], *, shared: Any = No
     if kind == "serial":
         return _serial(fn, points, shared)
     if kind == "process":
-        return _process(fn, points, shared, min(workers or default_workers(), len(points)))
-    return _dask(fn, points, shared, scheduler, workers or default_workers())
+        n_workers = min(workers or default_workers(), len(points))
+        return _process(fn, points, shared, n_workers, _chunked(len(points), chunks, n_workers))
+    n_workers = workers or default_workers()
+    return _dask(fn, points, shared, scheduler, n_workers, _chunked(len(points), chunks, n_workers))
+
+
+def _chunked(n: int, chunks: int | None, workers: int) -> list[list[int]]:
+    """Point indices per chunk: chunk ``j`` holds ``j, j + c, j + 2c …`` (``c`` chunks), so every chunk
+    samples the whole sweep."""
+    c = max(1, min(n, chunks if chunks is not None else workers * CHUNKS_PER_WORKER))
+    return [list(range(j, n, c)) for j in range(c)]
+
+
+class _ChunkError(Exception):
+    """A point of a chunk raised: its index and the original error, described (picklable)."""
+
+    def __init__(self, index: int, message: str) -> None:
+        super().__init__(index, message)
+        self.index, self.message = index, message
+
+
+def _run_chunk(fn: Callable[[Any, Any], Any], shared: Any, chunk: Sequence[tuple[int, Any]]) -> list[tuple[int, Any]]:
+    """``fn`` on every ``(index, point)`` of a chunk, in a worker; the first failure stops the chunk."""
+    out = []
+    for k, point in chunk:
+        try:
+            out.append((k, fn(shared, point)))
+        except Exception as exc:
+            raise _ChunkError(k, _describe(exc)) from exc
+    return out
 
 
 # --------------------------------------------------------------------------------------------- serial
@@ -141,53 +184,84 @@ def _drop_pool(workers: int) -> None:
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _run_in_worker(fn: Callable[[Any, Any], Any], token: str, payload: bytes, point: Any) -> Any:
-    """Worker side of the pool: unpickle ``shared`` once per token, then run one point."""
-    shared = _WORKER_SHARED.get(token)
-    if shared is None and token not in _WORKER_SHARED:
+def _shared_in_worker(token: str, path: str) -> Any:
+    """Worker side of the pool: the shared object of ``token``, read from ``path`` the first time."""
+    if token not in _WORKER_SHARED:
         if len(_WORKER_SHARED) >= 4:  # keep the latest few sweeps' inputs, not every one ever sent
             _WORKER_SHARED.pop(next(iter(_WORKER_SHARED)))
-        shared = _WORKER_SHARED[token] = pickle.loads(payload)  # our own parent's bytes, never user input
-    return fn(shared, point)
+        with open(path, "rb") as f:
+            _WORKER_SHARED[token] = pickle.load(f)  # our own parent's file, never user input
+    return _WORKER_SHARED[token]
 
 
-def _process(fn: Callable[[S, P], R], points: list[P], shared: S, workers: int) -> Iterator[tuple[int, R]]:
+def _run_in_worker(fn: Callable[[Any, Any], Any], token: str, path: str, chunk: list[tuple[int, Any]]
+                   ) -> list[tuple[int, Any]]:
+    """Worker side of the pool: one chunk of points."""
+    return _run_chunk(fn, _shared_in_worker(token, path), chunk)
+
+
+def _shared_file(shared: Any) -> str:
+    """Pickle ``shared`` once into a private file (memory-backed ``/dev/shm`` when present)."""
+    import tempfile
+
+    where = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    fd, path = tempfile.mkstemp(prefix="tierplan-sweep-", suffix=".pickle", dir=where)
     try:
-        payload = pickle.dumps(shared, protocol=pickle.HIGHEST_PROTOCOL)
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(shared, f, protocol=pickle.HIGHEST_PROTOCOL)
     except Exception as exc:
+        os.unlink(path)
         raise ExecutorError(f"cannot send the sweep's inputs to worker processes: {_describe(exc)}") from exc
+    return path
+
+
+def _process(fn: Callable[[S, P], R], points: list[P], shared: S, workers: int, chunks: list[list[int]]
+             ) -> Iterator[tuple[int, R]]:
+    path = _shared_file(shared)
     token = uuid.uuid4().hex
-    for attempt in (0, 1):
-        pool = _pool(workers)
-        try:
-            futures = {pool.submit(_run_in_worker, fn, token, payload, p): k for k, p in enumerate(points)}
-            break
-        except (BrokenProcessPool, RuntimeError):  # a pool left broken (or shut down) by an earlier sweep
-            _drop_pool(workers)
-            if attempt:
-                raise ExecutorError("cannot start the local process pool") from None
-    yield from _drain(futures, points, lambda: _drop_pool(workers))
+    try:
+        for attempt in (0, 1):
+            pool = _pool(workers)
+            try:
+                futures = {pool.submit(_run_in_worker, fn, token, path, [(k, points[k]) for k in chunk]): j
+                           for j, chunk in enumerate(chunks)}
+                break
+            except (BrokenProcessPool, RuntimeError):  # a pool left broken (or shut down) by an earlier sweep
+                _drop_pool(workers)
+                if attempt:
+                    raise ExecutorError("cannot start the local process pool") from None
+        yield from _drain(futures, chunks, points, lambda: _drop_pool(workers))
+    finally:
+        with contextlib.suppress(OSError):  # workers that read it keep their copy; a cancelled sweep needs none
+            os.unlink(path)
 
 
-def _drain(futures: dict[Future[Any], int], points: list[Any], on_broken: Callable[[], None]
-           ) -> Iterator[tuple[int, Any]]:
+def _drain(futures: dict[Future[Any], int], chunks: list[list[int]], points: list[Any],
+           on_broken: Callable[[], None]) -> Iterator[tuple[int, Any]]:
     pending = set(futures)
     try:
         while pending:
             done, pending = wait(pending, return_when=FIRST_COMPLETED)
             for fut in sorted(done, key=futures.__getitem__):
-                k = futures[fut]
+                chunk = chunks[futures[fut]]
                 exc = fut.exception()
                 if isinstance(exc, BrokenProcessPool):
                     on_broken()
-                    raise ExecutorError(f"a worker process died while planning sweep point {k} "
-                                        f"({points[k]!r}); out of memory?") from exc
+                    raise ExecutorError(f"a worker process died while planning sweep points {_names(chunk, points)}; "
+                                        "out of memory?") from exc
+                if isinstance(exc, _ChunkError):
+                    raise PointError(exc.index, points[exc.index], exc.message) from exc
                 if exc is not None:
-                    raise PointError(k, points[k], _describe(exc)) from exc
-                yield k, fut.result()
+                    raise ExecutorError(f"sweep points {_names(chunk, points)} failed: {_describe(exc)}") from exc
+                yield from fut.result()
     finally:
         for fut in pending:
             fut.cancel()
+
+
+def _names(chunk: list[int], points: list[Any], most: int = 3) -> str:
+    shown = ", ".join(f"{k} ({points[k]!r})" for k in chunk[:most])
+    return shown + (f" and {len(chunk) - most} more" if len(chunk) > most else "")
 
 
 # ----------------------------------------------------------------------------------------------- dask
@@ -221,8 +295,8 @@ def _client(scheduler: str | None, workers: int) -> Any:
         return client
 
 
-def _dask(fn: Callable[[S, P], R], points: list[P], shared: S, scheduler: str | None, workers: int
-          ) -> Iterator[tuple[int, R]]:
+def _dask(fn: Callable[[S, P], R], points: list[P], shared: S, scheduler: str | None, workers: int,
+          chunks: list[list[int]]) -> Iterator[tuple[int, R]]:
     from distributed import as_completed
 
     client = _client(scheduler, workers)
@@ -230,20 +304,23 @@ def _dask(fn: Callable[[S, P], R], points: list[P], shared: S, scheduler: str | 
         remote = client.scatter(shared, broadcast=True, hash=False)
     except Exception as exc:
         raise ExecutorError(f"cannot send the sweep's inputs to the Dask workers: {_describe(exc)}") from exc
-    futures = [client.submit(fn, remote, p, pure=False, key=f"point-{k}-{uuid.uuid4().hex}")
-               for k, p in enumerate(points)]
-    index = {f.key: k for k, f in enumerate(futures)}
+    run = uuid.uuid4().hex
+    futures = [client.submit(_run_chunk, fn, remote, [(k, points[k]) for k in chunk], pure=False,
+                             key=f"points-{j}-{run}") for j, chunk in enumerate(chunks)]
+    index = {f.key: j for j, f in enumerate(futures)}
     done_keys: set[str] = set()
     try:
         for fut in as_completed(futures, loop=client.loop):
-            k = index[fut.key]
+            chunk = chunks[index[fut.key]]
             done_keys.add(fut.key)
             if fut.status == "error":
                 error = fut.exception()
-                raise PointError(k, points[k], _describe(error)) from error
+                if isinstance(error, _ChunkError):
+                    raise PointError(error.index, points[error.index], error.message) from error
+                raise ExecutorError(f"sweep points {_names(chunk, points)} failed: {_describe(error)}") from error
             if fut.status == "cancelled":
-                raise ExecutorError(f"the Dask cluster lost sweep point {k} ({points[k]!r})")
-            yield k, fut.result()
+                raise ExecutorError(f"the Dask cluster lost sweep points {_names(chunk, points)}")
+            yield from fut.result()
     finally:
         left = [f for f in futures if f.key not in done_keys]
         if left:

@@ -111,6 +111,10 @@ class Plan:
     gap_to_bound: float | None = None
     #: what the order refinement moved and why, for the UI: ``{"op", "from_index", "to_index", "reason"}``
     order_moves: tuple[Mapping[str, Any], ...] = ()
+    #: how the plan was made (core.planner.plan_anytime): ``stages_run``, ``stages_skipped`` (time budget),
+    #: ``found_by`` (the stage that found it), ``time_budget_s``, ``bound`` (computed, off, or why not);
+    #: empty for plans from elsewhere
+    planning: Mapping[str, Any] = field(default_factory=dict)
 
 
 def _event_to_dict(e: Event) -> dict[str, Any]:
@@ -122,7 +126,7 @@ def _event_to_dict(e: Event) -> dict[str, Any]:
 
 
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
-    """The JSON form; ``order``, ``order_moves``, ``lower_bound_s`` and ``gap_to_bound`` only when set."""
+    """The JSON form; ``order``, ``order_moves``, ``lower_bound_s``, ``gap_to_bound`` and ``planning`` only when set."""
     out: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "graph": plan.graph,
@@ -148,6 +152,8 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         out["lower_bound_s"] = plan.lower_bound_s
     if plan.gap_to_bound is not None:
         out["gap_to_bound"] = plan.gap_to_bound
+    if plan.planning:
+        out["planning"] = {k: list(v) if isinstance(v, tuple) else v for k, v in plan.planning.items()}
     return out
 
 
@@ -197,6 +203,14 @@ def _optional_num(raw: Mapping[str, Any], key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InputError(f"expected a number, got {value!r}", field=key)
     return float(value)
+
+
+def _planning(raw: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The optional ``planning`` record (lists back to tuples, so a round trip compares equal)."""
+    value = raw.get("planning", {})
+    if not isinstance(value, dict):
+        raise InputError("expected an object", field="planning")
+    return {str(k): tuple(v) if isinstance(v, list) else v for k, v in value.items()}
 
 
 def _event_from_dict(raw: Any, where: str) -> Event:
@@ -263,6 +277,7 @@ def plan_from_dict(raw: Any, *, source: str | None = None) -> Plan:
             policy_params=params if isinstance(params, dict) else {},
             order=_order(raw), order_moves=_order_moves(raw),
             lower_bound_s=_optional_num(raw, "lower_bound_s"), gap_to_bound=_optional_num(raw, "gap_to_bound"),
+            planning=_planning(raw),
         )
     except InputError as exc:
         raise (exc.with_source(source) if source else exc) from None

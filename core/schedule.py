@@ -44,7 +44,7 @@ from core.hardware import Compute, Hardware, Link, op_time_s
 from core.kernels import use_compiled
 from core.liveness import Liveness, graph_refs
 from core.plan import ComputeEvent, Decision, Event, FreeEvent, Plan, TransferEvent
-from core.spans import recompute_blocker
+from core.spans import recompute_blocker, spare_outputs
 from core.units import format_bytes
 
 __all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "build_schedule",
@@ -199,12 +199,17 @@ class _Builder:
         for sid, (action, _) in assignment.items():
             if action == "recompute":
                 span = live.spans[sid]
-                blocker = recompute_blocker(graph, live, sid)
+                blocker = recompute_blocker(graph, live, sid, multi_output=True)
                 if blocker is not None:  # a policy bug: the re-run would regenerate another version
                     raise ValueError(f"span {sid} of '{span.tensor}' may not be recomputed: {blocker}")
                 q = graph.producer[span.tensor]
                 self.recompute_at.setdefault(span.end_op, []).append(q)
                 rec_time[span.end_op] += self.durations[q]
+                # the re-run regenerates the producer's other (dead) outputs too: spare copies, freed when
+                # the op it serves ends (core.spans.recompute_blocker, ``multi_output``)
+                for y in spare_outputs(graph, span):
+                    self._copy(y, self.C, graph.tensor_by_id[y].bytes, span.end_op, span.end_op + 1)
+                    self.free_at_op_end[span.end_op].append((y, self.C))
         self.est = estimate_slot_starts(self.durations + rec_time)
 
     def _tier_compute(self, tier: str) -> Compute:

@@ -6,6 +6,8 @@ is analysed once and shipped to the workers once. Points run on :mod:`core.execu
 process pool — the default beyond a few points — or Dask); every executor gives the same results, because a
 point depends only on its inputs. The ``iter_*`` functions yield ``(index, point)`` as points complete, for
 callers that stream them (the What-if page, the CLI's progress bar); the others return lists in order.
+``time_budget_s`` is each point's planning budget (:func:`core.planner.make_plan`): 0 plans every point
+with the fast first plan only (deterministic, several times cheaper), None runs every refinement stage.
 """
 
 from __future__ import annotations
@@ -80,11 +82,14 @@ class _Case:
     tier: str
     link: str | None = None
     keep_plans: bool = False
+    #: per point: make_plan's time budget (0: the fast first plan only; None: every refinement stage)
+    time_budget_s: float | None = None
 
 
 def _plan_point(case: _Case, hw: Hardware, policy: str, capacity: int, bandwidth: float = 0.0) -> SweepPoint:
     try:
-        plan = make_plan(case.graph, hw, policy=policy, params=case.params, liveness=case.liveness)
+        plan = make_plan(case.graph, hw, policy=policy, params=case.params, liveness=case.liveness,
+                         time_budget_s=case.time_budget_s)
     except InfeasibleError as exc:
         return SweepPoint(capacity, float("nan"), float("nan"), 0, False, str(exc), bandwidth)
     m = plan.metrics
@@ -105,8 +110,10 @@ def _grid_cell(case: _Case, point: tuple[int, float]) -> SweepPoint:
 
 
 def _case(graph: Graph, hw: Hardware, policy: str, params: Mapping[str, Any] | None, liveness: Liveness | None,
-          tier: str | None = None, link: str | None = None, keep_plans: bool = False) -> _Case:
-    return _Case(graph, hw, liveness or analyze(graph), policy, params, tier or hw.compute_tier, link, keep_plans)
+          tier: str | None = None, link: str | None = None, keep_plans: bool = False,
+          time_budget_s: float | None = None) -> _Case:
+    return _Case(graph, hw, liveness or analyze(graph), policy, params, tier or hw.compute_tier, link, keep_plans,
+                 time_budget_s)
 
 
 def _collect(stream: Iterator[tuple[int, Any]], n: int, progress: Progress | None,
@@ -122,17 +129,19 @@ def _collect(stream: Iterator[tuple[int, Any]], n: int, progress: Progress | Non
 def iter_sweep_capacity(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_bytes: Sequence[int],
                         tier: str | None = None, params: Mapping[str, Any] | None = None,
                         liveness: Liveness | None = None, executor: str = "auto", scheduler: str | None = None,
-                        workers: int | None = None, keep_plans: bool = False) -> Iterator[tuple[int, SweepPoint]]:
-    """``(index, point)`` per capacity of ``tier`` (default: the compute tier), as each plan completes."""
-    case = _case(graph, hw, policy, params, liveness, tier, keep_plans=keep_plans)
+                        workers: int | None = None, time_budget_s: float | None = None,
+                        keep_plans: bool = False, chunks: int | None = None) -> Iterator[tuple[int, SweepPoint]]:
+    """``(index, point)`` per capacity of ``tier`` (default: the compute tier), as each plan completes
+    (``chunks``: tasks the points travel in, :func:`core.executor.map_points`; one per point streams each)."""
+    case = _case(graph, hw, policy, params, liveness, tier, keep_plans=keep_plans, time_budget_s=time_budget_s)
     return map_points(_capacity_point, [int(c) for c in capacities_bytes], shared=case, executor=executor,
-                      scheduler=scheduler, workers=workers)
+                      scheduler=scheduler, workers=workers, chunks=chunks)
 
 
 def sweep_capacity(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_bytes: Sequence[int],
                    tier: str | None = None, params: Mapping[str, Any] | None = None,
                    progress: Progress | None = None, liveness: Liveness | None = None, executor: str = "auto",
-                   scheduler: str | None = None, workers: int | None = None,
+                   scheduler: str | None = None, workers: int | None = None, time_budget_s: float | None = None,
                    keep_plans: bool = False) -> list[SweepPoint]:
     """One plan per capacity of ``tier`` (default: the compute tier), in the order given.
 
@@ -142,7 +151,7 @@ def sweep_capacity(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capa
     caps = [int(c) for c in capacities_bytes]
     stream = iter_sweep_capacity(graph, hw, policy=policy, capacities_bytes=caps, tier=tier, params=params,
                                  liveness=liveness, executor=executor, scheduler=scheduler, workers=workers,
-                                 keep_plans=keep_plans)
+                                 time_budget_s=time_budget_s, keep_plans=keep_plans)
     return _collect(stream, len(caps), progress, lambda k: f"{tier} = {format_bytes(caps[k])}")
 
 
@@ -156,10 +165,12 @@ def _default_link(hw: Hardware) -> str:
 def iter_sweep_bandwidth(graph: Graph, hw: Hardware, *, policy: str = "tierplan", bandwidths_Bps: Sequence[float],
                          link: str | None = None, params: Mapping[str, Any] | None = None,
                          liveness: Liveness | None = None, executor: str = "auto", scheduler: str | None = None,
-                         workers: int | None = None, keep_plans: bool = False) -> Iterator[tuple[int, SweepPoint]]:
+                         workers: int | None = None, time_budget_s: float | None = None,
+                         keep_plans: bool = False) -> Iterator[tuple[int, SweepPoint]]:
     """``(index, point)`` per bandwidth of ``link`` (both directions; default: the first link out of the
     compute tier) at the current compute-tier capacity, as each plan completes."""
-    case = _case(graph, hw, policy, params, liveness, link=link or _default_link(hw), keep_plans=keep_plans)
+    case = _case(graph, hw, policy, params, liveness, link=link or _default_link(hw), keep_plans=keep_plans,
+                 time_budget_s=time_budget_s)
     cap = hw.capacity(hw.compute_tier)
     return map_points(_grid_cell, [(cap, float(b)) for b in bandwidths_Bps], shared=case, executor=executor,
                       scheduler=scheduler, workers=workers)
@@ -168,14 +179,14 @@ def iter_sweep_bandwidth(graph: Graph, hw: Hardware, *, policy: str = "tierplan"
 def sweep_bandwidth(graph: Graph, hw: Hardware, *, policy: str = "tierplan", bandwidths_Bps: Sequence[float],
                     link: str | None = None, params: Mapping[str, Any] | None = None,
                     progress: Progress | None = None, liveness: Liveness | None = None, executor: str = "auto",
-                    scheduler: str | None = None, workers: int | None = None,
+                    scheduler: str | None = None, workers: int | None = None, time_budget_s: float | None = None,
                     keep_plans: bool = False) -> list[SweepPoint]:
     """One plan per bandwidth of ``link``, in the order given."""
     link = link or _default_link(hw)
     bws = [float(b) for b in bandwidths_Bps]
     stream = iter_sweep_bandwidth(graph, hw, policy=policy, bandwidths_Bps=bws, link=link, params=params,
                                   liveness=liveness, executor=executor, scheduler=scheduler, workers=workers,
-                                  keep_plans=keep_plans)
+                                  time_budget_s=time_budget_s, keep_plans=keep_plans)
     return _collect(stream, len(bws), progress, lambda k: f"{link} = {format_bandwidth(bws[k])}")
 
 
@@ -191,7 +202,8 @@ def min_capacity_for_slowdown(graph: Graph, hw: Hardware, *, policy: str = "tier
                               params: Mapping[str, Any] | None = None, tolerance: float = 0.01,
                               liveness: Liveness | None = None, executor: str = "auto",
                               scheduler: str | None = None, workers: int | None = None,
-                              probes: int | None = None, progress: Progress | None = None) -> int | None:
+                              probes: int | None = None, progress: Progress | None = None,
+                              time_budget_s: float | None = None) -> int | None:
     """Smallest compute-tier capacity whose plan slows the step by at most ``max_slowdown``.
 
     The search runs on a fixed grid (:func:`capacity_grid`: steps of ``tolerance`` × the no-offload peak,
@@ -213,7 +225,7 @@ def min_capacity_for_slowdown(graph: Graph, hw: Hardware, *, policy: str = "tier
     if probes is None:
         probes = 1 if kind == "serial" else (workers or default_workers())
     probes = max(1, int(probes))
-    case = _case(graph, hw, policy, params, live)
+    case = _case(graph, hw, policy, params, live, time_budget_s=time_budget_s)
 
     def ok(p: SweepPoint) -> bool:
         return p.feasible and p.slowdown <= max_slowdown
@@ -255,22 +267,23 @@ def with_link_bandwidth(hw: Hardware, link: str, bandwidth_Bps: float) -> Hardwa
 def iter_heatmap(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_bytes: Sequence[int],
                  bandwidths_Bps: Sequence[float], link: str | None = None, params: Mapping[str, Any] | None = None,
                  liveness: Liveness | None = None, executor: str = "auto", scheduler: str | None = None,
-                 workers: int | None = None) -> Iterator[tuple[tuple[int, int], SweepPoint]]:
+                 workers: int | None = None, time_budget_s: float | None = None, chunks: int | None = None
+                 ) -> Iterator[tuple[tuple[int, int], SweepPoint]]:
     """``((i, j), point)`` for capacity ``i`` × bandwidth ``j`` of ``link`` (default: the first link out of
     the compute tier, set in both directions), as each plan completes."""
     link = link or _default_link(hw)
     caps = [int(c) for c in capacities_bytes]
     cells = [(c, float(b)) for b in bandwidths_Bps for c in caps]
-    case = _case(graph, hw, policy, params, liveness, link=link)
+    case = _case(graph, hw, policy, params, liveness, link=link, time_budget_s=time_budget_s)
     for k, point in map_points(_grid_cell, cells, shared=case, executor=executor, scheduler=scheduler,
-                               workers=workers):
+                               workers=workers, chunks=chunks):
         yield (k % len(caps), k // len(caps)), point
 
 
 def heatmap(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_bytes: Sequence[int],
             bandwidths_Bps: Sequence[float], link: str | None = None, params: Mapping[str, Any] | None = None,
             progress: Progress | None = None, liveness: Liveness | None = None, executor: str = "auto",
-            scheduler: str | None = None, workers: int | None = None) -> Heatmap:
+            scheduler: str | None = None, workers: int | None = None, time_budget_s: float | None = None) -> Heatmap:
     """Step time over compute-tier capacity × bandwidth of ``link`` (default: the first link out of the
     compute tier, set in both directions)."""
     link = link or _default_link(hw)
@@ -278,7 +291,8 @@ def heatmap(graph: Graph, hw: Hardware, *, policy: str = "tierplan", capacities_
     bws = [float(b) for b in bandwidths_Bps]
     grid = empty_heatmap(caps, bws, link)
     stream = iter_heatmap(graph, hw, policy=policy, capacities_bytes=caps, bandwidths_Bps=bws, link=link,
-                          params=params, liveness=liveness, executor=executor, scheduler=scheduler, workers=workers)
+                          params=params, liveness=liveness, executor=executor, scheduler=scheduler, workers=workers,
+                          time_budget_s=time_budget_s)
     for done, ((i, j), p) in enumerate(stream, start=1):
         fill_heatmap(grid, i, j, p)
         if progress:
@@ -311,6 +325,7 @@ class _Grid:
     hardware: Mapping[str, Hardware]
     params: Mapping[str, Any] | None
     keep_plans: bool
+    time_budget_s: float | None = None
 
 
 #: in a worker: id(graph) -> (graph, its liveness); holding the graph keeps its id from being reused
@@ -328,19 +343,20 @@ def _grid_point(grid: _Grid, point: tuple[str, str, float, str]) -> SweepPoint:
         hit = _GRID_LIVENESS[id(graph)] = (graph, analyze(graph))
     live = hit[1]
     hw = grid.hardware[hw_key]
-    case = _Case(graph, hw, live, policy, grid.params, hw.compute_tier, keep_plans=grid.keep_plans)
+    case = _Case(graph, hw, live, policy, grid.params, hw.compute_tier, keep_plans=grid.keep_plans,
+                 time_budget_s=grid.time_budget_s)
     capacity = max(1, int(live.no_offload_peak_bytes * budget))
     return _plan_point(case, with_capacity(hw, hw.compute_tier, capacity), policy, capacity)
 
 
 def iter_grid_sweep(graphs: Mapping[str, Graph], hardware: Mapping[str, Hardware], *, budgets: Sequence[float],
                     policies: Sequence[str], params: Mapping[str, Any] | None = None, executor: str = "auto",
-                    scheduler: str | None = None, workers: int | None = None,
+                    scheduler: str | None = None, workers: int | None = None, time_budget_s: float | None = None,
                     keep_plans: bool = False) -> Iterator[tuple[int, GridPoint]]:
     """``(index, cell)`` of models × hardware × budgets (fractions of each model's no-offload peak) ×
     policies, in that nesting order, as each plan completes."""
     cells = [(m, h, float(b), p) for m in graphs for h in hardware for b in budgets for p in policies]
-    grid = _Grid(dict(graphs), dict(hardware), params, keep_plans)
+    grid = _Grid(dict(graphs), dict(hardware), params, keep_plans, time_budget_s)
     for k, point in map_points(_grid_point, cells, shared=grid, executor=executor, scheduler=scheduler,
                                workers=workers):
         yield k, GridPoint(*cells[k], point)
@@ -349,11 +365,11 @@ def iter_grid_sweep(graphs: Mapping[str, Graph], hardware: Mapping[str, Hardware
 def grid_sweep(graphs: Mapping[str, Graph], hardware: Mapping[str, Hardware], *, budgets: Sequence[float],
                policies: Sequence[str], params: Mapping[str, Any] | None = None, progress: Progress | None = None,
                executor: str = "auto", scheduler: str | None = None, workers: int | None = None,
-               keep_plans: bool = False) -> list[GridPoint]:
+               time_budget_s: float | None = None, keep_plans: bool = False) -> list[GridPoint]:
     """Every cell of :func:`iter_grid_sweep`, in nesting order."""
     n = len(graphs) * len(hardware) * len(budgets) * len(policies)
     stream = iter_grid_sweep(graphs, hardware, budgets=budgets, policies=policies, params=params, executor=executor,
-                             scheduler=scheduler, workers=workers, keep_plans=keep_plans)
+                             scheduler=scheduler, workers=workers, time_budget_s=time_budget_s, keep_plans=keep_plans)
     cells: list[GridPoint] = [None] * n  # type: ignore[list-item]
     for done, (k, cell) in enumerate(stream, start=1):
         cells[k] = cell

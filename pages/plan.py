@@ -13,14 +13,29 @@ from core.units import format_bytes
 from ui import figures, kpis, report, state, tables, view
 
 
+def _carry_selection(table_key: str, moved: list[str]) -> None:
+    """When the plan under the table changes (a refined plan arrived, or new inputs), the table's row
+    selection would point at other rows: keep the tensors it selected as highlighted ones instead, and drop
+    highlights of tensors that no longer move (the picker only offers those)."""
+    highlight = list(st.session_state.get("sched:highlight", []) or [])
+    if st.session_state.get("dec:table:shown") not in (None, table_key):
+        highlight += [t for t in st.session_state.get("dec:selected", []) if t not in highlight]
+        st.session_state["dec:selected"] = []
+    allowed = set(moved)
+    st.session_state["sched:highlight"] = [t for t in highlight if t in allowed]
+    st.session_state["dec:table:shown"] = table_key
+
+
 @st.fragment
 @state.safe("Schedule")
-def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
+def _schedule_and_decisions(inputs: state.Inputs, plan, version: int = 0) -> None:
     """The Gantt and the decisions table in one fragment: selecting a tensor reruns only this part."""
     d = state.derived(inputs, plan)
     table = state.decisions(inputs, plan)
     frame = table.frame
     moved = sorted({e.tensor for e in plan.events if type(e).__name__ == "TransferEvent"})
+    table_key = f"dec:table:{inputs.digest}:{version}"
+    _carry_selection(table_key, moved)
     unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))
     chart_slot = st.container()
     st.markdown("##### Decisions")
@@ -40,11 +55,12 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
         shown = shown[shown["action"].isin(actions)]
     if kinds:
         shown = shown[shown["kind"].isin(kinds)]
-    event = view.table(tables.Table(shown.reset_index(drop=True), table.formats), key="dec:table", height=360,
+    event = view.table(tables.Table(shown.reset_index(drop=True), table.formats), key=table_key, height=360,
                        on_select="rerun", selection_mode="multi-row")
     st.caption(f"{len(shown):,} of {len(frame):,} decisions shown.")
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     selected = set(shown.reset_index(drop=True).iloc[rows]["tensor"]) if rows else set()
+    st.session_state["dec:selected"] = sorted(selected)
     with chart_slot:
         picked = st.multiselect("Highlight the transfers of", moved, key="sched:highlight",
                                 placeholder="pick tensors that move (or select rows in the decisions table)")
@@ -63,6 +79,16 @@ def _schedule_and_decisions(inputs: state.Inputs, plan) -> None:
         mode = "bars" if n <= figures.BAR_LIMIT else "WebGL segments"
         st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag on the chart to zoom for a look, "
                    "double-click to reset; the time window above keeps a zoom across changes.")
+
+
+@st.fragment(run_every=0.5)
+def _refining(inputs: state.Inputs, version: int) -> None:
+    """While the planner refines in the background: its progress and the gap to the bound, checked twice a
+    second; a better plan reruns the page (the zoom, the time window and the highlighted tensors stay)."""
+    latest = state.latest_outcome(inputs)
+    if latest is None or latest.version != version or latest.final:
+        st.rerun()  # a better plan (or the end of refinement): redraw the KPIs and charts with it
+    view.refining_status(latest)
 
 
 @st.fragment
@@ -166,20 +192,29 @@ def main() -> None:
     if inputs is None:
         st.info("Pick a model and hardware in the sidebar.")
         return
-    shown, outcome, error = state.plan_outcome(inputs)
+    shown, outcome, error = state.plan_outcome(inputs, final=False)
     view.plan_error(error, shown is not inputs and outcome.plan is not None)
     plan = outcome.plan
     if plan is None:
         return
     hw = shown.hardware
     st.markdown(f"**{shown.model_label}** on **{shown.hardware_label}** · policy **{plan.policy}**")
-    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier, gap_to_bound=getattr(plan, "gap_to_bound", None),
-                                  lower_bound_s=getattr(plan, "lower_bound_s", None)), per_row=4)
+    pending = not outcome.final and "bound" in plan.planning.get("stages_pending", ())
+    view.kpi_tiles(kpis.plan_kpis(plan.metrics, hw.compute_tier, gap_to_bound=plan.gap_to_bound,
+                                  lower_bound_s=plan.lower_bound_s, bound_pending=pending), per_row=4)
+    # every section below keeps its place whether or not it has content, so the charts are not remounted
+    # when the refined plan replaces the first one (a remount would lose a zoom made on the chart)
+    with st.container():
+        if outcome.final:
+            view.planning_note(plan, outcome.note)
+        else:
+            _refining(shown, outcome.version)
     links = {link.name: link.bandwidth_Bps for link in hw.links}
     with st.expander("Bytes moved per link", expanded=False):
         st.dataframe(kpis.link_rows(plan.metrics, links), hide_index=True)
+    order_slot = st.container()
     if plan.order_moves:
-        with st.expander(f"Execution order: {len(plan.order_moves)} ops moved from the graph's order", expanded=False):
+        with order_slot, st.expander(f"Execution order: {len(plan.order_moves)} ops moved from the graph's order", expanded=False):
             st.caption("The planner may run an op elsewhere when every data dependency and in-place update allows "
                        "it (the validator checks the plan's order); it kept this order because the step is faster. "
                        "`--no-reorder` on the command line, or the policy's settings, keep the graph's order.")
@@ -189,7 +224,7 @@ def main() -> None:
                                                       on_change="rerun")
     if tab_sched.open is not False:
         with tab_sched:
-            _schedule_and_decisions(shown, plan)
+            _schedule_and_decisions(shown, plan, outcome.version)
     if tab_mem.open:
         with tab_mem:
             st.caption("Occupancy of each tier over the step, stacked by tensor kind; the dashed line is the "

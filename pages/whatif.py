@@ -28,6 +28,9 @@ from ui import figures, state, view
 
 _EXECUTORS = {"auto": "Automatic (processes beyond 3 points)", "serial": "This process, one by one",
               "process": "Local process pool", "dask": "Dask distributed"}
+#: Each point's planning: every refinement stage (the Plan page's plan), or the fast first plan only.
+_QUALITY = {"refined": ("Refined (every stage, as on the Plan page)", None),
+            "first": ("First plan only (several times faster)", 0.0)}
 
 
 def _progress(bar: Any) -> Callable[[float, str], None]:
@@ -42,6 +45,11 @@ def _key(inputs: state.Inputs, *parts: Any) -> str:
 def _where() -> dict[str, Any]:
     """The executor settings (an expander shared by both sweeps)."""
     with st.expander("Where the plans run", icon=":material/dns:"):
+        quality = st.segmented_control("Each point's plan", list(_QUALITY), default="refined", key="wi:quality",
+                                       format_func=lambda k: _QUALITY[k][0],
+                                       help="The first plan skips the planner's refinement stages (portfolio, "
+                                       "refined order, baselines, LP bound, local search): faster sweeps, plans "
+                                       "that may be slower than the Plan page's.") or "refined"
         c1, c2, c3 = st.columns([2, 2, 1])
         executor = c1.selectbox("Executor", list(_EXECUTORS), format_func=_EXECUTORS.__getitem__, key="wi:executor",
                                 help="Each point is an independent plan; they run in parallel on a process pool "
@@ -52,7 +60,7 @@ def _where() -> dict[str, Any]:
         workers = c3.number_input("Workers", 1, 256, min(default_workers(), 8), key="wi:workers",
                                   help="Processes for the pool or the embedded Dask cluster")
     return {"executor": executor, "scheduler": (scheduler.strip() or None) if executor == "dask" else None,
-            "workers": int(workers)}
+            "workers": int(workers), "time_budget_s": _QUALITY[quality][1]}
 
 
 def _stream_sweep(inputs: state.Inputs, capacities: list[int], where: dict[str, Any], slot: Any, bar: Any,
@@ -60,8 +68,9 @@ def _stream_sweep(inputs: state.Inputs, capacities: list[int], where: dict[str, 
     """Plan every capacity, redrawing the chart in ``slot`` as each point arrives."""
     tier = inputs.hardware.compute_tier
     got: dict[int, SweepPoint] = {}
+    # one task per point: each plan costs far more than a task, and the chart gets every point as it lands
     for k, point in iter_sweep_capacity(inputs.graph, inputs.hardware, policy=inputs.policy, capacities_bytes=capacities,
-                                        params=inputs.params, **where):
+                                        params=inputs.params, chunks=len(capacities), **where):
         got[k] = point
         bar.progress(len(got) / len(capacities),
                      text=f"{len(got)} of {len(capacities)} plans · {tier} = {format_bytes(point.capacity_bytes)}")
@@ -85,7 +94,7 @@ def _capacity_sweep(inputs: state.Inputs, plan_metrics: dict[str, Any], where: d
     budget = c3.number_input("Slowdown budget (%)", 0.0, 500.0, 5.0, step=1.0, key="wi:budget",
                              help="The smallest capacity that keeps the step within this much of compute-only time")
     capacities = [int(c * size) for c in np.linspace(max(lo, 0.01), hi, points)]
-    key = _key(inputs, "sweep", capacities, budget)
+    key = _key(inputs, "sweep", capacities, budget, where.get("time_budget_s"))
     note, slot = st.empty(), st.empty()
 
     def draw(result: list[SweepPoint], smallest: int | None = None) -> Any:
@@ -138,7 +147,7 @@ def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any], where: dict[str
     n_bw = c2.slider("Bandwidth steps", 2, 6, 4, key="wi:hbw")
     capacities = [int(c) for c in np.linspace(peak * 0.3, peak * 1.05, n_cap)]
     bandwidths = [float(b) for b in link.bandwidth_Bps * np.geomspace(0.25, 4.0, n_bw)]
-    key = _key(inputs, "heat", link_name, capacities, bandwidths)
+    key = _key(inputs, "heat", link_name, capacities, bandwidths, where.get("time_budget_s"))
     slot = st.empty()
 
     def draw(result: Any) -> Any:
@@ -151,7 +160,8 @@ def _heatmap(inputs: state.Inputs, plan_metrics: dict[str, Any], where: dict[str
         result = empty_heatmap(capacities, bandwidths, link_name)
         for done, ((i, j), point) in enumerate(
                 iter_heatmap(inputs.graph, hw, policy=inputs.policy, capacities_bytes=capacities,
-                             bandwidths_Bps=bandwidths, link=link_name, params=inputs.params, **where), start=1):
+                             bandwidths_Bps=bandwidths, link=link_name, params=inputs.params, chunks=total, **where),
+                start=1):
             fill_heatmap(result, i, j, point)
             bar.progress(done / total, text=f"{done} of {total} plans · {tier} = {format_bytes(capacities[i])}, "
                          f"{link_name} = {format_bandwidth(bandwidths[j])}")

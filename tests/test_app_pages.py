@@ -5,7 +5,6 @@ Most tests open the app on the tiny teaching sample (``?model=tiny``) so each re
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 
@@ -28,6 +27,14 @@ def _app(**query: str | list[str]) -> AppTest:
         at.query_params[key] = value
     at.run()
     return at
+
+
+def _settled(at: AppTest) -> AppTest:
+    """Let the background refinement of every plan asked for finish, then rerun: the page shows final plans."""
+    from ui import state
+
+    state.plan_store().settle()
+    return at.run()
 
 
 def _metric(at: AppTest, label: str) -> str:
@@ -57,7 +64,7 @@ def _open_tab(at: AppTest, name: str) -> AppTest:
 
 class TestPlanPage:
     def test_landing_shows_a_full_plan_without_upload(self):
-        at = _app()
+        at = _settled(_app())
         _clean(at)
         assert not at.error, [e.value for e in at.error]
         assert at.title[0].value == "Plan"
@@ -274,32 +281,59 @@ class TestOtherPages:
 
 
 class TestPlanStore:
-    def test_plans_are_shared_not_copied_and_made_once(self):
-        import threading
+    @staticmethod
+    def _tiny():
+        from core import load_sample
+        from core.hardware import hardware_to_dict
+        from core.sources.presets import load_preset
+        from ui.anytime import PlanSpec
+        from ui.state import hardware_json
 
-        from ui.state import PlanOutcome, PlanStore
+        return PlanSpec(load_sample("tiny"), hardware_json(hardware_to_dict(load_preset("teaching"))), "tierplan", "{}")
+
+    def test_plans_are_shared_not_copied_and_made_once(self):
+        from ui.state import PlanStore
 
         store = PlanStore(max_entries=2)
-        calls = []
-        gate = threading.Event()
-
-        def make() -> PlanOutcome:
-            calls.append(1)
-            gate.wait(5)
-            return PlanOutcome(None, "made")
-
-        first = store.submit("k", "g", make)
-        second = store.submit("k", "g", make)  # in flight: the same computation
-        gate.set()
-        assert first.result() is second.result()
-        assert store.get("k") is first.result()  # the same object on every hit, no copy
-        assert len(calls) == 1 and "g" in store.seconds
+        first = store.request("k", "g", self._tiny())
+        second = store.request("k", "g", self._tiny())  # in flight: the same computation
+        assert first is second
+        final = store.wait(first, final=True, timeout=120)
+        assert final is not None and final.final and final.plan is not None and final.note is None
+        assert store.get("k") is final  # the same object on every hit, no copy
+        assert "g" in store.seconds
         for key in ("a", "b"):
-            store.submit(key, "g", functools.partial(PlanOutcome, None, key)).result()
+            store.wait(store.request(key, "g", self._tiny()), final=True, timeout=120)
         assert store.get("k") is None and len(store) == 2  # least recently used dropped
 
+    def test_refinement_pauses_unwatched_and_resumes_when_asked(self, monkeypatch: pytest.MonkeyPatch):
+        """Nobody asks for the plan: after its first plan the refining process is paused; asking again
+        resumes it, up to the plan make_plan gives."""
+        import time
+
+        from core import load_preset, load_sample
+        from core.planner import make_plan
+        from ui import state
+
+        monkeypatch.setattr(state, "WANTED_FOR_S", 0.0)
+        store = state.PlanStore()
+        job = store.request("k", "g", self._tiny())
+        first = store.wait(job, final=False, timeout=120)
+        assert first is not None and first.update is not None and first.update.stage == "first"
+        deadline = time.monotonic() + 60
+        while not job.paused and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert job.paused and store.idle() and not job.outcome.final
+        monkeypatch.setattr(state, "WANTED_FOR_S", 60.0)
+        final = store.wait(job, final=True, timeout=120)  # waiting for the final plan asks for it
+        expected = make_plan(load_sample("tiny"), load_preset("teaching"))
+        assert final is not None and final.final and final.version >= 1 and final.note is None
+        assert final.plan.metrics["step_time_s"] == pytest.approx(expected.metrics["step_time_s"])
+        assert final.plan.metrics["step_time_s"] < first.plan.metrics["step_time_s"]
+        assert final.plan.gap_to_bound is not None
+
     def test_app_reruns_return_the_same_plan_object(self):
-        at = _app(model="tiny")
+        at = _settled(_app(model="tiny"))
         first = at.session_state["inputs"]
         from ui import state
 
@@ -307,6 +341,49 @@ class TestPlanStore:
         at.run()
         hit2 = state.plan_store().get(state.plan_key(first.graph_key, first.hw_json, first.policy, first.params_json))
         assert hit1 is not None and hit1 is hit2
+
+
+class TestBackgroundRefinement:
+    """The first plan shows at once, then the refined one replaces it; the user's view survives."""
+
+    def test_first_plan_then_the_refined_one_with_the_view_kept(self, monkeypatch: pytest.MonkeyPatch):
+        from core import load_preset, load_sample
+        from core.planner import make_plan
+        from core.units import format_time
+        from ui import state
+
+        monkeypatch.setattr(state, "WANTED_FOR_S", 0.0)  # the refinement parks after the first plan: see it
+        graph, hw = load_sample("llama2-7b-train"), load_preset("h100-sxm")
+        at = _app(model="llama2-7b-train", set="HBM.capacity=77GiB")
+        _clean(at)
+        inputs = at.session_state["inputs"]
+        first = make_plan(inputs.graph, inputs.hardware, time_budget_s=0)
+        assert _metric(at, "Step time") == format_time(first.metrics["step_time_s"])
+        assert _metric(at, "Best possible") == "…"  # the bound comes with a later stage
+        bars = [p.proto.text for p in at.get("progress")]
+        assert any("Refining in the background: 1 of 6 stages done (first)" in t for t in bars), bars
+        assert not [e for e in at.expander if e.label.startswith("Execution order:")]  # graph order first
+        # the user's view: a time window and a highlighted tensor
+        at.slider(key="sched:window").set_value((10, 40)).run()
+        moved = at.multiselect(key="sched:highlight").options
+        at.multiselect(key="sched:highlight").set_value([moved[0]]).run()
+        monkeypatch.setattr(state, "WANTED_FOR_S", 60.0)
+        _settled(at)
+        _clean(at)
+        shown = state.latest_outcome(inputs)
+        assert shown is not None and shown.final and shown.version >= 1
+        step = shown.plan.metrics["step_time_s"]
+        assert _metric(at, "Step time") == format_time(step) and step < first.metrics["step_time_s"]
+        # make_plan's answer (its local search is time-bounded, so a loaded machine may differ a little)
+        assert step == pytest.approx(make_plan(inputs.graph, inputs.hardware).metrics["step_time_s"], rel=0.02)
+        assert _metric(at, "Best possible").startswith("within ")
+        assert not at.get("progress") and any(c.value.startswith(":material/check_circle: Refined: stages first, "
+                                                                 "portfolio") for c in at.caption)
+        assert [e for e in at.expander if e.label.startswith("Execution order:")]  # the refined order won
+        assert at.slider(key="sched:window").value == (10, 40)
+        still = set(at.multiselect(key="sched:highlight").options)
+        assert at.multiselect(key="sched:highlight").value == ([moved[0]] if moved[0] in still else [])
+        assert graph.name and hw.name  # (the sample and preset the page opened)
 
 
 def _spec(chart) -> dict:

@@ -79,3 +79,34 @@ class TestDask:
         monkeypatch.setattr("core.executor.CONNECT_TIMEOUT_S", 1.0)
         with pytest.raises(ExecutorError, match=re.escape("cannot reach the Dask scheduler at tcp://127.0.0.1:9")):
             list(map_points(_scaled, [1], shared=7, executor="dask", scheduler="tcp://127.0.0.1:9"))
+
+
+class TestChunks:
+    def test_chunks_interleave_the_points(self) -> None:
+        from core.executor import _chunked
+
+        assert _chunked(7, 3, 2) == [[0, 3, 6], [1, 4], [2, 5]]
+        assert _chunked(2, None, 4) == [[0], [1]]  # never more chunks than points
+        assert _chunked(64, None, 2) == [list(range(j, 64, 8)) for j in range(8)]  # 4 per worker
+
+    @pytest.mark.parametrize("chunks", [1, 3, 8])
+    def test_every_chunking_gives_the_same_pairs(self, chunks: int) -> None:
+        got = list(map_points(_scaled, POINTS, shared=7, executor="process", workers=2, chunks=chunks))
+        assert sorted(got) == EXPECTED and len(got) == len(POINTS)
+
+    def test_error_in_a_chunk_names_its_point(self) -> None:
+        with pytest.raises(PointError, match=r"sweep point 4 \(-1\) failed") as info:
+            list(map_points(_scaled, [1, 2, 3, 4, -1, 5], shared=7, executor="process", workers=2, chunks=2))
+        assert info.value.index == 4
+
+    def test_chunks_must_be_positive(self) -> None:
+        with pytest.raises(ExecutorError, match="chunks must be >= 1"):
+            map_points(_scaled, POINTS, shared=7, executor="process", chunks=0)
+
+    def test_the_shared_file_is_removed_after_the_sweep(self) -> None:
+        import glob
+
+        before = set(glob.glob("/dev/shm/tierplan-sweep-*")) | set(glob.glob("/tmp/tierplan-sweep-*"))
+        list(map_points(_scaled, POINTS, shared=7, executor="process", workers=2))
+        after = set(glob.glob("/dev/shm/tierplan-sweep-*")) | set(glob.glob("/tmp/tierplan-sweep-*"))
+        assert after <= before

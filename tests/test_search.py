@@ -12,18 +12,18 @@ from core.validate import validate_plan
 from tests.builders import hierarchy, toy_training
 
 
-def _winner(hbm: str, link: str) -> tuple:
+def _winner(hbm: str, link: str, **settings: int) -> tuple:
     g, hw = toy_training(4), hierarchy(hbm, link)
     info = get_policy("tierplan")
-    params = resolve_params(info, None)
+    params = resolve_params(info, settings or None)
     placement = info.decide(g, hw, analyze(g), params)
     return g, hw, params, placement
 
 
 def test_improves_and_stays_valid() -> None:
-    """Measured: at 7 GiB and 60 GB/s keeping two gradients in HBM beats the greedy's choice (0.616 s ->
-    0.580 s)."""
-    g, hw, params, pl = _winner("7 GiB", "60 GB/s")
+    """Measured: at 7 GiB and 60 GB/s the cost-model order alone gives 0.644 s; issuing a copy-in earlier
+    gives 0.586 s. (The whole portfolio, whose candidates are ranked after refining, already finds 0.560 s.)"""
+    g, hw, params, pl = _winner("7 GiB", "60 GB/s", portfolio=0)
     live = pl.liveness or analyze(g)
     before = max(getattr(e, "end", getattr(e, "time", 0.0)) for e in pl.schedule.events)
     r = local_search(g, hw, live, pl.assignment, params=params, op_tiers=pl.op_tiers, schedule=pl.schedule,
@@ -50,3 +50,30 @@ def test_stalls_by_op_sorted() -> None:
     stalls = stalls_by_op(g, pl.schedule, hw.compute_tier)
     assert stalls and all(a[0] >= b[0] for a, b in pairwise(stalls))
     assert all(s > 0 for s, _ in stalls)
+
+
+def test_tail_swap_hides_the_last_write_back() -> None:
+    """llama2-7b-train at 50 % on h100-sxm, in the refined order: the embedding's Adam state is updated last
+    and its write-back ends the step after every op; keeping it and moving a middle layer's state instead
+    shortens the step (measured 0.810 s -> 0.807 s for the first swap, 0.793 s after three)."""
+    from core.hardware import with_capacity
+    from core.order import refine_order
+    from core.schedule import schedule_end_s
+    from core.sources.presets import load_preset
+    from core.sources.samples import load_sample
+
+    graph = load_sample("llama2-7b-train")
+    hw = load_preset("h100-sxm")
+    hw = with_capacity(hw, hw.compute_tier, int(analyze(graph).no_offload_peak_bytes * 0.5))
+    g = refine_order(graph).graph
+    info = get_policy("tierplan")
+    params = resolve_params(info, None)
+    pl = info.decide(g, hw, analyze(g), params)
+    before = schedule_end_s(pl.schedule)
+    r = local_search(g, hw, pl.liveness, pl.assignment, params=params, op_tiers=pl.op_tiers, schedule=pl.schedule,
+                     budget_s=30.0)
+    assert r.moves and "ended the step" in r.moves[0]
+    assert r.step_s < before
+    plan = build_plan(g, hw, pl.liveness, r.assignment, policy="tierplan", params=params, op_tiers=pl.op_tiers,
+                      schedule=r.schedule, prefetch_from=r.prefetch_from)
+    assert validate_plan(g, plan).ok

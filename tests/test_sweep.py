@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 from core.errors import InfeasibleError
 from core.hardware import with_capacity
 from core.liveness import analyze
@@ -189,3 +191,23 @@ class TestCli:
     def test_bad_capacity_list(self, capsys: pytest.CaptureFixture[str]) -> None:
         assert cli_main(["sweep", "tiny", "--hardware", "teaching", "--capacities", "4 parsecs"]) == 2
         assert "--capacities" in capsys.readouterr().err
+
+
+@pytest.mark.dask
+def test_first_plan_sweep_on_two_dask_workers_is_identical_to_serial(serial_capacity, dask_address: str) -> None:
+    """``time_budget_s=0``: every point is the fast first plan (the same on every executor), never faster
+    than the refined point of the default sweep."""
+    g, refined = serial_capacity
+    caps = [int(c) for c in np.linspace(9 * GiB, 24 * GiB, 12)]
+    serial = sweep_capacity(g, hierarchy(), capacities_bytes=caps, executor="serial", keep_plans=True,
+                            time_budget_s=0)
+    remote = sweep_capacity(g, hierarchy(), capacities_bytes=caps, executor="dask", scheduler=dask_address,
+                            keep_plans=True, time_budget_s=0)
+    assert all(_same(a, b) for a, b in zip(serial, remote, strict=True))
+    _check_all(g, remote)
+    assert all(p.plan is not None and p.plan.planning["stages_run"] == ("first",) for p in remote)
+    for first, full in zip(sweep_capacity(g, hierarchy(), capacities_bytes=CAPS, executor="serial", time_budget_s=0),
+                           refined, strict=True):
+        assert first.feasible == full.feasible
+        if full.feasible:
+            assert full.step_time_s <= first.step_time_s * (1 + 1e-9)

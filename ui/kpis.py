@@ -49,10 +49,11 @@ def format_count(n: float) -> str:
 
 
 def plan_kpis(metrics: Mapping[str, Any], compute_tier: str, *, gap_to_bound: float | None = None,
-              lower_bound_s: float | None = None) -> list[Kpi]:
+              lower_bound_s: float | None = None, bound_pending: bool = False) -> list[Kpi]:
     """Step time (vs compute only), peak memory of the compute tier (vs capacity and no offload), overlap,
     stall, bytes moved and recompute time; plus "within x % of the best possible" when the plan carries a
-    gap to a lower bound (``Plan.gap_to_bound``)."""
+    gap to a lower bound (``Plan.gap_to_bound``), or a "being computed" tile while the planner's bound stage
+    is still to come (``bound_pending``), so the tiles do not jump when it arrives."""
     step = float(metrics.get("step_time_s", 0.0))
     compute_only = float(metrics.get("compute_only_time_s", 0.0))
     slowdown = float(metrics.get("slowdown", 0.0))
@@ -92,6 +93,10 @@ def plan_kpis(metrics: Mapping[str, Any], compute_tier: str, *, gap_to_bound: fl
                "How far this step time can be from the best any plan could do: a lower bound on the step time "
                "for these inputs (no plan beats it), and the step's distance above it.")]
           if gap_to_bound is not None else []),
+        *([Kpi("gap", "Best possible", "…", "bound being computed", "off",
+               "The planner is still refining this plan in the background; the lower bound on the step time "
+               "(no plan beats it) comes with one of its stages.")]
+          if gap_to_bound is None and bound_pending else []),
     ]
 
 

@@ -12,7 +12,8 @@ import streamlit as st
 from ui.kpis import Kpi
 from ui.tables import Table
 
-__all__ = ["PLOTLY_CONFIG", "style", "header", "kpi_tiles", "table", "chart", "plan_error"]
+__all__ = ["PLOTLY_CONFIG", "style", "header", "kpi_tiles", "table", "chart", "plan_error", "refining_status",
+           "planning_note"]
 
 PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "scrollZoom": True,
                                  "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
@@ -141,6 +142,32 @@ def chart(fig: go.Figure, *, key: str, title: str | None = None) -> None:
         dark(fig)
     fmt = str(st.session_state.get(FORMAT_KEY, "png"))
     st.plotly_chart(fig, key=key, config=chart_config(title or own or key, fmt), theme=None)
+
+
+def refining_status(outcome: Any) -> None:
+    """Progress of the background refinement: stage k of n, time so far, the best step and its gap."""
+    from core.units import format_time
+
+    u = outcome.update if outcome is not None else None
+    if u is None:
+        return
+    gap = f" · within {u.gap_to_bound * 100:.1f} % of the bound" if u.gap_to_bound is not None else ""
+    st.progress(min(1.0, u.stages_done / max(u.stages_total, 1)),
+                text=f":material/autorenew: Refining in the background: {u.stages_done} of {u.stages_total} stages "
+                     f"done ({u.stage}) · {u.elapsed_s:.1f} s · best step so far {format_time(u.step_time_s)}{gap}")
+
+
+def planning_note(plan: Any, note: str | None = None) -> None:
+    """One caption: which planning stages ran and which one found the plan shown (``Plan.planning``)."""
+    info = getattr(plan, "planning", None) or {}
+    if note:
+        st.warning(note, icon=":material/warning:")
+    if not info:
+        return
+    ran = ", ".join(info.get("stages_run", ()))
+    found = info.get("found_by")
+    st.caption(f":material/check_circle: Refined: stages {ran} ran" + (f"; the plan shown was found by the "
+               f"*{found}* stage" if found else "") + ".")
 
 
 def plan_error(error: str | None, shown_other: bool) -> None:

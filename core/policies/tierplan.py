@@ -34,10 +34,10 @@ from core.plan import Decision
 from core.policies.base import ParamSpec, Placement, PolicyInfo
 from core.policies.host import host_candidates
 from core.schedule import Schedule, build_schedule, estimate_slot_starts, op_durations, schedule_end_s
-from core.spans import covering_span, freed_slots, idle_s, is_dirty, lower_window, recompute_ok
+from core.spans import covering_span, freed_slots, idle_s, is_dirty, lower_window, recompute_ok, spare_outputs
 from core.units import format_bytes, format_time
 
-__all__ = ["TIERPLAN", "ORDERS", "decide_tierplan", "recompute_setup"]
+__all__ = ["TIERPLAN", "ORDERS", "decide_tierplan", "recompute_setup", "recompute_precommit", "long_offloads"]
 
 
 #: How many live candidates are re-scored per pick (bounds the lazy-greedy re-evaluation).
@@ -195,10 +195,7 @@ class _Tierplan:
         live, n, cap = self.live, self.n, self.cap
         keep = live.keep_bytes
         if self.precommit:
-            keep = keep.copy()
-            for sid in self.precommit:
-                span = live.spans[sid]
-                keep[span.start_op + 1:span.end_op] -= span.bytes
+            keep = self._precommitted(keep)
             self.choice.update(self.precommit)
         if n == 0 or keep.max() <= cap:
             return Placement(dict(self.choice))
@@ -239,14 +236,22 @@ class _Tierplan:
         self._prune()
         return Placement(dict(self.choice))
 
+    def _precommitted(self, keep: np.ndarray) -> np.ndarray:
+        """``keep`` less the spans recomputed up front, plus the spare outputs their re-runs regenerate
+        (held while the op they serve runs)."""
+        keep = keep.astype(np.int64).copy()
+        for sid in self.precommit:
+            span = self.live.spans[sid]
+            keep[span.start_op + 1:span.end_op] -= span.bytes
+            if self.precommit[sid][0] == "recompute" and 0 <= span.end_op < self.n:
+                keep[span.end_op] += sum(self.g.tensor_by_id[y].bytes for y in spare_outputs(self.g, span))
+        return keep
+
     def _prune(self) -> None:
         """Reverse delete: the sweep relieves each op greedily, so later choices can make earlier ones
         unnecessary. Undo the most expensive choices (copy time per byte) whose bytes fit back everywhere
         they were freed."""
-        occ = self.live.keep_bytes.astype(np.int64).copy()
-        for sid in self.precommit:
-            span = self.live.spans[sid]
-            occ[span.start_op + 1:span.end_op] -= span.bytes
+        occ = self._precommitted(self.live.keep_bytes.astype(np.int64))
         for sid, regions in self.applied.items():
             for lo, hi in regions:
                 occ[lo:hi] -= self.live.spans[sid].bytes
@@ -557,15 +562,17 @@ ORDERS = ("cost", "reach", "weight", "idle")
 
 
 def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[int, tuple[str, str]] | None = None,
-                    ) -> tuple[dict[str, tuple[int, ...]], list[Span]]:
+                    *, multi_output: bool = False) -> tuple[dict[str, tuple[int, ...]], list[Span]]:
     """Spans cheaper to recompute than to move, and the extra reads that makes. With ``only`` (a plan's
     choices), just the spans that plan moves: recomputing a span it keeps would only cost time.
 
-    A span qualifies when its producer may be recomputed (one output, no in-place update) and takes at most
-    half the time of the tensor's round trip to the fastest lower tier. Re-running the producer just before
-    the span's end needs the producer's inputs there, so each becomes an extra use at that op (the
-    liveness splits their spans around it, and they may still move in between). Chains are left out: a
-    span whose producer reads another recomputed tensor is not taken.
+    A span qualifies when its producer may be recomputed (one output, no in-place update; with
+    ``multi_output`` also producers whose other outputs are dead by then, see
+    :func:`core.spans.recompute_blocker`) and takes at most half the time of the tensor's round trip to the
+    fastest lower tier. Re-running the producer just before the span's end needs the producer's inputs
+    there, so each becomes an extra use at that op (the liveness splits their spans around it, and they may
+    still move in between). Chains are left out: a span whose producer reads another recomputed tensor is
+    not taken.
     """
     if not hw.offload_tiers or not live.n_ops:
         return {}, []
@@ -575,7 +582,7 @@ def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[in
     for span in live.spans:
         if span.kind != "inner" or span.bytes == 0 or live.span_length_ops(span) < 2:
             continue
-        if not recompute_ok(graph, live, span.id):
+        if not recompute_ok(graph, live, span.id, multi_output=multi_output):
             continue
         if only is not None and only.get(span.id, ("keep",))[0] != "offload":
             continue
@@ -585,12 +592,134 @@ def recompute_setup(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[in
             chosen.append(span)
     tensors = {s.tensor for s in chosen}
     chosen = [s for s in chosen if not any(x in tensors for x in graph.ops[graph.producer[s.tensor]].inputs)]
+    if multi_output:  # a re-run's extra read must not revive another re-run's spare output: biggest first
+        kept: list[Span] = []
+        reads: dict[str, int] = {}  # tensor -> latest re-run reading it
+        spares: dict[str, int] = {}  # spare output -> earliest re-run regenerating it
+        for s in sorted(chosen, key=lambda s: -s.bytes):
+            inputs = graph.ops[graph.producer[s.tensor]].inputs
+            mine = spare_outputs(graph, s)
+            if any(s.end_op >= spares.get(x, live.n_ops + 1) for x in inputs) or \
+                    any(reads.get(y, -1) >= s.end_op for y in mine):
+                continue
+            kept.append(s)
+            for x in inputs:
+                reads[x] = max(reads.get(x, -1), s.end_op)
+            for y in mine:
+                spares[y] = min(spares.get(y, live.n_ops + 1), s.end_op)
+        chosen = sorted(kept, key=lambda s: s.id)
     extra: dict[str, list[int]] = {}
     for s in chosen:
         for x in graph.ops[graph.producer[s.tensor]].inputs:
             if s.end_op not in live.uses[x]:
                 extra.setdefault(x, []).append(s.end_op)
     return {x: tuple(sorted(set(v))) for x, v in extra.items()}, chosen
+
+
+#: Ranking orders tried after the up-front recomputes (Belady's wins on llama2-7b-train at 30-50 % on
+#: h100-sxm, the cost model on resnet50-train at 30 % on t4-flexgen; the other two never won there).
+_RECOMPUTE_ORDERS = ("reach", "cost")
+#: How many of the fastest candidates get the scheduler's refining passes before the portfolio picks one: the
+#: first pass ranks them poorly in link-bound steps (llama2-7b-train at 50 % on h100-sxm: the fastest at the
+#: first pass, 1.19 s, refines to 0.92 s, the fourth, 1.22 s, to 0.85 s; the three fastest of the recompute
+#: variants' candidates measured as good as all of them). Graphs above ``_REFINE_MAX_OPS``
+#: ops skip it (its cost grows with the graph; the planner still refines its winner).
+_REFINE_TOP, _REFINE_MAX_OPS = 3, 20_000
+_REFINE_TOP_SMALL, _REFINE_ALL_OPS = 6, 1_000
+#: The up-front recomputes are tried on a setup (host placement) only when its plain sweep came within this
+#: factor of the best one.
+_SETUP_SLACK = 1.5
+#: Spans at least this fraction of the step long are the activations worth moving up front (see
+#: :func:`long_offloads`).
+_LONG_SPAN = 0.125
+
+
+def long_offloads(graph: Graph, hw: Hardware, live: Liveness, precommit: Mapping[int, tuple[str, str]],
+                  op_tiers: Mapping[int, str]) -> dict[int, tuple[str, str]] | None:
+    """``precommit`` plus every long idle span of a non-persistent tensor (an activation stashed across the
+    forward/backward boundary, at least :data:`_LONG_SPAN` of the ops) moved to the fastest lower tier, or
+    None when there is none. In a training step the link out of the compute tier idles during the forward
+    pass (the optimizer state only becomes dirty in backward): moving activations then, rather than more
+    optimizer state later, shortens the link-bound tail (llama2-7b-train at 50 % on h100-sxm: 0.85 s ->
+    0.81 s). Left out: tensors host ops read, and anything when the lower tier would fill past half."""
+    if not hw.offload_tiers or not live.n_ops:
+        return None
+    tier = hw.offload_tiers[0]
+    host_read = {x for i in op_tiers for x in graph.ops[i].inputs}
+    least = max(2, int(live.n_ops * _LONG_SPAN))
+    out = dict(precommit)
+    total = 0
+    for span in live.spans:
+        if span.kind != "inner" or span.id in out or span.bytes == 0 or span.tensor in host_read:
+            continue
+        if graph.tensor_by_id[span.tensor].persistent or live.span_length_ops(span) < least:
+            continue
+        out[span.id] = ("offload", tier)
+        total += span.bytes
+    if len(out) == len(precommit) or total > 0.5 * hw.capacity(tier):
+        return None
+    return out
+
+
+#: The up-front recomputes must take at least this share off the compute tier's worst excess over capacity
+#: (llama2-7b-train at 50 %: 30 %, resnet50-train: 16 %; llama3-70b-train, already checkpointed: none).
+_MIN_RELIEF = 0.05
+
+
+def _relieves_peak(graph: Graph, hw: Hardware, live: Liveness, rc: tuple[Liveness, dict[int, tuple[str, str]]],
+                   params: Mapping[str, Any], op_tiers: Mapping[int, str]) -> bool:
+    """Whether the recomputes of ``rc`` (from :func:`recompute_precommit`) lower the worst excess of the
+    no-offload occupancy over the compute tier's room by :data:`_MIN_RELIEF` (else they only cost compute)."""
+    planner = _Tierplan(graph, hw, rc[0], params, "cost", op_tiers, {}, rc[1])
+    before = int(live.keep_bytes.max()) - planner.cap
+    after = int(planner._precommitted(rc[0].keep_bytes).max()) - planner.cap
+    return before <= 0 or before - after >= _MIN_RELIEF * before
+
+
+def _refine_top(graph: Graph, hw: Hardware, params: Mapping[str, Any], ranked: list[_Candidate]) -> list[_Candidate]:
+    """``ranked`` with the first :data:`_REFINE_TOP` rescheduled with the refining passes (each kept only
+    when faster), ranked again. On graphs of up to :data:`_REFINE_ALL_OPS` ops the first
+    :data:`_REFINE_TOP_SMALL` all are (tiny on teaching: the fifth, 0.23 s, refines to 0.20 s, the first
+    not at all); on bigger ones a runner-up is refined only when the first one's gain from refining, applied
+    to it with half again to spare, could make it the fastest (deepseek-v3-decode: the passes gain little
+    there, so the runners-up are left alone)."""
+    small = len(graph.ops) <= _REFINE_ALL_OPS
+    count = _REFINE_TOP_SMALL if small else _REFINE_TOP
+    top = []
+    gain = 0.0
+    best = float("inf")
+    for k, c in enumerate(ranked[:count]):
+        if k and not small and c.step_s * (1.0 - 1.5 * gain) >= best:
+            top.append(c)
+            continue
+        p = c.planner
+        sched = build_schedule(graph, hw, p.live, c.placement.assignment, params, p.op_tiers, refine=True)
+        step = schedule_end_s(sched)
+        if k == 0:
+            gain = max(0.0, 1.0 - step / c.step_s) if c.step_s > 0 else 0.0
+        best = min(best, step, c.step_s)
+        top.append(replace(c, step_s=step, schedule=sched) if step < c.step_s else c)
+    return sorted(top, key=lambda c: (c.step_s, c.moved_bytes)) + ranked[count:]
+
+
+def recompute_precommit(graph: Graph, hw: Hardware, live: Liveness, only: Mapping[int, tuple[str, str]] | None,
+                        *, multi_output: bool = False) -> tuple[Liveness, dict[int, tuple[str, str]]] | None:
+    """The liveness with :func:`recompute_setup`'s extra reads and its recomputes as decisions on that
+    liveness (span ids change when spans split), or None when nothing qualifies. A span whose re-run the
+    extra reads make illegal (a sibling output read again later) is left to the sweep."""
+    extra, chosen = recompute_setup(graph, hw, live, only=only, multi_output=multi_output)
+    if not chosen:
+        return None
+    rc_live = analyze(graph, host_ops=live.host_ops, extra_uses={
+        k: tuple(sorted(set(extra.get(k, ())) | set(live.extra_uses.get(k, ()))))
+        for k in set(extra) | set(live.extra_uses)})
+    ids = {(s.tensor, s.start_op, s.end_op): s.id for s in rc_live.spans}
+    precommit = {}
+    for s in chosen:
+        sid = ids.get((s.tensor, s.start_op, s.end_op))
+        if sid is not None and recompute_ok(graph, rc_live, sid, multi_output=multi_output):
+            precommit[sid] = ("recompute", hw.compute_tier)
+    return (rc_live, precommit) if precommit else None
 
 
 @dataclass(frozen=True)
@@ -661,16 +790,31 @@ def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[
     top = best()
     if top.placement.assignment and int(params["recompute"]):
         winner = top.planner
-        extra, chosen = recompute_setup(graph, hw, winner.live, only=winner.choice)
-        if chosen:
-            host_ops = frozenset(winner.op_tiers)
-            rc_live = analyze(graph, host_ops=host_ops, extra_uses={
-                k: tuple(sorted(set(v) | set(winner.live.extra_uses.get(k, ())))) for k, v in extra.items()})
-            ids = {(s.tensor, s.start_op, s.end_op): s.id for s in rc_live.spans}
-            precommit = {ids[(s.tensor, s.start_op, s.end_op)]: ("recompute", hw.compute_tier) for s in chosen
-                         if (s.tensor, s.start_op, s.end_op) in ids}
-            attempt(rc_live, dict(winner.op_tiers), top.order, {}, {}, precommit)
+        rc = recompute_precommit(graph, hw, winner.live, winner.choice)
+        if rc is not None:
+            attempt(rc[0], dict(winner.op_tiers), top.order, {}, {}, rc[1])
+    if int(params["recompute"]) and found and any(c.placement.assignment for c in found):
+        # activation recomputation first (every cheap re-run, several outputs allowed), then the sweep moves
+        # the rest: re-runs free memory without link traffic, and in link-bound training steps the traffic,
+        # not the compute, sets the step time (llama2-7b-train at 50 %: 1.31 s -> see docs/results.md)
+        lead = best().step_s
+        for setup_live, op_tiers in setups:
+            own = [c.step_s for c in found if c.planner.live is setup_live]
+            if not own or min(own) > _SETUP_SLACK * lead:
+                continue  # (host Adam on llama2-7b-train: 3.7 s against 1.2 s; not worth a second look)
+            rc = recompute_precommit(graph, hw, setup_live, None, multi_output=True)
+            if rc is None or not _relieves_peak(graph, hw, setup_live, rc, params, op_tiers):
+                continue
+            for precommit in (rc[1], long_offloads(graph, hw, rc[0], rc[1], op_tiers)):
+                if precommit is None:
+                    continue
+                cache = {}
+                tried = {}
+                for order in _RECOMPUTE_ORDERS:
+                    attempt(rc[0], dict(op_tiers), order, cache, tried, precommit)
     ranked = sorted(found, key=lambda c: (c.step_s, c.moved_bytes))  # stable: first found wins ties
+    if len(ranked) > 1 and graph.ops and len(graph.ops) <= _REFINE_MAX_OPS:
+        ranked = _refine_top(graph, hw, params, ranked)
     first = ranked[0].as_placement(explained=True)
     return replace(first, alternatives=tuple(c.as_placement(explained=False) for c in ranked[1:]))
 

@@ -184,14 +184,55 @@ def test_add_a_tier_after_another_edit(app):
 
 
 def test_planning_shows_a_status_line(app):
-    """A plan that takes seconds shows what is being planned and the elapsed time, not only a fade."""
+    """A plan that takes seconds shows its first plan at once and says that it is refining it: the stage,
+    the elapsed time and the best step so far; then that line gives way to the stages that ran."""
     app.page.goto(f"{app.url}/?model=deepseek-v3-decode&set=HBM.capacity%3D77GiB")
-    status = app.page.get_by_text("Planning DeepSeek")
-    status.first.wait_for(timeout=30_000)
-    assert " s" in status.first.inner_text()
+    status = app.page.get_by_text("Refining in the background")
+    status.first.wait_for(timeout=60_000)
+    text = status.first.inner_text()
+    assert " stages done (" in text and " s · best step so far " in text
     app.page.locator('[data-testid="stMetric"]').first.wait_for()
+    app.page.get_by_text("Refined: stages first").first.wait_for(timeout=120_000)
     app.wait_idle()
-    assert app.page.get_by_text("Planning DeepSeek").count() == 0
+    assert app.page.get_by_text("Refining in the background").count() == 0
+    app.assert_no_exception()
+
+
+def _step_s(app) -> float:
+    from core.units import parse_time
+
+    return parse_time(_metric(app, "Step time"))
+
+
+def test_refined_plan_replaces_the_first_and_the_window_stays(app):
+    """The first plan shows with a refining bar; the refined plan replaces it (a faster step, the bound's
+    tile filled in) while the time window the user set stays and applies to the new plan."""
+    app.page.goto(f"{app.url}/?model=llama3-70b-train")
+    app.page.get_by_text("Refining in the background").first.wait_for(timeout=60_000)
+    first_step = _step_s(app)
+    assert _metric(app, "Best possible") == "…" or _metric(app, "Best possible").startswith("within")
+    handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
+    handles.nth(0).focus()
+    for _ in range(10):
+        handles.nth(0).press("ArrowRight")
+    handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
+    handles.nth(1).focus()
+    for _ in range(30):
+        handles.nth(1).press("ArrowLeft")
+    app.page.get_by_text("Refined: stages first").first.wait_for(timeout=180_000)
+    app.wait_idle()
+    thumbs = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").locator(
+        '[data-testid="stSliderThumbValue"]')
+    lo, hi = (float(thumbs.nth(k).inner_text()) / 100 for k in (0, 1))
+    assert (lo, hi) == (0.10, 0.70)  # the window the user set, kept through the update
+    refined_step = _step_s(app)
+    assert refined_step < first_step  # the refined plan replaced the first one
+    assert _metric(app, "Best possible").startswith("within")
+    x_range = app.page.evaluate("() => [...document.querySelectorAll('.js-plotly-plot')][0]._fullLayout.xaxis.range")
+    from ui.figures import time_scale
+
+    unit = time_scale(refined_step)[0]
+    assert x_range == pytest.approx([lo * refined_step * unit, hi * refined_step * unit], rel=0.02)
     app.assert_no_exception()
 
 
