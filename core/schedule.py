@@ -18,6 +18,11 @@ A policy says, per idle span, keep / offload to a tier / recompute. This module 
    link-bound phases a copy-in then streams in while the previous copy-out drains, when capacity allows.
    Each pass is steps 2-3 again, so it is valid by the same argument.
 
+Mechanics: once every tensor is placed, the copies and moves become flat arrays (:class:`_Columns`) and the
+sequential loops — the grants of step 2, the simulation of step 3 — run as :mod:`core.kernels` (numba-compiled
+on big graphs, the same source as plain Python on small ones; identical plans either way). Events become
+tuples only when someone reads them, so refining passes that lose cost no objects.
+
 Policy parameters the scheduler reads: ``prefetch_slack`` (start copy-ins earlier by this fraction of
 their duration; Tierplan's own knob, default 0 for policies without it).
 """
