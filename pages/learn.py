@@ -69,7 +69,7 @@ def _why() -> None:
 def _prefetch() -> None:
     bw = st.select_slider("HBM ⇄ DDR link (GB/s, as in the sidebar)", lessons.PREFETCH_BW_GBPS,
                           lessons.PREFETCH_DEFAULT_GBPS, format_func=lambda v: f"{v:g} GB/s", key="learn:prefetch:bw")
-    plan = _show(_inputs("tiny", lessons.PREFETCH_HBM_GIB, bw, True), memory=False, schedule=True, section="prefetch")
+    plan = _show(_inputs("tiny", lessons.PREFETCH_HBM_GIB, bw, False), memory=False, schedule=True, section="prefetch")
     if plan is not None:
         hidden = lessons.hidden_transfers(plan)
         st.caption(f"At {bw:g} GB/s: compute waits {format_time(float(plan.metrics['stall_time_s']))}; "
@@ -166,7 +166,8 @@ crosses the dashed capacity line. **Move the HBM slider** (it needs at least {_g
 ### 3 · How a prefetch hides a transfer
 Copies run on the link's own stream, *at the same time* as compute. The planner starts bringing a tensor back
 (a **prefetch**) early enough that it arrives just before the op that reads it — then the transfer costs
-nothing: it is hidden behind compute. Here HBM has {_gib(lessons.PREFETCH_HBM_GIB)}; the chart has one row for
+nothing: it is hidden behind compute. Here HBM has {_gib(lessons.PREFETCH_HBM_GIB)} and recompute is off, so every
+tensor that leaves HBM has to come back over the link (section 4 shows the alternative); the chart has one row for
 compute and one per link direction. **Slow the link down**: transfers grow longer than the compute they hide
 behind, compute has to wait, and *stall* appears — at {lessons.PREFETCH_BW_GBPS[0]:g} GB/s compute waits
 {_ms(pre.slowest_stall_s)}. Speed it up and the stall goes: {fast}{same}{hidden}.
