@@ -347,6 +347,9 @@ class PlanStore:
                 try:
                     kind, payload = conn.recv()
                 except (EOFError, OSError):
+                    with self._lock:
+                        if job.proc is not proc:  # killed on purpose (evicted, or the server exits): no error
+                            return
                     kind, payload = "error", "the refining process ended unexpectedly (out of memory?)"
                 if kind == "ready":
                     ready = True
