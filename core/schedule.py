@@ -203,6 +203,11 @@ class _Builder:
                 if blocker is not None:  # a policy bug: the re-run would regenerate another version
                     raise ValueError(f"span {sid} of '{span.tensor}' may not be recomputed: {blocker}")
                 q = graph.producer[span.tensor]
+                for x in graph.ops[q].inputs:  # the re-run reads them: they must still be there
+                    if not graph.tensor_by_id[x].persistent and max(live.uses[x], default=-1) < span.end_op:
+                        raise InfeasibleError(
+                            f"recomputing '{span.tensor}' before op '{graph.ops[span.end_op].id}' re-runs "
+                            f"'{graph.ops[q].id}', whose input '{x}' is dead by then", reason="placement")
                 self.recompute_at.setdefault(span.end_op, []).append(q)
                 rec_time[span.end_op] += self.durations[q]
                 # the re-run regenerates the producer's other (dead) outputs too: spare copies, freed when

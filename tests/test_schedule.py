@@ -151,3 +151,30 @@ def test_second_pass_streams_the_next_copy_in_during_the_copy_out() -> None:
     assert schedule_end_s(first) > 1.8 * k * copy_s  # in, update, out, in, ...: serial
     # pipelined: the copy-ins back to back on their link, then the last write-back (and 1 ms updates)
     assert schedule_end_s(second) == pytest.approx((k + 1) * copy_s + 0.001 * 7, rel=0.01)
+
+
+def test_recompute_whose_producer_input_is_dead_is_refused() -> None:
+    """Re-running op0 before op5 would read in0, freed after op0. With every op taking zero time all events
+    fall on t = 0 and the validator's equal-time rule cannot see the order, so the scheduler refuses it
+    (hypothesis found a 0 s "plan" of this shape against the exact reference's 134 ms)."""
+    mib = 2**20
+    tensors = [{"id": "in0", "bytes": 16 * mib, "kind": "input"}, {"id": "a0", "bytes": 64 * mib, "kind": "activation"}]
+    ops = [{"id": "op0", "inputs": ["in0"], "outputs": ["a0"], "time_s": 0.0}]
+    prev = "a0"
+    for k in range(1, 5):
+        tensors.append({"id": f"a{k}", "bytes": 16 * mib, "kind": "activation"})
+        ops.append({"id": f"op{k}", "inputs": [prev], "outputs": [f"a{k}"], "time_s": 0.0})
+        prev = f"a{k}"
+    ops.append({"id": "op5", "inputs": ["a0"], "outputs": [], "time_s": 0.0})
+    g = graph_from_dict({"format": "tierplan-graph/1", "name": "dead-input", "tensors": tensors, "ops": ops})
+    hw = hardware_from_dict({
+        "format": "tierplan-hardware/1", "name": "x", "compute_tier": "HBM",
+        "compute": {"peak_flops": 1e14, "efficiency": 0.5, "memory_bandwidth_Bps": 1e12},
+        "tiers": [{"name": "HBM", "capacity_bytes": 96 * mib}, {"name": "DDR", "capacity_bytes": 288 * mib}],
+        "links": [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": 1e9}, {"src": "DDR", "dst": "HBM", "bandwidth_Bps": 1e9}]})
+    live = analyze(g)
+    a0 = next(s.id for s in live.spans if s.tensor == "a0" and s.kind == "inner")
+    with pytest.raises(InfeasibleError, match="input 'in0' is dead"):
+        build_plan(g, hw, live, {a0: ("recompute", "HBM")}, policy="brute")
+    plan = build_plan(g, hw, live, {a0: ("offload", "DDR")}, policy="brute")  # moving it instead is a plan
+    assert validate_plan(g, plan).ok and plan.metrics["step_time_s"] > 0.1
