@@ -156,6 +156,14 @@ class AppDriver:
         )
         self.page.wait_for_timeout(250)
 
+    def wait_refined(self, timeout_ms: int = APP_TIMEOUT_MS) -> None:
+        """Wait until the background refinement has finished (its progress line is gone) and the page has
+        rerun with the refined plan: charts are redrawn when it lands."""
+        self.wait_idle(timeout_ms)
+        self.page.wait_for_function(
+            """() => !document.body.innerText.includes('Refining in the background')""", timeout=timeout_ms)
+        self.wait_idle(timeout_ms)
+
     def open(self, path: str = "") -> None:
         """Open the app (or ``path``, e.g. ``compare`` or ``?set=HBM.capacity%3D8GiB``) and wait for it."""
         self.page.goto(f"{self.url}/{path}")

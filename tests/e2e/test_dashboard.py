@@ -140,7 +140,8 @@ def test_big_schedule_draws_every_stream_row(app):
     app.page.set_default_timeout(180_000)  # DeepSeek-V3 plans for several seconds, more on a loaded machine
     app.open("?model=deepseek-v3-decode")
     app.page.locator(".js-plotly-plot").first.wait_for()
-    app.wait_idle(timeout_ms=180_000)
+    app.wait_refined(timeout_ms=180_000)  # the refined plan redraws the charts: sample them after it
+    app.page.wait_for_function("() => document.querySelector('.js-plotly-plot')?._fullData !== undefined")
     types = app.page.evaluate(
         """() => [...new Set([...document.querySelectorAll('.js-plotly-plot')][0]._fullData.map(t => t.type))]"""
     )
