@@ -157,11 +157,9 @@ class AppDriver:
         self.page.wait_for_timeout(250)
 
     def wait_refined(self, timeout_ms: int = APP_TIMEOUT_MS) -> None:
-        """Wait until the background refinement has finished (its progress line is gone) and the page has
-        rerun with the refined plan: charts are redrawn when it lands."""
-        self.wait_idle(timeout_ms)
-        self.page.wait_for_function(
-            """() => !document.body.innerText.includes('Refining in the background')""", timeout=timeout_ms)
+        """Wait until the refined plan is shown (the Plan page's "Refined: stages …" caption, drawn only for
+        the final plan) and the page has rerun with it: charts are redrawn when it lands."""
+        self.page.get_by_text("Refined: stages first").first.wait_for(timeout=timeout_ms)
         self.wait_idle(timeout_ms)
 
     def open(self, path: str = "") -> None:

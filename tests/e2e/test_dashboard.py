@@ -193,8 +193,7 @@ def test_planning_shows_a_status_line(app):
     text = status.first.inner_text()
     assert " stages done (" in text and " s · best step so far " in text
     app.page.locator('[data-testid="stMetric"]').first.wait_for()
-    app.page.get_by_text("Refined: stages first").first.wait_for(timeout=120_000)
-    app.wait_idle()
+    app.wait_refined(timeout_ms=120_000)
     assert app.page.get_by_text("Refining in the background").count() == 0
     app.assert_no_exception()
 
@@ -220,8 +219,7 @@ def test_refined_plan_replaces_the_first_and_the_window_stays(app):
     handles.nth(1).focus()
     for _ in range(30):
         handles.nth(1).press("ArrowLeft")
-    app.page.get_by_text("Refined: stages first").first.wait_for(timeout=180_000)
-    app.wait_idle()
+    app.wait_refined(timeout_ms=180_000)
     thumbs = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").locator(
         '[data-testid="stSliderThumbValue"]')
     lo, hi = (float(thumbs.nth(k).inner_text()) / 100 for k in (0, 1))
