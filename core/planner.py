@@ -480,8 +480,11 @@ _REFINED = 1
 
 
 def _refine(graph: Graph, hw: Hardware, cand: _Candidate) -> _Candidate:
-    """``cand`` rescheduled with the scheduler's second pass (a no-op when the first did not stall)."""
+    """``cand`` rescheduled with the scheduler's second pass (a no-op when the first did not stall, or when
+    the policy already tried it: ``Placement.refined``)."""
     p = cand.placement
+    if p.refined:
+        return cand
     room = cand.room
     sched = build_schedule(graph, room, cand.liveness, p.assignment, cand.params, p.op_tiers, p.prefetch_from,
                            refine=True)

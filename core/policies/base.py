@@ -51,6 +51,9 @@ class Placement:
     alternatives: tuple[Placement, ...] = ()
     #: builds ``decisions`` on demand (runner-ups are only explained when they are used)
     explain_later: Callable[[], tuple[Decision, ...]] | None = None
+    #: the policy already tried the scheduler's refining passes on these decisions (``schedule`` is the faster
+    #: of the two), so the planner need not build them again
+    refined: bool = False
 
 
 Decide = Callable[[Graph, Hardware, Liveness, Mapping[str, Any]], Placement]

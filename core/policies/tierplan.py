@@ -698,7 +698,8 @@ def _refine_top(graph: Graph, hw: Hardware, params: Mapping[str, Any], ranked: l
         if k == 0:
             gain = max(0.0, 1.0 - step / c.step_s) if c.step_s > 0 else 0.0
         best = min(best, step, c.step_s)
-        top.append(replace(c, step_s=step, schedule=sched) if step < c.step_s else c)
+        top.append(replace(c, step_s=step, schedule=sched, refined=True) if step < c.step_s else
+                   replace(c, refined=True))
     return sorted(top, key=lambda c: (c.step_s, c.moved_bytes)) + ranked[count:]
 
 
@@ -732,12 +733,14 @@ class _Candidate:
     order: str
     planner: _Tierplan
     schedule: Schedule
+    #: the refining passes were tried (:func:`_refine_top`)
+    refined: bool = False
 
     def as_placement(self, *, explained: bool) -> Placement:
         """The candidate as the policy's answer; runner-ups are explained only if they are used."""
         p = self.planner
         return Placement(self.placement.assignment, p.explain() if explained else (), p.op_tiers, p.live,
-                         self.schedule, explain_later=None if explained else p.explain)
+                         self.schedule, explain_later=None if explained else p.explain, refined=self.refined)
 
 
 def decide_tierplan(graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any]) -> Placement:
