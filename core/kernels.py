@@ -17,14 +17,16 @@ costs ~0.5 s (1.5 s on a cold disk cache) and compiling a kernel from scratch a 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "warm_up", "simulate", "grant_tails", "grant_heads", "fenwick_add",
+__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "warming", "warm_up", "simulate", "grant_tails", "grant_heads", "fenwick_add",
            "fenwick_total", "kernel"]
 
 #: Problems smaller than this (ops) run the Python path while numba is not loaded yet: its import plus loading
@@ -37,8 +39,12 @@ Arr = Any
 
 _COMPILED: dict[str, Any] = {}
 _AVAILABLE: bool | None = None
-#: numba is loaded in this process (a kernel ran compiled, or :func:`warm_up`): every size runs compiled
+#: numba is loaded in this process (a kernel ran compiled, or :func:`warm_up` finished): every size runs compiled
 _WARM = False
+#: set in a thread that is loading the kernels on purpose (:func:`warming`): that thread runs compiled, the
+#: others keep the Python path until every kernel is loaded (a half-warm process would stall a landing plan
+#: on a compile)
+_LOCAL = threading.local()
 
 
 def numba_enabled() -> bool:
@@ -56,22 +62,37 @@ def use_compiled(n_ops: int) -> bool:
     """Whether a problem of ``n_ops`` ops runs the compiled kernels: when numba is already loaded (a big
     problem or :func:`warm_up` paid for it), or when it is big enough to pay for loading it
     (``TIERPLAN_NUMBA_MIN_OPS`` overrides :data:`NUMBA_MIN_OPS`, e.g. 0 to compile everything)."""
-    if _WARM and "TIERPLAN_NUMBA_MIN_OPS" not in os.environ:
+    if (_WARM or getattr(_LOCAL, "warming", False)) and "TIERPLAN_NUMBA_MIN_OPS" not in os.environ:
         return numba_enabled()
     return n_ops >= int(os.environ.get("TIERPLAN_NUMBA_MIN_OPS", NUMBA_MIN_OPS)) and numba_enabled()
 
 
-def warm_up() -> bool:
-    """Import numba and let every later plan run compiled, whatever its size (for long-lived processes such as
-    the dashboard, e.g. in a background thread at start-up; :func:`core.schedule.warm_up` also loads the
-    scheduler's kernels). Returns whether the compiled kernels are in use."""
+@contextlib.contextmanager
+def warming() -> Iterator[None]:
+    """In this thread, run every kernel compiled (loading or compiling it) without switching the process to
+    the compiled path; on a clean exit the process switches (every kernel the block ran is loaded by then)."""
     global _WARM
+    outer = not getattr(_LOCAL, "warming", False)
+    _LOCAL.warming = True
+    try:
+        yield
+    finally:
+        if outer:
+            _LOCAL.warming = False
+    if outer:
+        _WARM = True
+
+
+def warm_up() -> bool:
+    """Load the link-load kernels (see :func:`core.schedule.warm_up`, which loads every kernel and is the one
+    to call, e.g. from a background thread of a long-lived process such as the dashboard). Returns whether
+    the compiled kernels are in use."""
     if not numba_enabled():
         return False
-    b = np.zeros(4)
-    kernel(fenwick_add)(b, b.copy(), 2, 0, 1, 1.0)
-    kernel(fenwick_total)(b, b.copy(), 0, 1)
-    _WARM = True
+    with warming():
+        b = np.zeros(4)
+        kernel(fenwick_add)(b, b.copy(), 2, 0, 1, 1.0)
+        kernel(fenwick_total)(b, b.copy(), 0, 1)
     return True
 
 
@@ -667,7 +688,8 @@ def fenwick_total(b1: Arr, b2: Arr, lo: int, hi: int) -> float:
 def kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``fn`` compiled (numba's dispatcher), for callers that pass arrays and call it in a loop."""
     global _WARM
-    _WARM = True
+    if not getattr(_LOCAL, "warming", False):
+        _WARM = True
     jit = _COMPILED.get(fn.__name__)
     if jit is None:
         import numba

@@ -819,7 +819,7 @@ def warm_up() -> bool:
     from core.hardware import hardware_from_dict
     from core.liveness import analyze
 
-    if not kernels.warm_up():
+    if not kernels.numba_enabled():
         return False
     g = graph_from_dict({"format": "tierplan-graph/1", "name": "warm-up", "tensors": [
         {"id": "w", "bytes": 4, "kind": "weight"}, {"id": "a", "bytes": 4, "kind": "activation"}], "ops": [
@@ -829,7 +829,9 @@ def warm_up() -> bool:
                              "tiers": [{"name": "HBM", "capacity_bytes": 64}, {"name": "DDR", "capacity_bytes": 64}],
                              "links": [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": 1.0},
                                        {"src": "DDR", "dst": "HBM", "bandwidth_Bps": 1.0}]})
-    build_schedule(g, hw, analyze(g), {})
+    with kernels.warming():
+        kernels.warm_up()
+        build_schedule(g, hw, analyze(g), {})
     return True
 
 

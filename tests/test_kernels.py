@@ -130,3 +130,24 @@ def test_warm_up_makes_every_size_compiled(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(kernels, "_WARM", False)
     assert warm_up()
     assert kernels.use_compiled(1)
+
+
+@needs_numba
+def test_a_warm_up_in_progress_leaves_other_threads_on_the_python_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+
+    monkeypatch.delenv("TIERPLAN_NUMBA_MIN_OPS", raising=False)
+    monkeypatch.delenv("TIERPLAN_NO_NUMBA", raising=False)
+    monkeypatch.setattr(kernels, "_WARM", False)
+    seen: list[bool] = []
+    with kernels.warming():
+        assert kernels.use_compiled(1)  # the warming thread runs compiled
+        kernels.kernel(kernels.fenwick_total)  # loading a kernel does not switch the process yet
+        other = threading.Thread(target=lambda: seen.append(kernels.use_compiled(1)))
+        other.start()
+        other.join()
+        with kernels.warming():  # nested: the inner exit does not end the outer block
+            pass
+        assert kernels.use_compiled(1) and not kernels._WARM
+    assert seen == [False]
+    assert kernels._WARM and kernels.use_compiled(1)
