@@ -24,7 +24,9 @@ keeping the fastest valid plan found so far (ties: the earlier one), so the plan
     the LP lower bound of each order (:func:`core.bound.lower_bound`) and its rounded solution
     (:func:`core.bound.guided_plan`) as a candidate; the plan then carries ``lower_bound_s``/``gap_to_bound``.
 ``search``
-    local search (:mod:`core.search`) on the best candidate of each order.
+    local search (:mod:`core.search`) on the best candidate of each order, bounded by a count of schedule
+    builds (:func:`core.search.default_builds`), so the default plan is the same on every machine and load;
+    a wall-clock cap applies only under ``time_budget_s`` (or an explicit ``search_s``).
 
 The fastest candidate of each order gets the scheduler's refining pass (:func:`core.schedule.build_schedule`)
 before it is compared, which pays off in link-bound phases. Without a time budget every stage runs and the
@@ -147,15 +149,18 @@ class _Failures:
 
 def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", params: Mapping[str, Any] | None = None,
               liveness: Liveness | None = None, reorder: bool = True, bound: bool = True,
-              search_s: float = 0.5, time_budget_s: float | None = None) -> Plan:
+              search_s: float | None = None, search_builds: int | None = None,
+              time_budget_s: float | None = None) -> Plan:
     """Plan one step of ``graph`` on ``hardware`` with ``policy``: the last plan of :func:`plan_anytime`.
 
     ``reorder`` (Tierplan only; baselines run in the graph's order, as published): also plan in the refined
     execution order of :func:`core.order.refine_order` and keep whichever valid plan is faster; the plan
     records the order it used (``order``, ``order_moves``). ``bound``: attach the LP lower bound of the plan's
-    order (``lower_bound_s``, ``gap_to_bound``; :func:`core.bound.with_bound`). ``search_s``: seconds of local
-    search per order (0 = off). ``time_budget_s``: stop refining when it is spent (0: the first plan only;
-    None: every stage).
+    order (``lower_bound_s``, ``gap_to_bound``; :func:`core.bound.with_bound`). ``search_builds``: schedule
+    builds of local search per order (None: :func:`core.search.default_builds` for the graph's size; 0 = off).
+    ``search_s``: a wall-clock cap on local search per order (None: none, so the plan does not depend on the
+    machine's speed; 0 = off). ``time_budget_s``: stop refining when it is spent (0: the first plan only;
+    None: every stage); only then, or with ``search_s``, can a plan depend on the machine's load.
 
     Raises
     ------
@@ -173,14 +178,14 @@ def make_plan(graph: Graph, hardware: Hardware, *, policy: str = "tierplan", par
     ('first',)
     """
     updates = plan_anytime(graph, hardware, policy=policy, params=params, liveness=liveness, reorder=reorder,
-                           bound=bound, search_s=search_s, time_budget_s=time_budget_s)
+                           bound=bound, search_s=search_s, search_builds=search_builds, time_budget_s=time_budget_s)
     return collections.deque(updates, maxlen=1)[0].plan
 
 
 def plan_anytime(graph: Graph, hardware: Hardware, *, policy: str = "tierplan",
                  params: Mapping[str, Any] | None = None, liveness: Liveness | None = None, reorder: bool = True,
-                 bound: bool = True, search_s: float = 0.5, time_budget_s: float | None = None
-                 ) -> Iterator[PlanUpdate]:
+                 bound: bool = True, search_s: float | None = None, search_builds: int | None = None,
+                 time_budget_s: float | None = None) -> Iterator[PlanUpdate]:
     """A fast first plan, then one :class:`PlanUpdate` per refinement stage (see the module docstring), each
     with the best valid plan so far; the last one is :func:`make_plan`'s answer.
 
@@ -191,18 +196,21 @@ def plan_anytime(graph: Graph, hardware: Hardware, *, policy: str = "tierplan",
         from core.errors import InputError
 
         raise InputError(f"must be a number of seconds >= 0, got {time_budget_s!r}", field="time_budget_s")
-    return _Run(graph, hardware, policy, params, liveness, reorder, bound, search_s, time_budget_s).updates()
+    return _Run(graph, hardware, policy, params, liveness, reorder, bound, search_s, search_builds,
+                time_budget_s).updates()
 
 
 class _Run:
     """One :func:`plan_anytime` call: the stage list, the best plan so far and the clock."""
 
     def __init__(self, graph: Graph, hw: Hardware, policy: str, params: Mapping[str, Any] | None,
-                 liveness: Liveness | None, reorder: bool, bound: bool, search_s: float,
-                 budget_s: float | None) -> None:
+                 liveness: Liveness | None, reorder: bool, bound: bool, search_s: float | None,
+                 search_builds: int | None, budget_s: float | None) -> None:
         info = get_policy(policy)
         self.hw, self.policy, self.bound_wanted = hw, policy, bound
-        self.search_s, self.budget_s = max(0.0, float(search_s)), budget_s
+        self.search_s = None if search_s is None else max(0.0, float(search_s))
+        self.search_builds = None if search_builds is None else max(0, int(search_builds))
+        self.budget_s = budget_s
         self.resolved = resolve_params(info, params)
         self.tierplan = policy == TIERPLAN.key
         live = liveness or analyze(graph)
@@ -234,7 +242,7 @@ class _Run:
             if mode == BASELINES_ALWAYS:
                 self.stages.append("baselines")
             self.stages.append("bound")  # its rounding is a candidate even when the bound is not reported
-            if self.search_s > 0:
+            if self.search_s != 0 and self.search_builds != 0:
                 self.stages.append("search")
         else:
             self.stages = ["first"] + (["bound"] if bound else [])
@@ -376,27 +384,28 @@ class _Run:
     def _stage_search(self) -> None:
         orders = [o for o in (self._graph_order(), *self.orders[1:]) if o.candidates]
         for k, order in enumerate(orders):
-            budget = self.search_s
+            budget = self.search_s  # None: the count of builds alone bounds the search (deterministic)
             if self.budget_s is not None:  # share what is left between the orders still to search
-                budget = min(budget, max(0.0, self.budget_s - self.elapsed()) / (len(orders) - k))
-            if budget > 0:
+                left = max(0.0, self.budget_s - self.elapsed()) / (len(orders) - k)
+                budget = left if budget is None else min(budget, left)
+            if budget is None or budget > 0:
                 params = self.resolved if order is self.base else order.params
-                self._consider(self._best_in(order, params, search_s=budget), self.base if order is self.quick
-                               else order, "search")
+                self._consider(self._best_in(order, params, search=_SearchBudget(self.search_builds, budget)),
+                               self.base if order is self.quick else order, "search")
 
     # ------------------------------------------------------------------------------------------ helpers
     def _best_in(self, order: _Order, params: dict[str, Any], *, fresh: bool = False,
-                 search_s: float = 0.0) -> Plan | None:
+                 search: _SearchBudget | None = None) -> Plan | None:
         """The fastest valid plan among ``order``'s candidates (``fresh``: first ask the policy with
         ``params`` for new ones). With ``baselines=1`` the baselines are tried when none is valid."""
         resolved = resolve_params(get_policy(self.policy), params)
         if fresh:
             order.candidates += self._decide(order, resolved)
-        plan = _first_valid(order, self.hw, self.policy, resolved, search_s, self.failures)
+        plan = _first_valid(order, self.hw, self.policy, resolved, search, self.failures)
         if plan is None and self.tierplan and int(resolved.get("baselines", 0)) == BASELINES_IF_NEEDED:
             extra = _Order(order.graph, order.refined, order.live, resolved,
                            _baseline_candidates(order.graph, self.hw, order.live, resolved))
-            plan = _first_valid(extra, self.hw, self.policy, resolved, 0.0, self.failures)
+            plan = _first_valid(extra, self.hw, self.policy, resolved, None, self.failures)
         return plan
 
     def _decide(self, order: _Order, resolved: dict[str, Any]) -> list[_Candidate]:
@@ -420,13 +429,23 @@ def _no_always(params: Mapping[str, Any]) -> int:
     return min(int(params.get("baselines", 0)), BASELINES_IF_NEEDED)
 
 
-def _search(graph: Graph, cand: _Candidate, budget_s: float) -> _Candidate | None:
+@dataclass(frozen=True)
+class _SearchBudget:
+    """What one local search may spend: ``builds`` schedule builds (None: the default for the graph's size)
+    and, only when a caller set one, ``seconds`` of wall clock."""
+
+    builds: int | None
+    seconds: float | None
+
+
+def _search(graph: Graph, cand: _Candidate, budget: _SearchBudget) -> _Candidate | None:
     """``cand`` improved by :func:`core.search.local_search` (None when nothing helped)."""
     from core.search import local_search, revise_decisions
 
     p = cand.placement
     found = local_search(graph, cand.room, cand.liveness, p.assignment, params=cand.params, op_tiers=p.op_tiers,
-                         prefetch_from=p.prefetch_from, schedule=cand.schedule, budget_s=budget_s)
+                         prefetch_from=p.prefetch_from, schedule=cand.schedule, max_builds=budget.builds,
+                         budget_s=budget.seconds)
     if not found.improved:
         return None
     decisions = p.decisions or (p.explain_later() if p.explain_later is not None else ())
@@ -441,11 +460,11 @@ def _search(graph: Graph, cand: _Candidate, budget_s: float) -> _Candidate | Non
 BASELINES_NEVER, BASELINES_IF_NEEDED, BASELINES_ALWAYS = 0, 1, 2
 
 
-def _first_valid(order: _Order, hw: Hardware, policy: str, params: Mapping[str, Any], search_s: float,
+def _first_valid(order: _Order, hw: Hardware, policy: str, params: Mapping[str, Any], search: _SearchBudget | None,
                  failures: _Failures) -> Plan | None:
     """The fastest of ``order``'s candidates that the validator accepts (rejections noted in
-    ``failures``). The fastest gets the scheduler's refining passes and, for Tierplan, ``search_s`` seconds
-    of local search (:func:`_search`) first."""
+    ``failures``). The fastest gets the scheduler's refining passes and, for Tierplan with ``search``, local
+    search (:func:`_search`) first."""
     graph = order.graph
     ranked = sorted(order.candidates, key=lambda c: (c.step_s, c.moved_bytes))  # stable: policy order breaks ties
     # the fastest gets the scheduler's refining passes (extents re-granted against the simulated slot starts)
@@ -456,8 +475,8 @@ def _first_valid(order: _Order, hw: Hardware, policy: str, params: Mapping[str, 
         refined.append(order.refined_pass[id(c)])
     ranked = sorted(refined, key=lambda c: (c.step_s, c.moved_bytes)) + ranked[_REFINED:]
     searched: _Candidate | None = None
-    if policy == TIERPLAN.key and search_s > 0 and ranked and ranked[0].placement.assignment:
-        searched = _search(graph, ranked[0], search_s)
+    if policy == TIERPLAN.key and search is not None and ranked and ranked[0].placement.assignment:
+        searched = _search(graph, ranked[0], search)
         if searched is not None:
             ranked.insert(0, searched)
     for cand in ranked:

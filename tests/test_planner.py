@@ -686,3 +686,57 @@ def test_write_backs_staged_after_the_last_op_fit() -> None:
     plan = make_plan(graph, hw)
     assert_valid(graph, plan)
     assert _copy_violations(graph, plan) == []
+
+
+class TestDeterministicSearch:
+    """The default plan's local search is bounded by a count of schedule builds, not by the clock: the same
+    inputs give the same plan however loaded the machine is (issue 10: sweeps reproducible on every executor)."""
+
+    @staticmethod
+    def _slow_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+        """Every reading of the clock 10 s after the previous one: a machine a thousand times slower."""
+        import time
+
+        ticks = itertools.count()
+        monkeypatch.setattr(time, "perf_counter", lambda: 10.0 * next(ticks))
+
+    @staticmethod
+    def _same(a: Plan, b: Plan) -> None:
+        assert a.metrics == b.metrics
+        assert a.events == b.events
+        assert a.decisions == b.decisions
+        assert a.planning == b.planning and a.lower_bound_s == b.lower_bound_s
+
+    def test_same_plan_on_a_slow_machine(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """llama2-7b-train at 50 % on h100-sxm: the search changes the plan there (found_by "search"), so a
+        search cut short by the clock would give another one."""
+        from core.sources.presets import load_preset
+        from core.sources.samples import load_sample
+
+        g, hw = load_sample("llama2-7b-train"), load_preset("h100-sxm")
+        live = analyze(g)
+        hw = with_capacity(hw, hw.compute_tier, int(live.no_offload_peak_bytes * 0.5))
+        quiet = make_plan(g, hw, liveness=live)
+        assert quiet.planning["found_by"] == "search"
+        self._slow_clock(monkeypatch)
+        self._same(quiet, make_plan(g, hw, liveness=live))
+
+    def test_same_plan_twice_on_toy(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        g, hw = toy_training(4), hierarchy("7 GiB", "60 GB/s")
+        first = make_plan(g, hw)
+        self._same(first, make_plan(g, hw))
+        self._slow_clock(monkeypatch)
+        self._same(first, make_plan(g, hw))
+
+    def test_a_time_budget_still_caps_the_search(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """With ``time_budget_s`` the user asked for a wall-clock bound: on the slow clock only the first plan
+        fits, and the plan says which stages it skipped."""
+        g, hw = toy_training(4), hierarchy("7 GiB", "60 GB/s")
+        self._slow_clock(monkeypatch)
+        plan = make_plan(g, hw, time_budget_s=5.0)
+        assert plan.planning["stages_run"] == ("first",) and "search" in plan.planning["stages_skipped"]
+
+    def test_search_builds_zero_turns_it_off(self) -> None:
+        g, hw = toy_training(4), hierarchy("7 GiB", "60 GB/s")
+        assert "search" not in make_plan(g, hw, search_builds=0).planning["stages_run"]
+        assert "search" not in make_plan(g, hw, search_s=0).planning["stages_run"]

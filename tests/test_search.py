@@ -7,7 +7,7 @@ from itertools import pairwise
 from core.liveness import analyze
 from core.policies import get_policy, resolve_params
 from core.schedule import build_plan
-from core.search import local_search, stalls_by_op
+from core.search import MAX_BUILDS, MIN_BUILDS, default_builds, local_search, stalls_by_op
 from core.validate import validate_plan
 from tests.builders import hierarchy, toy_training
 
@@ -27,7 +27,7 @@ def test_improves_and_stays_valid() -> None:
     live = pl.liveness or analyze(g)
     before = max(getattr(e, "end", getattr(e, "time", 0.0)) for e in pl.schedule.events)
     r = local_search(g, hw, live, pl.assignment, params=params, op_tiers=pl.op_tiers, schedule=pl.schedule,
-                     budget_s=5.0)
+                     max_builds=64)
     assert r.improved >= 1 and r.step_s < before * 0.97
     assert len(r.moves) == r.improved and all("'" in m for m in r.moves)
     plan = build_plan(g, hw, live, r.assignment, policy="tierplan", params=params, op_tiers=pl.op_tiers,
@@ -43,6 +43,25 @@ def test_never_worse_and_respects_budget() -> None:
     r = local_search(g, hw, live, pl.assignment, params=params, op_tiers=pl.op_tiers, schedule=pl.schedule,
                      budget_s=0.0)
     assert r.tried == 0 and r.step_s == before
+
+
+def test_the_count_of_builds_bounds_the_search() -> None:
+    """``max_builds`` caps the schedules built, whatever the clock; the default count follows the schedule's
+    size (:func:`core.search.default_builds`)."""
+    g, hw, params, pl = _winner("7 GiB", "60 GB/s", portfolio=0)
+    live = pl.liveness or analyze(g)
+    kw = {"params": params, "op_tiers": pl.op_tiers, "schedule": pl.schedule}
+    assert local_search(g, hw, live, pl.assignment, max_builds=0, **kw).tried == 0
+    capped = local_search(g, hw, live, pl.assignment, max_builds=2, **kw)
+    assert capped.tried == 2
+    free = local_search(g, hw, live, pl.assignment, **kw)
+    assert 2 < free.tried <= default_builds(len(pl.schedule.events))
+    assert free.step_s <= capped.step_s
+
+
+def test_default_builds_scale_with_the_schedule() -> None:
+    assert default_builds(10**9) == MIN_BUILDS and default_builds(1) == MAX_BUILDS
+    assert default_builds(2 * 3088) <= default_builds(3088) <= default_builds(905)
 
 
 def test_stalls_by_op_sorted() -> None:
@@ -71,7 +90,7 @@ def test_tail_swap_hides_the_last_write_back() -> None:
     pl = info.decide(g, hw, analyze(g), params)
     before = schedule_end_s(pl.schedule)
     r = local_search(g, hw, pl.liveness, pl.assignment, params=params, op_tiers=pl.op_tiers, schedule=pl.schedule,
-                     budget_s=30.0)
+                     max_builds=8)
     assert r.moves and "ended the step" in r.moves[0]
     assert r.step_s < before
     plan = build_plan(g, hw, pl.liveness, r.assignment, policy="tierplan", params=params, op_tiers=pl.op_tiers,
