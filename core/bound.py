@@ -576,12 +576,15 @@ def milp_bound_s(graph: Graph, hw: Hardware) -> float:
 
 
 def guided_plan(graph: Graph, hw: Hardware, bound: Bound, *, policy: str,
-                params: Mapping[str, Any] | None = None) -> Plan | None:
+                params: Mapping[str, Any] | None = None, beat_s: float | None = None) -> Plan | None:
     """The fastest valid plan among the rounded LP solutions (:func:`guided_assignment`), scheduled by
-    :func:`core.schedule.build_plan`; None when no rounding fits. Each decision says it came from the LP."""
+    :func:`core.schedule.build_plan`; None when no rounding fits. Each decision says it came from the LP.
+
+    ``beat_s``: only a plan faster than this is wanted (the planner's best so far), so a rounding whose
+    schedule is not is neither turned into a plan nor replayed (None when no rounding beats it)."""
     from core.errors import InfeasibleError
     from core.plan import Decision
-    from core.schedule import build_plan
+    from core.schedule import build_plan, build_schedule, schedule_end_s
     from core.validate import validate_plan
 
     live = bound.liveness
@@ -606,10 +609,13 @@ def guided_plan(graph: Graph, hw: Hardware, bound: Bound, *, policy: str,
             decisions.append(Decision(span.tensor, span.start_op, span.end_op, action, tier, share, terms,
                                       f"{verb}: the LP bound's relaxation moves {share:.0%} of this span"))
         try:
-            plan = build_plan(graph, hw, live, assignment, policy=policy, decisions=tuple(decisions),
-                              params=dict(params or {}))
+            sched = build_schedule(graph, hw, live, assignment, dict(params or {}))
         except InfeasibleError:
             continue
+        if beat_s is not None and schedule_end_s(sched) > beat_s * (1 + 1e-6):  # a clear loss (margin: metrics)
+            continue
+        plan = build_plan(graph, hw, live, assignment, policy=policy, decisions=tuple(decisions),
+                          params=dict(params or {}), schedule=sched)
         if best is not None and plan.metrics["step_time_s"] >= best.metrics["step_time_s"]:
             continue
         if validate_plan(graph, plan).ok:

@@ -377,8 +377,10 @@ class _Run:
             if k and self.budget_s is not None and self._estimate("bound") > self.budget_s - self.elapsed():
                 break
             order.lp = lower_bound(order.graph, self.hw)
-            if self.tierplan and order.found:  # (as before: the LP's rounding refines an order that has a plan)
-                guided = guided_plan(order.graph, self.hw, order.lp, policy=self.policy, params=self.resolved)
+            # (as before: the LP's rounding refines an order that has a plan; none where it cannot win)
+            if self.tierplan and order.found and not self._bound_rules_out(order.lp):
+                guided = guided_plan(order.graph, self.hw, order.lp, policy=self.policy, params=self.resolved,
+                                     beat_s=self._to_beat())
                 self._consider(guided, order, "bound")
 
     def _stage_search(self) -> None:
@@ -388,12 +390,26 @@ class _Run:
             if self.budget_s is not None:  # share what is left between the orders still to search
                 left = max(0.0, self.budget_s - self.elapsed()) / (len(orders) - k)
                 budget = left if budget is None else min(budget, left)
+            lp = self.base.lp if order is self.quick else order.lp
+            if self._bound_rules_out(lp) and not any(c.placement.op_tiers for c in order.candidates):
+                continue  # nothing in this order (without host ops) can beat the best plan: no search there
             if budget is None or budget > 0:
                 params = self.resolved if order is self.base else order.params
                 self._consider(self._best_in(order, params, search=_SearchBudget(self.search_builds, budget)),
                                self.base if order is self.quick else order, "search")
 
     # ------------------------------------------------------------------------------------------ helpers
+    def _to_beat(self) -> float | None:
+        """The step time a new candidate must get below to be kept (:meth:`_consider`); None before any."""
+        return None if self.best is None else float(self.best.metrics["step_time_s"]) * (1 - 1e-9)
+
+    def _bound_rules_out(self, lp: Bound | None) -> bool:
+        """Whether an order's LP proves that none of its plans without host ops can beat the best plan: its
+        bound is already at the step time to beat (on the samples: where the best plan reaches its bound,
+        e.g. llama3-70b-train on gh200 at 50 %, the rounding and the search of that order are skipped)."""
+        beat = self._to_beat()
+        return lp is not None and beat is not None and lp.status == "optimal" and lp.lower_bound_s >= beat
+
     def _best_in(self, order: _Order, params: dict[str, Any], *, fresh: bool = False,
                  search: _SearchBudget | None = None) -> Plan | None:
         """The fastest valid plan among ``order``'s candidates (``fresh``: first ask the policy with

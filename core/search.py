@@ -35,11 +35,13 @@ __all__ = ["SearchResult", "SEARCH_WORK", "default_builds", "local_search", "sta
 
 #: Schedule builds the default search may spend, in units of events of the schedule it starts from: a build
 #: costs about 17-27 us of CPU per event (measured CPU time: llama2-7b-train 0.083 s per build of 3,088
-#: events, llama3-70b-train 0.082 s of 4,477, llama2-7b-decode 0.015 s of 905), so 20,000 are about 0.5 s per
-#: searched order, the wall-clock budget the search had before it was counted.
-SEARCH_WORK = 20_000
+#: events, llama3-70b-train 0.082 s of 4,477, llama2-7b-decode 0.015 s of 905). The former 0.5 s wall-clock
+#: budget allowed, on a quiet machine, 6-37 builds per order on the samples at 50 % of their peak; 30,000
+#: gives 6-33 there (about 0.3-0.6 s of CPU per searched order) and with MIN_BUILDS never fewer builds than it
+#: used where they still improved the plan (deepseek-v3-decode on gh200: 6).
+SEARCH_WORK = 30_000
 #: The fewest builds a default search gets, however large the schedule (the first tail swap and a few moves).
-MIN_BUILDS = 4
+MIN_BUILDS = 8
 #: The most builds a default search gets, however small the schedule (it usually stops first: no move helps).
 MAX_BUILDS = 256
 
@@ -48,7 +50,7 @@ def default_builds(n_events: int) -> int:
     """Schedule builds of a default local search from a schedule of ``n_events`` events.
 
     >>> default_builds(3088), default_builds(905), default_builds(40)
-    (6, 22, 256)
+    (9, 33, 256)
     """
     return max(MIN_BUILDS, min(MAX_BUILDS, SEARCH_WORK // max(1, n_events)))
 
