@@ -39,6 +39,7 @@ import numpy as np
 
 import core.kernels as kernels
 from core.errors import InfeasibleError
+from core.gc_pause import paused_gc
 from core.graph import Graph
 from core.hardware import Compute, Hardware, Link, op_time_s
 from core.kernels import use_compiled
@@ -66,7 +67,7 @@ def estimate_slot_starts(durations: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Copy:
     """A copy's slot range in a tier (``free_slot`` exclusive; ``n_ops`` means it survives the step)."""
 
@@ -77,7 +78,7 @@ class _Copy:
     free_slot: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Move:
     """A copy over a route, issued at a slot. Heads (prefetches) have a deadline; tails free their source."""
 
@@ -780,6 +781,13 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
     ``host_ops``. ``prefetch_from`` (span id -> op index) asks for a span's copy-in to be issued at that op
     instead of as late as the link estimate allows (a policy's prefetch distance); capacity still rules.
     ``refine`` allows the second pass below (portfolios rank candidates without it and refine the best)."""
+    with paused_gc():  # ~10⁶ copy and move records at 10⁵ ops, no cycles (core.gc_pause)
+        return _build_schedule(graph, hw, live, assignment, params, op_tiers, prefetch_from, refine=refine)
+
+
+def _build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment,
+                    params: Mapping[str, Any] | None, op_tiers: Mapping[int, str] | None,
+                    prefetch_from: Mapping[int, int] | None, *, refine: bool) -> Schedule:
     b = _Builder(graph, hw, live, assignment, params or {}, op_tiers, prefetch_from)
     for t in graph.tensors:
         b.tensor(t.id)
