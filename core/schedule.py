@@ -30,6 +30,7 @@ their duration; Tierplan's own knob, default 0 for policies without it).
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -217,6 +218,8 @@ class _Builder:
                     self._copy(y, self.C, graph.tensor_by_id[y].bytes, span.end_op, span.end_op + 1)
                     self.free_at_op_end[span.end_op].append((y, self.C))
         self.est = estimate_slot_starts(self.durations + rec_time)
+        self._est_of: np.ndarray | None = None  # the ``est`` array that ``_est_values`` lists
+        self._est_values: list[float] = []
 
     def _tier_compute(self, tier: str) -> Compute:
         compute = self.hw.tier_by_name[tier].compute
@@ -428,7 +431,7 @@ class _Builder:
         route = self.hw.route(self.C, L)
         hbm.free_slot = u + 1
         mv = _Move(tid, route, size, issue_slot=u + 1, max_slot=max_slot, tail_copy=hbm, stale_dst=stale, src_copy=hbm)
-        end_slot = min(self.n, self._slot_after(self.est[min(u + 1, self.n)] + self._route_time(route, size)) + 1)
+        end_slot = min(self.n, self._slot_after(self._est()[min(u + 1, self.n)] + self._route_time(route, size)) + 1)
         mv.staging = self._staging(tid, route, size, u + 1, max(end_slot, u + 2))
         self.moves.append(mv)
 
@@ -437,13 +440,20 @@ class _Builder:
     def _route_time(route: Sequence[Link], nbytes: int) -> float:
         return sum(link.transfer_time_s(nbytes) for link in route)
 
+    def _est(self) -> list[float]:
+        """``est`` as a list: one bisect on it costs a tenth of an ``np.searchsorted`` call on a scalar (each
+        write-back asks once: 2·10⁴ times at 10⁵ ops). Same IEEE doubles, so the same slots."""
+        if self._est_of is not self.est:
+            self._est_values, self._est_of = self.est.tolist(), self.est
+        return self._est_values
+
     def _slot_after(self, time_s: float) -> int:
         """First slot whose start is at or after ``time_s`` (``n`` when past the end)."""
-        return min(self.n, int(np.searchsorted(self.est[: self.n], time_s - 1e-15, side="left")))
+        return min(self.n, bisect_left(self._est(), time_s - 1e-15, 0, self.n))
 
     def _slot_before(self, time_s: float) -> int:
         """Last slot whose start is at or before ``time_s``."""
-        return max(0, int(np.searchsorted(self.est[: self.n], time_s + 1e-15, side="right")) - 1)
+        return max(0, bisect_right(self._est(), time_s + 1e-15, 0, self.n) - 1)
 
     # ------------------------------------------------------------------------------------ columns
     def columns(self) -> _Columns:
