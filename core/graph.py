@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import InputError
+from core.gc_pause import paused_gc
 from core.units import parse_bytes, parse_time
 
 __all__ = [
@@ -41,7 +42,7 @@ MAX_TENSOR_BYTES = 2**50
 MAX_OP_TIME_S = 86_400.0
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Tensor:
     """A value with a size. Persistent tensors (weights, optimizer state, KV cache) outlive the step."""
 
@@ -51,7 +52,7 @@ class Tensor:
     persistent: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Op:
     """One kernel (or fused group) in execution order.
 
@@ -340,6 +341,11 @@ def _structure_ok(tensors: tuple[Tensor, ...], ops: tuple[Op, ...]) -> bool:
 
 def graph_from_dict(raw: Any, *, source: str | None = None) -> Graph:
     """Build and validate a :class:`Graph` from parsed JSON; errors name ``source`` and the field."""
+    with paused_gc():  # 10⁶ ops are ~10⁷ acyclic objects (core.gc_pause)
+        return _graph_from_dict(raw, source)
+
+
+def _graph_from_dict(raw: Any, source: str | None) -> Graph:
     try:
         if not isinstance(raw, dict):
             raise InputError(f"expected a JSON object at the top level, got {type(raw).__name__}")
@@ -370,8 +376,9 @@ def graph_from_dict(raw: Any, *, source: str | None = None) -> Graph:
 
 def load_graph(path_or_bytes: str | Path | bytes, *, source: str | None = None) -> Graph:
     """Load a ``tierplan-graph/1`` JSON file (a path, or raw bytes from an upload)."""
-    raw, source = load_json(path_or_bytes, source)
-    return graph_from_dict(raw, source=source)
+    with paused_gc():  # the parsed JSON is as many objects as the graph (core.gc_pause)
+        raw, source = load_json(path_or_bytes, source)
+        return graph_from_dict(raw, source=source)
 
 
 def load_json(path_or_bytes: str | Path | bytes, source: str | None = None) -> tuple[Any, str]:

@@ -8,7 +8,6 @@ span from step start to their first use.
 
 from __future__ import annotations
 
-import gc
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from operator import attrgetter
 
 import numpy as np
 
+from core.gc_pause import paused_gc
 from core.graph import Graph
 
 __all__ = ["Span", "Liveness", "analyze", "SPAN_KINDS", "GraphRefs", "graph_refs"]
@@ -131,13 +131,8 @@ def analyze(graph: Graph, host_ops: frozenset[int] = frozenset(),
     """
     # Millions of spans and tuples, none in a cycle: full collections over the caller's heap (a 10⁶-op
     # graph is ~10⁷ objects) would otherwise cost more than the analysis itself.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with paused_gc():
         return _analyze(graph, host_ops, extra_uses)
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _analyze(graph: Graph, host_ops: frozenset[int], extra_uses: Mapping[str, tuple[int, ...]] | None) -> Liveness:

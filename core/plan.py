@@ -10,12 +10,13 @@ fresh copy in each tier where it started.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from core.errors import InputError
+from core.gc_pause import paused_gc
 from core.graph import load_json
 
 __all__ = [
@@ -125,8 +126,34 @@ def _event_to_dict(e: Event) -> dict[str, Any]:
     return {"type": "free", "tensor": e.tensor, "tier": e.tier, "time": e.time}
 
 
+def _events_to_dicts(events: Iterable[Event]) -> list[dict[str, Any]]:
+    """:func:`_event_to_dict` of every event, unpacking the tuples by their exact type (3·10⁵ events at 10⁵
+    ops: the ``isinstance`` chain and attribute reads were half the cost); other types take the general path."""
+    out: list[dict[str, Any]] = []
+    add = out.append
+    for e in events:
+        cls = type(e)
+        if cls is TransferEvent:
+            tensor, src, dst, start, end = cast(TransferEvent, e)
+            add({"type": "transfer", "tensor": tensor, "src": src, "dst": dst, "start": start, "end": end})
+        elif cls is FreeEvent:
+            tensor, tier, time = cast(FreeEvent, e)
+            add({"type": "free", "tensor": tensor, "tier": tier, "time": time})
+        elif cls is ComputeEvent:
+            op, start, end, tier, recompute = cast(ComputeEvent, e)
+            add({"type": "recompute" if recompute else "compute", "op": op, "start": start, "end": end, "tier": tier})
+        else:
+            add(_event_to_dict(e))
+    return out
+
+
 def plan_to_dict(plan: Plan) -> dict[str, Any]:
     """The JSON form; ``order``, ``order_moves``, ``lower_bound_s``, ``gap_to_bound`` and ``planning`` only when set."""
+    with paused_gc():  # one dict per event and decision: ~4·10⁵ at 10⁵ ops (core.gc_pause)
+        return _plan_to_dict(plan)
+
+
+def _plan_to_dict(plan: Plan) -> dict[str, Any]:
     out: dict[str, Any] = {
         "format": PLAN_FORMAT,
         "graph": plan.graph,
@@ -134,7 +161,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "policy_params": dict(plan.policy_params),
         "hardware": dict(plan.hardware),
         "initial": {t: list(tiers) for t, tiers in plan.initial.items()},
-        "events": [_event_to_dict(e) for e in plan.events],
+        "events": _events_to_dicts(plan.events),
         "decisions": [
             {
                 "tensor": d.tensor, "start_op": d.start_op, "end_op": d.end_op, "action": d.action,

@@ -30,6 +30,7 @@ their duration; Tierplan's own knob, default 0 for policies without it).
 from __future__ import annotations
 
 import operator
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
@@ -39,6 +40,7 @@ import numpy as np
 
 import core.kernels as kernels
 from core.errors import InfeasibleError
+from core.gc_pause import paused_gc
 from core.graph import Graph
 from core.hardware import Compute, Hardware, Link, op_time_s
 from core.kernels import use_compiled
@@ -66,7 +68,7 @@ def estimate_slot_starts(durations: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
+@dataclass(slots=True)
 class _Copy:
     """A copy's slot range in a tier (``free_slot`` exclusive; ``n_ops`` means it survives the step)."""
 
@@ -77,7 +79,7 @@ class _Copy:
     free_slot: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Move:
     """A copy over a route, issued at a slot. Heads (prefetches) have a deadline; tails free their source."""
 
@@ -216,6 +218,8 @@ class _Builder:
                     self._copy(y, self.C, graph.tensor_by_id[y].bytes, span.end_op, span.end_op + 1)
                     self.free_at_op_end[span.end_op].append((y, self.C))
         self.est = estimate_slot_starts(self.durations + rec_time)
+        self._est_of: np.ndarray | None = None  # the ``est`` array that ``_est_values`` lists
+        self._est_values: list[float] = []
 
     def _tier_compute(self, tier: str) -> Compute:
         compute = self.hw.tier_by_name[tier].compute
@@ -427,7 +431,7 @@ class _Builder:
         route = self.hw.route(self.C, L)
         hbm.free_slot = u + 1
         mv = _Move(tid, route, size, issue_slot=u + 1, max_slot=max_slot, tail_copy=hbm, stale_dst=stale, src_copy=hbm)
-        end_slot = min(self.n, self._slot_after(self.est[min(u + 1, self.n)] + self._route_time(route, size)) + 1)
+        end_slot = min(self.n, self._slot_after(self._est()[min(u + 1, self.n)] + self._route_time(route, size)) + 1)
         mv.staging = self._staging(tid, route, size, u + 1, max(end_slot, u + 2))
         self.moves.append(mv)
 
@@ -436,13 +440,20 @@ class _Builder:
     def _route_time(route: Sequence[Link], nbytes: int) -> float:
         return sum(link.transfer_time_s(nbytes) for link in route)
 
+    def _est(self) -> list[float]:
+        """``est`` as a list: one bisect on it costs a tenth of an ``np.searchsorted`` call on a scalar (each
+        write-back asks once: 2·10⁴ times at 10⁵ ops). Same IEEE doubles, so the same slots."""
+        if self._est_of is not self.est:
+            self._est_values, self._est_of = self.est.tolist(), self.est
+        return self._est_values
+
     def _slot_after(self, time_s: float) -> int:
         """First slot whose start is at or after ``time_s`` (``n`` when past the end)."""
-        return min(self.n, int(np.searchsorted(self.est[: self.n], time_s - 1e-15, side="left")))
+        return min(self.n, bisect_left(self._est(), time_s - 1e-15, 0, self.n))
 
     def _slot_before(self, time_s: float) -> int:
         """Last slot whose start is at or before ``time_s``."""
-        return max(0, int(np.searchsorted(self.est[: self.n], time_s + 1e-15, side="right")) - 1)
+        return max(0, bisect_right(self._est(), time_s + 1e-15, 0, self.n) - 1)
 
     # ------------------------------------------------------------------------------------ columns
     def columns(self) -> _Columns:
@@ -780,6 +791,13 @@ def build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assig
     ``host_ops``. ``prefetch_from`` (span id -> op index) asks for a span's copy-in to be issued at that op
     instead of as late as the link estimate allows (a policy's prefetch distance); capacity still rules.
     ``refine`` allows the second pass below (portfolios rank candidates without it and refine the best)."""
+    with paused_gc():  # ~10⁶ copy and move records at 10⁵ ops, no cycles (core.gc_pause)
+        return _build_schedule(graph, hw, live, assignment, params, op_tiers, prefetch_from, refine=refine)
+
+
+def _build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assignment,
+                    params: Mapping[str, Any] | None, op_tiers: Mapping[int, str] | None,
+                    prefetch_from: Mapping[int, int] | None, *, refine: bool) -> Schedule:
     b = _Builder(graph, hw, live, assignment, params or {}, op_tiers, prefetch_from)
     for t in graph.tensors:
         b.tensor(t.id)

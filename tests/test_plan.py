@@ -49,3 +49,13 @@ class TestOptionalFields:
         raw = plan_to_dict(Plan("g", "hand", HW, {}, EVENTS)) | {"lower_bound_s": "1 s"}
         with pytest.raises(InputError, match="expected a number"):
             plan_from_dict(raw)
+
+
+def test_bulk_event_dicts_match_the_one_by_one_form() -> None:
+    """plan_to_dict's bulk event conversion gives exactly what _event_to_dict gives, in order."""
+    from core.plan import ComputeEvent, FreeEvent, TransferEvent, _event_to_dict, _events_to_dicts
+
+    events = [ComputeEvent("f", 0.0, 1.5, "HBM"), TransferEvent("a", "HBM", "DDR", 1.5, 2.25),
+              ComputeEvent("f", 2.0, 3.0, "HBM", True), FreeEvent("a", "HBM", 2.25), ComputeEvent("g", 3, 4, "DDR")]
+    assert _events_to_dicts(events) == [_event_to_dict(e) for e in events]
+    assert [d["type"] for d in _events_to_dicts(events)] == ["compute", "transfer", "recompute", "free", "compute"]
