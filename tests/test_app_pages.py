@@ -54,6 +54,12 @@ def _charts(at: AppTest) -> list:
     return list(at.get("plotly_chart"))
 
 
+def _open_decisions(at: AppTest) -> AppTest:
+    """Open the Plan page's Decisions expander (its table is built only while it is open)."""
+    at.session_state["dec:open"] = True
+    return at.run()
+
+
 def _open_tab(at: AppTest, name: str) -> AppTest:
     """Open a Plan page tab (only the open tab runs)."""
     from ui.view import PLAN_TAB_KEY, plan_tab
@@ -157,7 +163,7 @@ class TestPlanPage:
         assert any("Cannot add the tier" in e.value for e in at.error)
 
     def test_decisions_filter_and_highlight(self):
-        at = _app(model="tiny")
+        at = _open_decisions(_app(model="tiny"))
         at.multiselect(key="dec:action").set_value(["offload"]).run()
         _clean(at)
         moved = at.multiselect(key="sched:highlight").options
@@ -442,6 +448,8 @@ class TestSmallFixes:
     def test_decisions_table_opens_on_what_the_plan_changes(self):
         at = _app(model="tiny")
         _clean(at)
+        assert not [d for d in at.dataframe if "action" in getattr(d.value, "columns", [])]  # closed: not built
+        _open_decisions(at)
         assert "keep" not in at.multiselect(key="dec:action").value
         assert set(at.multiselect(key="dec:action").value) == {"offload", "recompute"} & set(
             at.multiselect(key="dec:action").options)

@@ -70,6 +70,8 @@ def refine_main(conn: Any, spec: PlanSpec) -> None:
         for update in spec.updates():
             conn.send(("update", update))
         conn.send(("done", None))
+    except (BrokenPipeError, EOFError):  # the server stopped listening (it exits, or dropped this input)
+        return
     except Exception as exc:  # reported to the parent, which keeps the plan it has and logs this
         conn.send(("error", f"{type(exc).__name__}: {exc}"))
     finally:

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
@@ -53,7 +53,9 @@ __all__ = [
     "plan_store",
     "PlanStore",
     "derived",
+    "plan_digest",
     "decisions",
+    "warm_up",
     "before_curves",
     "before_knots",
     "guarded",
@@ -182,7 +184,8 @@ class PlanStore:
         self._first = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tierplan-first")
         self.max_entries = max_entries
         self.seconds: dict[str, float] = {}
-        atexit.register(self.close)
+        import multiprocessing.util  # noqa: F401  (its exit handler, which kills daemonic children, must run
+        atexit.register(self.close)  # after ours: registered later, ours runs first and its readers end quietly
 
     def close(self) -> None:
         """Kill every refining process (also at exit: a paused one would never see a SIGTERM)."""
@@ -533,28 +536,32 @@ class Derived:
     curves: dict[str, Any]
     #: Knots of the op-aligned axis for this plan (sorted op start times, then the step's end).
     knots: Any = None
+    #: The tensors the plan moves between tiers (sorted): the schedule's highlight picker offers these.
+    moved: list[str] = field(default_factory=list)
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
 def _derived_cached(digest: str, _graph: Graph, _plan: Plan) -> Derived:
     from core.metrics import occupancy_curves, stream_timelines
-    from core.plan import ComputeEvent
+    from core.plan import ComputeEvent, TransferEvent
     from ui.figures import op_knots
 
     starts = [e.start for e in _plan.events if isinstance(e, ComputeEvent) and not e.recompute]
     knots = op_knots(starts, float(_plan.metrics.get("step_time_s", max(starts, default=0.0))))
-    return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)), knots)
+    moved = sorted({e.tensor for e in _plan.events if isinstance(e, TransferEvent)})
+    return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)), knots, moved)
 
 
-def _plan_digest(inputs: Inputs, plan: Plan) -> str:
-    """Inputs plus the plan's identity: the first plan and the refined one of the same inputs differ."""
+def plan_digest(inputs: Inputs, plan: Plan) -> str:
+    """Inputs plus the plan's identity: the first plan and the refined one of the same inputs differ (the key
+    of everything derived from a plan: curves, tables, figures)."""
     ident = f"{id(plan)}|{plan.metrics.get('step_time_s')}|{len(plan.events)}|{plan.order is not None}"
     key = f"{inputs.graph_key}|{inputs.hw_json}|{plan.policy}|{json.dumps(dict(plan.policy_params), sort_keys=True)}|{ident}"
     return hashlib.sha256(key.encode()).hexdigest()
 
 
 def derived(inputs: Inputs, plan: Plan) -> Derived:
-    return _derived_cached(_plan_digest(inputs, plan), inputs.graph, plan)
+    return _derived_cached(plan_digest(inputs, plan), inputs.graph, plan)
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
@@ -566,7 +573,7 @@ def _decisions_cached(digest: str, _graph: Graph, _plan: Plan) -> Any:
 
 def decisions(inputs: Inputs, plan: Plan) -> Any:
     """The decisions table of a plan, built once per plan and shared (read-only: pages filter copies)."""
-    return _decisions_cached(_plan_digest(inputs, plan), inputs.graph, plan)
+    return _decisions_cached(plan_digest(inputs, plan), inputs.graph, plan)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)
