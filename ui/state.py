@@ -390,6 +390,11 @@ class PlanStore:
                 if kind == "update":
                     self._merge(job, out, payload)
                     continue
+                if kind == "progress":  # a stage that kept the plan: the plan shown stays, with its progress
+                    from core.planner import PlanUpdate
+
+                    self._publish(job, replace(out, update=PlanUpdate(plan=out.plan, **payload)))
+                    continue
                 if kind == "error":
                     log.error("refining the plan failed: %s", payload)
                     self._finish(job, replace(out, final=True, note="The background refinement stopped on an "
