@@ -62,6 +62,7 @@ def test_smoke_landing_page_shows_a_plan(app):
 
 def test_changing_hbm_capacity_updates_kpis_and_charts(app):
     app.open("?model=tiny")
+    app.wait_refined()  # the refined plan lands and redraws the page: read and edit after it
     step, moved = _metric(app, "Step time"), _metric(app, "Bytes moved")
     app.page.locator(".js-plotly-plot").first.wait_for()  # the chart draws after the KPIs
     points = _plot_points(app, 0)
@@ -109,6 +110,7 @@ def test_switch_pages(app):
 
 def test_bad_upload_shows_a_clear_message(app, tmp_path):
     app.open("?model=tiny")
+    app.wait_refined()  # the refined plan lands and redraws the page: read and edit after it
     step = _metric(app, "Step time")
     sidebar = app.page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Upload a model").click()
@@ -173,6 +175,7 @@ def test_big_schedule_draws_every_stream_row(app):
 def test_add_a_tier_after_another_edit(app):
     """The popover's defaults survive an earlier edit (they came up empty: "give the new tier a name")."""
     app.open("?model=tiny")
+    app.wait_refined()  # the refined plan lands and redraws the page: read and edit after it
     box = app.page.get_by_label("HBM capacity (GiB) — compute tier")
     box.fill("13")
     box.press("Enter")
@@ -337,6 +340,7 @@ def test_zoom_survives_an_input_change(app):
     """The time window below the schedule keeps a zoom when a new plan is drawn (Streamlit remounts a chart
     whose figure changed, so a zoom made by dragging does not survive; the window does)."""
     app.open("?model=tiny")
+    app.wait_refined()  # the refined plan lands and redraws the page: read and edit after it
     app.page.locator(".js-plotly-plot").first.wait_for()
     app.wait_idle()
     handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
@@ -366,7 +370,7 @@ def test_zoom_survives_an_input_change(app):
     field.fill("13")
     field.press("Enter")
     app.wait_idle()
-    app.page.wait_for_timeout(500)
+    app.wait_refined()  # the new capacity's refined plan: the chart and the Step tile no longer change
     assert x_range() == pytest.approx([lo * step_ms(), hi * step_ms()], rel=0.02)  # the new plan, same window
     app.assert_no_exception()
 
