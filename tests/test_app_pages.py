@@ -99,7 +99,7 @@ class TestPlanPage:
         assert _qp(at, "set") == ["HBM.capacity=13GiB"]
 
     def test_host_compute_switch_changes_the_plan(self):
-        at = _app(model="tiny")
+        at = _settled(_app(model="tiny"))  # the refined plan: nothing lands between the two reads
         with_host = _metric(at, "Step time")
         at.toggle(key="in:p:tierplan:host_compute").set_value(False).run()
         _clean(at)
@@ -117,7 +117,7 @@ class TestPlanPage:
         assert _metric(at, "Stall") != stall
 
     def test_infeasible_hardware_shows_message_and_keeps_last_plan(self):
-        at = _app(model="tiny")
+        at = _settled(_app(model="tiny"))  # the refined plan: nothing lands between the two reads
         step = _metric(at, "Step time")
         at.number_input(key="in:cap:HBM").set_value(2.0).run()
         _clean(at)
@@ -200,7 +200,7 @@ class TestUploads:
         assert any("uploaded tiny.json" in m.value for m in at.markdown)
 
     def test_bad_file_shows_clear_message_and_app_keeps_working(self):
-        at = _app(model="tiny")
+        at = _settled(_app(model="tiny"))  # the refined plan: nothing lands between the two reads
         step = _metric(at, "Step time")
         at.radio(key="in:source").set_value("Upload a model").run()
         at.file_uploader(key="upl:model").upload("broken.json", b'{"format": "tierplan-graph/1", "ops": [', "application/json").run()
