@@ -6,6 +6,7 @@ import functools
 import importlib.util
 import json
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from core.plan import plan_to_dict
@@ -26,19 +27,63 @@ def _carry_selection(table_key: str, moved: list[str]) -> None:
     st.session_state["dec:table:shown"] = table_key
 
 
+#: Session key of the Decisions expander's state: the table is built and sent only while it is open.
+DECISIONS_OPEN_KEY = "dec:open"
+
+
 @st.fragment
 @state.safe("Schedule")
 def _schedule_and_decisions(inputs: state.Inputs, plan, version: int = 0) -> None:
-    """The Gantt and the decisions table in one fragment: selecting a tensor reruns only this part."""
+    """The Gantt and the decisions table in one fragment: selecting a tensor reruns only this part.
+
+    The table is built (once per plan) and drawn only while its expander is open: with thousands of rows it
+    was the costliest part of an input change, in the server and in the browser."""
     d = state.derived(inputs, plan)
-    table = state.decisions(inputs, plan)
-    frame = table.frame
-    moved = sorted({e.tensor for e in plan.events if type(e).__name__ == "TransferEvent"})
+    moved = d.moved
     table_key = f"dec:table:{inputs.digest}:{version}"
-    _carry_selection(table_key, moved)
     unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))
     chart_slot = st.container()
-    st.markdown("##### Decisions")
+    n_spans = len(plan.decisions)
+    expander = st.expander(f"Decisions: {n_spans:,} idle spans, what the policy did with each and why",
+                           key=DECISIONS_OPEN_KEY, on_change="rerun", icon=":material/table:")
+    selected: set[str] = set()
+    if expander.open:
+        _carry_selection(table_key, moved)
+        with expander:
+            selected = _decisions(inputs, plan, table_key)
+    else:
+        st.session_state["dec:selected"] = []
+        _carry_selection(table_key, moved)
+    with chart_slot:
+        picked = st.multiselect("Highlight the transfers of", moved, key="sched:highlight",
+                                placeholder="pick tensors that move (or open the decisions and select rows)")
+        selected |= set(picked)
+        lo, hi = st.session_state.get("sched:window", (0, 100))
+        title = f"Schedule — {inputs.model_label} on {inputs.hardware_label}"
+
+        def build() -> go.Figure:
+            fig = figures.schedule_figure(d.streams, highlight=tables.transfers_of(plan, sorted(selected)),
+                                          time_unit=unit)
+            if (lo, hi) != (0, 100):
+                step = float(plan.metrics.get("step_time_s", 0.0)) * unit[0]
+                fig.update_xaxes(range=[step * lo / 100, step * hi / 100], autorange=False)
+            return fig
+
+        view.cached_chart(f"schedule|{state.plan_digest(inputs, plan)}|{sorted(selected)}|{lo},{hi}", build,
+                          key="schedule", title=title)
+        st.slider("Time window (% of the step)", 0, 100, step=1, key="sched:window",
+                  help="Zoom that stays: kept when the inputs change or rows are selected (a new plan or a "
+                       "highlight redraws the chart, which resets a zoom made by dragging on it).")
+        n = sum(len(s.starts_s) for s in d.streams)
+        mode = "bars" if n <= figures.BAR_LIMIT else "WebGL segments"
+        st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag on the chart to zoom for a look, "
+                   "double-click to reset; the time window above keeps a zoom across changes.")
+
+
+def _decisions(inputs: state.Inputs, plan, table_key: str) -> set[str]:
+    """The decisions table with its filters; returns the tensors of the selected rows."""
+    table = state.decisions(inputs, plan)
+    frame = table.frame
     st.caption("Every idle span of every tensor: what the policy did with it and the cost-model terms behind the "
                "choice. Select rows (or pick tensors above the chart) to outline their transfers on the schedule.")
     c1, c2, c3 = st.columns([2, 2, 2])
@@ -61,24 +106,7 @@ def _schedule_and_decisions(inputs: state.Inputs, plan, version: int = 0) -> Non
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     selected = set(shown.reset_index(drop=True).iloc[rows]["tensor"]) if rows else set()
     st.session_state["dec:selected"] = sorted(selected)
-    with chart_slot:
-        picked = st.multiselect("Highlight the transfers of", moved, key="sched:highlight",
-                                placeholder="pick tensors that move (or select rows in the decisions table)")
-        selected |= set(picked)
-        highlight = tables.transfers_of(plan, sorted(selected))
-        fig = figures.schedule_figure(d.streams, highlight=highlight, time_unit=unit)
-        lo, hi = st.session_state.get("sched:window", (0, 100))
-        if (lo, hi) != (0, 100):
-            step = float(plan.metrics.get("step_time_s", 0.0)) * unit[0]
-            fig.update_xaxes(range=[step * lo / 100, step * hi / 100], autorange=False)
-        view.chart(fig, key="schedule", title=f"Schedule — {inputs.model_label} on {inputs.hardware_label}")
-        st.slider("Time window (% of the step)", 0, 100, step=1, key="sched:window",
-                  help="Zoom that stays: kept when the inputs change or rows are selected (a new plan or a "
-                       "highlight redraws the chart, which resets a zoom made by dragging on it).")
-        n = sum(len(s.starts_s) for s in d.streams)
-        mode = "bars" if n <= figures.BAR_LIMIT else "WebGL segments"
-        st.caption(f"{n:,} events on {len(d.streams)} streams ({mode}). Drag on the chart to zoom for a look, "
-                   "double-click to reset; the time window above keeps a zoom across changes.")
+    return selected
 
 
 @st.fragment(run_every=0.5)
@@ -95,6 +123,7 @@ def _refining(inputs: state.Inputs, version: int) -> None:
 @state.safe("Memory curves")
 def _memory(inputs: state.Inputs, plan) -> None:
     d = state.derived(inputs, plan)
+    digest = state.plan_digest(inputs, plan)
     before = state.before_curves(inputs)
     unit = figures.time_scale(float(plan.metrics.get("step_time_s", 0.0)))
     hw = inputs.hardware
@@ -113,13 +142,13 @@ def _memory(inputs: state.Inputs, plan) -> None:
             st.caption(f"{tier.name}: unused by this plan ({format_bytes(tier.capacity_bytes)} capacity left free).")
             continue
         with_before = show_before and tier.name == hw.compute_tier
-        fig = figures.memory_figure(
-            curve, tier=tier.name, capacity_bytes=tier.capacity_bytes, time_unit=unit,
+        build = functools.partial(
+            figures.memory_figure, curve, tier=tier.name, capacity_bytes=tier.capacity_bytes, time_unit=unit,
             before=before.get(tier.name) if with_before else None,
             align=(d.knots, state.before_knots(inputs) if with_before else None) if by_ops else None,
             title=f"{tier.name}", uirevision=f"memory-{tier.name}",
         )
-        view.chart(fig, key=f"memory-{tier.name}")
+        view.cached_chart(f"memory|{digest}|{tier.name}|{with_before}|{by_ops}", build, key=f"memory-{tier.name}")
 
 
 @st.fragment

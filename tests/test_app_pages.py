@@ -54,6 +54,12 @@ def _charts(at: AppTest) -> list:
     return list(at.get("plotly_chart"))
 
 
+def _open_decisions(at: AppTest) -> AppTest:
+    """Open the Plan page's Decisions expander (its table is built only while it is open)."""
+    at.session_state["dec:open"] = True
+    return at.run()
+
+
 def _open_tab(at: AppTest, name: str) -> AppTest:
     """Open a Plan page tab (only the open tab runs)."""
     from ui.view import PLAN_TAB_KEY, plan_tab
@@ -93,7 +99,7 @@ class TestPlanPage:
         assert _qp(at, "set") == ["HBM.capacity=13GiB"]
 
     def test_host_compute_switch_changes_the_plan(self):
-        at = _app(model="tiny")
+        at = _settled(_app(model="tiny"))  # the refined plan: nothing lands between the two reads
         with_host = _metric(at, "Step time")
         at.toggle(key="in:p:tierplan:host_compute").set_value(False).run()
         _clean(at)
@@ -111,7 +117,7 @@ class TestPlanPage:
         assert _metric(at, "Stall") != stall
 
     def test_infeasible_hardware_shows_message_and_keeps_last_plan(self):
-        at = _app(model="tiny")
+        at = _settled(_app(model="tiny"))  # the refined plan: nothing lands between the two reads
         step = _metric(at, "Step time")
         at.number_input(key="in:cap:HBM").set_value(2.0).run()
         _clean(at)
@@ -157,7 +163,7 @@ class TestPlanPage:
         assert any("Cannot add the tier" in e.value for e in at.error)
 
     def test_decisions_filter_and_highlight(self):
-        at = _app(model="tiny")
+        at = _open_decisions(_app(model="tiny"))
         at.multiselect(key="dec:action").set_value(["offload"]).run()
         _clean(at)
         moved = at.multiselect(key="sched:highlight").options
@@ -194,7 +200,7 @@ class TestUploads:
         assert any("uploaded tiny.json" in m.value for m in at.markdown)
 
     def test_bad_file_shows_clear_message_and_app_keeps_working(self):
-        at = _app(model="tiny")
+        at = _settled(_app(model="tiny"))  # the refined plan: nothing lands between the two reads
         step = _metric(at, "Step time")
         at.radio(key="in:source").set_value("Upload a model").run()
         at.file_uploader(key="upl:model").upload("broken.json", b'{"format": "tierplan-graph/1", "ops": [', "application/json").run()
@@ -442,6 +448,8 @@ class TestSmallFixes:
     def test_decisions_table_opens_on_what_the_plan_changes(self):
         at = _app(model="tiny")
         _clean(at)
+        assert not [d for d in at.dataframe if "action" in getattr(d.value, "columns", [])]  # closed: not built
+        _open_decisions(at)
         assert "keep" not in at.multiselect(key="dec:action").value
         assert set(at.multiselect(key="dec:action").value) == {"offload", "recompute"} & set(
             at.multiselect(key="dec:action").options)

@@ -26,7 +26,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import streamlit as st
@@ -35,7 +35,7 @@ from core.errors import PlanBugError, TierplanError
 from core.graph import Graph
 from core.hardware import Hardware
 from core.plan import Plan
-from ui.anytime import PlanSpec, mp_context, refine_main
+from ui.anytime import PlanSpec, mp_context, refine_main, start_forkserver
 
 if TYPE_CHECKING:  # the planner loads on the first plan, not with the app
     from core.planner import PlanUpdate
@@ -53,7 +53,9 @@ __all__ = [
     "plan_store",
     "PlanStore",
     "derived",
+    "plan_digest",
     "decisions",
+    "warm_up",
     "before_curves",
     "before_knots",
     "guarded",
@@ -141,6 +143,16 @@ def current_inputs() -> Inputs | None:
 WANTED_FOR_S = 1.5
 #: Paused refinements kept resumable; older ones are stopped for good (asked again, they start over).
 MAX_PARKED = 6
+class _Starting:
+    """``_Job.proc`` while its refining process is being started (see :meth:`PlanStore._start_refining`)."""
+
+    pid = None
+
+    @staticmethod
+    def is_alive() -> bool:
+        return False
+
+
 class _Job:
     """One input's planning: the latest outcome, and the refining process while there is one (guarded by
     the store's lock)."""
@@ -172,7 +184,8 @@ class PlanStore:
         self._first = ThreadPoolExecutor(max_workers=2, thread_name_prefix="tierplan-first")
         self.max_entries = max_entries
         self.seconds: dict[str, float] = {}
-        atexit.register(self.close)
+        import multiprocessing.util  # noqa: F401  (its exit handler, which kills daemonic children, must run
+        atexit.register(self.close)  # after ours: registered later, ours runs first and its readers end quietly
 
     def close(self) -> None:
         """Kill every refining process (also at exit: a paused one would never see a SIGTERM)."""
@@ -261,7 +274,7 @@ class PlanStore:
         import signal
 
         # gone already, or no such signal here: the reader sees the end
-        with contextlib.suppress(OSError, AttributeError):
+        with contextlib.suppress(OSError, AttributeError, TypeError):
             os.kill(job.proc.pid, getattr(signal, name))
 
     def _evict(self) -> None:
@@ -310,7 +323,16 @@ class PlanStore:
             self._start_refining(job)
 
     def _start_refining(self, job: _Job) -> None:
-        """(lock held) Start the refining process of ``job`` and the thread that reads its updates."""
+        """(lock held) Claim ``job`` for a refining process and start it on a thread of its own: starting a
+        process waits for the forkserver (its first start imports the planner and loads the compiled
+        kernels, seconds), which must not hold the lock every page's plan lookup takes."""
+        token = _Starting()
+        job.proc, job.running, job.paused = token, True, False
+        threading.Thread(target=self._refine, args=(job, token), daemon=True,
+                         name=f"tierplan-refine-{job.key[:8]}").start()
+
+    def _refine(self, job: _Job, token: _Starting) -> None:
+        """Start ``job``'s refining process (unless it was stopped meanwhile) and read its updates."""
         ctx = mp_context()
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(target=refine_main, args=(child, job.spec), daemon=True,
@@ -319,15 +341,24 @@ class PlanStore:
             proc.start()
         except Exception as exc:  # no process to refine in: the first plan stays, said so
             log.exception("cannot start a refining process", exc_info=exc)
+            parent.close()
+            child.close()
             first = job.outcome
             assert first is not None
-            threading.Thread(target=self._finish, args=(job, replace(first, final=True, note=(
-                "The background refinement could not start (logged); this is the first plan.")))).start()
+            with self._lock:
+                if job.proc is not token:
+                    return
+            self._finish(job, replace(first, final=True, note=(
+                "The background refinement could not start (logged); this is the first plan.")))
             return
         child.close()
-        job.proc, job.running, job.paused = proc, True, False
-        threading.Thread(target=self._read, args=(job, proc, parent), daemon=True,
-                         name=f"tierplan-read-{job.key[:8]}").start()
+        with self._lock:
+            if job.proc is not token:  # stopped (evicted, or the server exits) while it started
+                proc.kill()
+                parent.close()
+                return
+            job.proc = proc
+        self._read(job, proc, parent)
 
     def _read(self, job: _Job, proc: Any, conn: Any) -> None:
         """Publish ``proc``'s updates that improve on the plan shown; pause it while nobody asks (once it
@@ -359,6 +390,11 @@ class PlanStore:
                 if kind == "update":
                     self._merge(job, out, payload)
                     continue
+                if kind == "progress":  # a stage that kept the plan: the plan shown stays, with its progress
+                    from core.planner import PlanUpdate
+
+                    self._publish(job, replace(out, update=PlanUpdate(plan=out.plan, **payload)))
+                    continue
                 if kind == "error":
                     log.error("refining the plan failed: %s", payload)
                     self._finish(job, replace(out, final=True, note="The background refinement stopped on an "
@@ -389,9 +425,31 @@ class PlanStore:
         self._publish(job, outcome)
 
 
+def warm_up() -> None:
+    """Load the compiled kernels in this process (:func:`core.schedule.warm_up`: ~0.5 s with numba's on-disk
+    cache, ~7 s cold) and start the forkserver the refining processes come from (it loads them too). Runs on
+    a daemon thread: until it is done, first plans run the Python path, after it compiled (the largest
+    sample's first plan: 0.28 s CPU instead of 0.36)."""
+    from core.schedule import warm_up as load_kernels
+
+    t0 = time.perf_counter()
+    try:
+        compiled = load_kernels()
+    except Exception as exc:  # numba broken: the Python path serves every plan, as it does without numba
+        log.warning("compiled kernels unavailable, planning on the Python path: %s", exc)
+        compiled = False
+    try:
+        start_forkserver()
+    except Exception as exc:  # the first refinement then starts it (or reports that it cannot)
+        log.warning("could not start the forkserver early: %s", exc)
+    log.info("warm-up done in %.1f s (compiled kernels: %s)", time.perf_counter() - t0, compiled)
+
+
 @st.cache_resource(show_spinner=False)
 def plan_store() -> PlanStore:
-    """The one store of the server process (``st.cache_resource``: shared, never copied)."""
+    """The one store of the server process (``st.cache_resource``: shared, never copied); creating it starts
+    the process's warm-up (:func:`warm_up`) on a background thread."""
+    threading.Thread(target=warm_up, daemon=True, name="tierplan-warm-up").start()
     return PlanStore()
 
 
@@ -483,28 +541,32 @@ class Derived:
     curves: dict[str, Any]
     #: Knots of the op-aligned axis for this plan (sorted op start times, then the step's end).
     knots: Any = None
+    #: The tensors the plan moves between tiers (sorted): the schedule's highlight picker offers these.
+    moved: list[str] = field(default_factory=list)
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
 def _derived_cached(digest: str, _graph: Graph, _plan: Plan) -> Derived:
     from core.metrics import occupancy_curves, stream_timelines
-    from core.plan import ComputeEvent
+    from core.plan import ComputeEvent, TransferEvent
     from ui.figures import op_knots
 
     starts = [e.start for e in _plan.events if isinstance(e, ComputeEvent) and not e.recompute]
     knots = op_knots(starts, float(_plan.metrics.get("step_time_s", max(starts, default=0.0))))
-    return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)), knots)
+    moved = sorted({e.tensor for e in _plan.events if isinstance(e, TransferEvent)})
+    return Derived(list(stream_timelines(_graph, _plan)), dict(occupancy_curves(_graph, _plan)), knots, moved)
 
 
-def _plan_digest(inputs: Inputs, plan: Plan) -> str:
-    """Inputs plus the plan's identity: the first plan and the refined one of the same inputs differ."""
+def plan_digest(inputs: Inputs, plan: Plan) -> str:
+    """Inputs plus the plan's identity: the first plan and the refined one of the same inputs differ (the key
+    of everything derived from a plan: curves, tables, figures)."""
     ident = f"{id(plan)}|{plan.metrics.get('step_time_s')}|{len(plan.events)}|{plan.order is not None}"
     key = f"{inputs.graph_key}|{inputs.hw_json}|{plan.policy}|{json.dumps(dict(plan.policy_params), sort_keys=True)}|{ident}"
     return hashlib.sha256(key.encode()).hexdigest()
 
 
 def derived(inputs: Inputs, plan: Plan) -> Derived:
-    return _derived_cached(_plan_digest(inputs, plan), inputs.graph, plan)
+    return _derived_cached(plan_digest(inputs, plan), inputs.graph, plan)
 
 
 @st.cache_resource(max_entries=24, show_spinner=False)
@@ -516,7 +578,7 @@ def _decisions_cached(digest: str, _graph: Graph, _plan: Plan) -> Any:
 
 def decisions(inputs: Inputs, plan: Plan) -> Any:
     """The decisions table of a plan, built once per plan and shared (read-only: pages filter copies)."""
-    return _decisions_cached(_plan_digest(inputs, plan), inputs.graph, plan)
+    return _decisions_cached(plan_digest(inputs, plan), inputs.graph, plan)
 
 
 @st.cache_resource(max_entries=16, show_spinner=False)

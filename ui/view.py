@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import pandas as pd
@@ -12,7 +12,7 @@ import streamlit as st
 from ui.kpis import Kpi
 from ui.tables import Table
 
-__all__ = ["PLOTLY_CONFIG", "style", "header", "kpi_tiles", "table", "chart", "plan_error", "refining_status",
+__all__ = ["PLOTLY_CONFIG", "style", "header", "kpi_tiles", "table", "chart", "cached_chart", "plan_error", "refining_status",
            "planning_note"]
 
 PLOTLY_CONFIG: dict[str, Any] = {"displaylogo": False, "scrollZoom": True,
@@ -128,20 +128,43 @@ def chart_config(title: str, fmt: str = "png") -> dict[str, Any]:
                                                        "filename": slug[:80], "scale": 2}}
 
 
-def chart(fig: go.Figure, *, key: str, title: str | None = None) -> None:
-    """Draw a figure. ``title`` (or the figure's own) is written into the figure so a downloaded PNG/SVG
-    says what it shows; the camera button's format follows the sidebar's choice."""
+def _finish(fig: go.Figure, title: str | None, dark_theme: bool) -> str | None:
+    """Write ``title`` into ``fig`` (unless it has its own) and apply the dark theme; returns the title."""
     own = fig.layout.title.text if fig.layout.title and fig.layout.title.text else None
     if title and not own:
         fig.update_layout(title={"text": title, "x": 0, "xanchor": "left", "font": {"size": 14}, "yref": "container",
                                  "y": 1.0, "yanchor": "top", "pad": {"t": 6}},
                           margin={"t": int(fig.layout.margin.t or 0) + 36})
-    if is_dark():
+    if dark_theme:
         from ui.figures import dark
 
         dark(fig)
+    return title or own
+
+
+def chart(fig: go.Figure, *, key: str, title: str | None = None) -> None:
+    """Draw a figure. ``title`` (or the figure's own) is written into the figure so a downloaded PNG/SVG
+    says what it shows; the camera button's format follows the sidebar's choice."""
+    name = _finish(fig, title, is_dark())
     fmt = str(st.session_state.get(FORMAT_KEY, "png"))
-    st.plotly_chart(fig, key=key, config=chart_config(title or own or key, fmt), theme=None)
+    st.plotly_chart(fig, key=key, config=chart_config(name or key, fmt), theme=None)
+
+
+@st.cache_resource(max_entries=48, show_spinner=False)
+def _finished_figure(digest: str, _build: Callable[[], go.Figure], title: str | None, dark_theme: bool
+                     ) -> tuple[go.Figure, str | None]:
+    fig = _build()
+    return fig, _finish(fig, title, dark_theme)
+
+
+def cached_chart(digest: str, build: Callable[[], go.Figure], *, key: str, title: str | None = None) -> None:
+    """:func:`chart` of the figure ``build()`` makes, built once per ``digest`` (which must name everything
+    the figure shows: the plan's digest, a highlight, a window …) and theme, and shared by every rerun and
+    session (``st.cache_resource``: never copied; the figure is not changed after it is finished)."""
+    dark_theme = is_dark()
+    fig, name = _finished_figure(digest, build, title, dark_theme)
+    fmt = str(st.session_state.get(FORMAT_KEY, "png"))
+    st.plotly_chart(fig, key=key, config=chart_config(name or key, fmt), theme=None)
 
 
 def refining_status(outcome: Any) -> None:

@@ -62,6 +62,7 @@ def test_smoke_landing_page_shows_a_plan(app):
 
 def test_changing_hbm_capacity_updates_kpis_and_charts(app):
     app.open("?model=tiny")
+    app.wait_refined()  # the refined plan lands and redraws the page: read and edit after it
     step, moved = _metric(app, "Step time"), _metric(app, "Bytes moved")
     app.page.locator(".js-plotly-plot").first.wait_for()  # the chart draws after the KPIs
     points = _plot_points(app, 0)
@@ -109,6 +110,7 @@ def test_switch_pages(app):
 
 def test_bad_upload_shows_a_clear_message(app, tmp_path):
     app.open("?model=tiny")
+    app.wait_refined()  # the refined plan lands and redraws the page: read and edit after it
     step = _metric(app, "Step time")
     sidebar = app.page.locator('[data-testid="stSidebar"]')
     sidebar.get_by_text("Upload a model").click()
@@ -173,6 +175,7 @@ def test_big_schedule_draws_every_stream_row(app):
 def test_add_a_tier_after_another_edit(app):
     """The popover's defaults survive an earlier edit (they came up empty: "give the new tier a name")."""
     app.open("?model=tiny")
+    app.wait_refined()  # the refined plan lands and redraws the page: read and edit after it
     box = app.page.get_by_label("HBM capacity (GiB) — compute tier")
     box.fill("13")
     box.press("Enter")
@@ -209,6 +212,34 @@ def _step_s(app) -> float:
     return parse_time(_metric(app, "Step time"))
 
 
+def _window_thumbs(app) -> list[int]:
+    thumbs = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").locator(
+        '[data-testid="stSliderThumbValue"]')
+    return [int(float(thumbs.nth(k).inner_text())) for k in (0, 1)]
+
+
+def _set_window(app, lo: int, hi: int) -> None:
+    """Set the schedule's time window with the keyboard, one handle at a time, each confirmed by a positive
+    signal (its thumb shows the value and the rerun it asked for has finished). A plan that lands meanwhile
+    redraws the slider, which can drop presses not yet sent to the server: those handles are pressed again
+    (at most three rounds)."""
+    for _ in range(3):
+        for k, target in ((0, lo), (1, hi)):
+            current = _window_thumbs(app)[k]
+            if current == target:
+                continue
+            handle = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role(
+                "slider").nth(k)
+            handle.focus()
+            key = "ArrowRight" if target > current else "ArrowLeft"
+            for _ in range(abs(target - current)):
+                handle.press(key)
+            app.wait_idle()
+        if _window_thumbs(app) == [lo, hi]:
+            return
+    assert _window_thumbs(app) == [lo, hi]
+
+
 def test_refined_plan_replaces_the_first_and_the_window_stays(app):
     """The first plan shows with a refining bar; the refined plan replaces it (a faster step, the bound's
     tile filled in) while the time window the user set stays and applies to the new plan."""
@@ -216,14 +247,7 @@ def test_refined_plan_replaces_the_first_and_the_window_stays(app):
     app.page.get_by_text("Refining in the background").first.wait_for(timeout=60_000)
     first_step = _step_s(app)
     assert _metric(app, "Best possible") == "…" or _metric(app, "Best possible").startswith("within")
-    handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
-    handles.nth(0).focus()
-    for _ in range(10):
-        handles.nth(0).press("ArrowRight")
-    handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
-    handles.nth(1).focus()
-    for _ in range(30):
-        handles.nth(1).press("ArrowLeft")
+    _set_window(app, 10, 70)
     app.wait_refined(timeout_ms=180_000)
     thumbs = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").locator(
         '[data-testid="stSliderThumbValue"]')
@@ -316,6 +340,7 @@ def test_zoom_survives_an_input_change(app):
     """The time window below the schedule keeps a zoom when a new plan is drawn (Streamlit remounts a chart
     whose figure changed, so a zoom made by dragging does not survive; the window does)."""
     app.open("?model=tiny")
+    app.wait_refined()  # the refined plan lands and redraws the page: read and edit after it
     app.page.locator(".js-plotly-plot").first.wait_for()
     app.wait_idle()
     handles = app.page.locator('[data-testid="stSlider"]').filter(has_text="Time window").get_by_role("slider")
@@ -345,7 +370,7 @@ def test_zoom_survives_an_input_change(app):
     field.fill("13")
     field.press("Enter")
     app.wait_idle()
-    app.page.wait_for_timeout(500)
+    app.wait_refined()  # the new capacity's refined plan: the chart and the Step tile no longer change
     assert x_range() == pytest.approx([lo * step_ms(), hi * step_ms()], rel=0.02)  # the new plan, same window
     app.assert_no_exception()
 
