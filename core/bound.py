@@ -42,16 +42,6 @@ back; lower tiers only constrain what must leave them within a step, and staging
 of multi-hop routes are not constrained; a recompute's inputs
 need not be present; and with ``K < n`` a span's copies may use whole blocks it only partly overlaps. Every
 plan's step time is at least the bound; the bound is not always reachable.
-
-**Small graphs: the MILP too.** The LP's loosest relaxation is that an offloaded span counts as away for its
-whole window, so its bytes leave the compute tier the moment they are produced. For graphs of at most
-:data:`MILP_MAX_OPS` ops :func:`with_bound` also solves the integer model of :mod:`core.optimal`, in which an
-offloaded span still occupies the compute tier until the first hop of its copy-out has moved its bytes (and
-again from the moment its copy-in starts), with binary decisions; its optimum (or, past
-:data:`MILP_NODES` branch-and-bound nodes, its proven dual bound) is a lower bound on every valid plan in
-that order without host ops (assumptions: :data:`core.optimal.RELAXATIONS`; checked against brute force in
-tests/test_optimal.py and against every policy's plans in tests/test_bound.py). The plan reports the larger
-of the two. A node limit, not a time limit, so the bound is the same on every machine.
 """
 
 from __future__ import annotations
@@ -74,7 +64,7 @@ from core.schedule import estimate_slot_starts, op_durations
 from core.spans import idle_s, recompute_ok
 
 __all__ = ["Bound", "RELAXATIONS", "DEFAULT_MAX_BLOCKS", "lower_bound", "plan_lower_bound", "host_ops_of",
-           "guided_assignment", "guided_plan", "with_bound", "milp_bound_s", "MILP_MAX_OPS"]
+           "guided_assignment", "guided_plan", "with_bound"]
 
 #: What the LP relaxes, for the UI and the docs.
 RELAXATIONS = (
@@ -91,13 +81,6 @@ DEFAULT_MAX_BLOCKS = 32
 _SHADE = 1e-6
 #: Bytes below this fraction of the compute tier's capacity are below HiGHS's coefficient tolerance.
 _TINY = 1e-7
-#: Graphs up to this many ops also get the MILP bound of :mod:`core.optimal` (module docstring): ``tiny``
-#: (10 ops) solves in 0.02-0.03 s of CPU; the fuzz graphs of tests/test_bound.py have at most 14.
-MILP_MAX_OPS = 24
-#: Branch-and-bound nodes the MILP bound may explore (then its dual bound, still proven, is used).
-MILP_NODES = 500
-#: Wall-clock safety net of the MILP bound only (the node limit stops it first on the graphs it runs on).
-_MILP_TIME_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -543,8 +526,7 @@ def with_bound(plan: Plan, graph: Graph, hw: Hardware, *, max_blocks: int = DEFA
 
     The bound covers every plan in that order that runs no op on a host tier or the same ops there as
     ``plan`` does (the smaller of the two LPs), so a plan is never compared with a bound it is outside of.
-    ``known``: the no-host-op bound of this graph, already solved. A plan without host ops on a graph of at
-    most :data:`MILP_MAX_OPS` ops gets the larger of the LP and the MILP bound (module docstring).
+    ``known``: the no-host-op bound of this graph, already solved.
     """
     own = host_ops_of(plan.events, graph, hw.compute_tier)
     if known is not None and not known.op_tiers:
@@ -558,21 +540,8 @@ def with_bound(plan: Plan, graph: Graph, hw: Hardware, *, max_blocks: int = DEFA
     bound_s = float(b.lower_bound_s)
     if not math.isfinite(bound_s):
         return plan
-    if not own and len(graph.ops) <= MILP_MAX_OPS:
-        bound_s = max(bound_s, milp_bound_s(graph, hw))
     gap = step / bound_s - 1.0 if bound_s > 0 else 0.0
     return replace(plan, lower_bound_s=bound_s, gap_to_bound=gap)
-
-
-def milp_bound_s(graph: Graph, hw: Hardware) -> float:
-    """The MILP lower bound of :func:`core.optimal.optimal_reference` on plans of ``graph`` (in its order, no
-    host ops) on ``hw``, shaded by the solver's tolerance; 0 when it gives none (too large, solver error)."""
-    from core.optimal import optimal_reference
-
-    res = optimal_reference(graph, hw, time_limit_s=_MILP_TIME_S, node_limit=MILP_NODES, bound_only=True)
-    if res.status not in ("optimal", "time_limit") or not math.isfinite(res.step_time_s):
-        return 0.0
-    return float(res.step_time_s) * (1 - _SHADE)
 
 
 def guided_plan(graph: Graph, hw: Hardware, bound: Bound, *, policy: str,
