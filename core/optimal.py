@@ -116,16 +116,13 @@ class _Model:
         self.row_lo.append(lo)
         self.row_hi.append(hi)
 
-    def solve(self, time_limit_s: float, node_limit: int | None = None) -> Any:
+    def solve(self, time_limit_s: float) -> Any:
         n = len(self.lb)
-        options: dict[str, Any] = {"time_limit": max(0.01, float(time_limit_s)), "mip_rel_gap": 1e-7, "disp": False}
-        if node_limit is not None:
-            options["node_limit"] = int(node_limit)
         a = coo_array((self.vals, (self.rows, self.cols)), shape=(len(self.row_lo), n)).tocsr()
         return milp(
             c=np.array(self.cost), integrality=np.array(self.integer), bounds=Bounds(np.array(self.lb), np.array(self.ub)),
             constraints=LinearConstraint(a, np.array(self.row_lo), np.array(self.row_hi)),
-            options=options,
+            options={"time_limit": max(0.01, float(time_limit_s)), "mip_rel_gap": 1e-7, "disp": False},
         )
 
 
@@ -171,14 +168,8 @@ def _version_of(live: Liveness, graph: Graph, span: Span) -> int:
 
 
 def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
-                      liveness: Liveness | None = None, node_limit: int | None = None,
-                      bound_only: bool = False) -> OptimalResult:
-    """Lower bound on the step time of any plan of ``graph`` on ``hw`` (see the module docstring).
-
-    ``node_limit`` stops the branch and bound after that many nodes (status ``time_limit``, the bound then
-    HiGHS's best dual bound): unlike the time limit it gives the same answer on a loaded machine.
-    ``bound_only``: return the bound alone (no second solve for the decisions, nothing scheduled), as
-    :func:`core.bound.with_bound` wants it."""
+                      liveness: Liveness | None = None) -> OptimalResult:
+    """Lower bound on the step time of any plan of ``graph`` on ``hw`` (see the module docstring)."""
     started = time.perf_counter()
     live = liveness or analyze(graph)
     n = live.n_ops
@@ -300,9 +291,9 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
     for i in range(n):
         m.row(mem_terms[i], -math.inf, cap / unit_b - mem_const[i])
 
-    res = m.solve(time_limit_s - (time.perf_counter() - started), node_limit)
+    res = m.solve(time_limit_s - (time.perf_counter() - started))
     sol = getattr(res, "x", None)
-    if int(getattr(res, "status", 4)) == 0 and sol is not None and not bound_only:
+    if int(getattr(res, "status", 4)) == 0 and sol is not None:
         # many decision sets reach the relaxed optimum: among them, take the one moving the fewest bytes
         # (recompute counted as its seconds of work), which is the one most likely to schedule well
         best = float(np.dot(m.cost, sol))
@@ -334,9 +325,6 @@ def optimal_reference(graph: Graph, hw: Hardware, *, time_limit_s: float = 10.0,
                                  f"compute time {format_time(float(dur.sum()))} bounds the step time", solve_s)
         return OptimalResult(math.nan, True, "error", f"HiGHS gave no bound: {getattr(res, 'message', '')}", solve_s)
     bound_s = max(float(bound) * unit_t, float(dur.sum()))
-    if bound_only:
-        status = "optimal" if status_code == 0 else "time_limit"
-        return OptimalResult(bound_s, True, status, f"lower bound {format_time(bound_s)} ({status})", solve_s)
     decisions: dict[int, tuple[str, str]] = {}
     if sol is not None:
         for s in spans:
