@@ -24,8 +24,8 @@ DRAWS = 300
 def measure_mix(draws: int = DRAWS, derandomize: bool = True) -> Counter[str]:
     """Counts over ``draws`` (graph, hierarchy) pairs: what the default policy's plans do.
 
-    Planned without the local search (``search_s=0``): the search stops on wall-clock time, so under load it
-    would make the counts depend on the machine (given time it finds plans that avoid some SSD hops)."""
+    Planned without the local search (``search_s=0``), as the README's figures were measured: the search finds
+    plans that avoid some SSD hops, so it lowers the multi-hop share the generators are meant to reach."""
     mix: Counter[str] = Counter()
 
     @settings(max_examples=draws, deadline=None, database=None, derandomize=derandomize, phases=[Phase.generate],
