@@ -18,6 +18,7 @@ costs ~0.5 s (1.5 s on a cold disk cache) and compiling a kernel from scratch a 
 from __future__ import annotations
 
 import contextlib
+import heapq
 import importlib.util
 import os
 import threading
@@ -700,3 +701,470 @@ def kernel(fn: Callable[..., Any]) -> Callable[..., Any]:
                 register_jitable(helper)
         jit = _COMPILED[fn.__name__] = numba.njit(cache=True, nogil=True)(fn)
     return jit
+
+
+# ---------------------------------------------------------------------------------------------- Tierplan's sweep
+# The greedy capacity sweep of :mod:`core.policies.tierplan` (its ``_Tierplan.run``), over flat per-span
+# arrays: walk the ops, push the idle spans that start freeing memory there onto a heap, and while an op is
+# over capacity pop (lazily re-scored, see :func:`_sweep_window`) and apply the best one. Everything is
+# sequential (each choice changes the link load and the lower tiers' occupancy the next score reads), so it
+# is one kernel rather than numpy. The heap is :mod:`heapq` over tuples in both modes (numba supports it on
+# lists), so ties break exactly as they did in the Python sweep.
+
+#: span kinds (:class:`core.liveness.Span` ``kind``)
+SP_INNER, SP_INITIAL, SP_WRAP, SP_UNUSED = 0, 1, 2, 3
+#: heap entry kinds, numbered in the order of their former names ("forced" < "offload" < "recompute"), so
+#: heap ties break as they did
+ENTRY_FORCED, ENTRY_OFFLOAD, ENTRY_RECOMPUTE = 0, 1, 2
+#: a span's action (0: kept)
+ACT_KEEP, ACT_OFFLOAD, ACT_RECOMPUTE = 0, 1, 2
+#: how many live candidates are re-scored per pick (bounds the lazy-greedy re-evaluation)
+SWEEP_LOOKAHEAD = 8
+_SWEEP_HELPERS_READY = False
+
+
+def _sweep_key(order: int, cost: float, nbytes: int, kind: int, start: int, end_op: int, hi: int, s: int, n: int,
+               T: Arr, weight: float, idle: float) -> tuple[float, float]:
+    """Heap key of a candidate freeing memory from op ``s`` to ``hi`` (smaller first). ``order``: 0 cost per
+    byte-second freed, 1 farthest relief (Belady), 2 heaviest span, 3 longest idle (each of the last three
+    puts hidden moves before exposed ones)."""
+    end = T[hi] if hi <= n else T[n]
+    if kind == SP_WRAP and s < end_op:
+        end = end + (T[n] - T[start + 1])
+    benefit = nbytes * max(end - T[s], 1e-12)
+    exposed = 1.0 if cost > 0 else 0.0
+    if order == 2:
+        return exposed, weight
+    if order == 1:
+        return exposed, -end
+    if order == 3:
+        return exposed, -idle
+    return cost / benefit, -benefit
+
+
+def _sweep_fits(t: int, sid: int, nbytes: int, n: int, lower_peak: Arr, lower_cap: Arr, lower_occ: Arr, lw_lo: Arr,
+                lw_hi: Arr) -> bool:
+    """Whether lower tier ``t`` holds the span's copy over its window (``lower_occ`` is a numpy array in both
+    modes: one row of ``n + 1`` slots per tier)."""
+    if lower_peak[t] + nbytes <= lower_cap[t]:
+        return True  # fits even at the busiest slot: no need to look at the window
+    lo = lw_lo[sid]
+    hi = lw_hi[sid]
+    top = 0
+    if hi > lo:
+        m = lower_occ[t * (n + 1) + lo:t * (n + 1) + hi].max()
+        if m > top:
+            top = m
+    return top + nbytes <= lower_cap[t]
+
+
+def _sweep_congestion(lo: int, hi: int, T: Arr, fw1: Arr, fw2: Arr, out_link: int, in_link: int, wb: float,
+                      pf: float) -> float:
+    """Extra exposure when the links are already busy over slots ``lo..hi-1`` (bandwidth loss)."""
+    if hi <= lo:
+        return 0.0
+    window = max(T[hi] - T[lo], 1e-12)
+    extra = 0.0
+    if wb > 0:
+        used = fenwick_total(fw1[out_link], fw2[out_link], lo, hi)
+        extra += max(0.0, used + wb - window) - max(0.0, used - window)
+    if pf > 0:
+        used = fenwick_total(fw1[in_link], fw2[in_link], lo, hi)
+        extra += max(0.0, used + pf - window) - max(0.0, used - window)
+    return extra
+
+
+def _sweep_cost(sid: int, kind: int, n: int, n_sp: int, n_tiers: int, T: Arr, sp_bytes: Arr, sp_kind: Arr,
+                sp_only: Arr, rc_dur: Arr, lw_lo: Arr, lw_hi: Arr, lk_lo: Arr, lk_hi: Arr, rg_exp: Arr, rg_wb: Arr,
+                rg_pf: Arr, lower_peak: Arr, lower_cap: Arr, lower_occ: Arr, fw1: Arr, fw2: Arr, hop_out: Arr,
+                hop_in: Arr) -> tuple[float, int]:
+    """Exposed seconds of the best way to free the span and the lower tier it uses (-1: the compute tier,
+    for a recompute; inf when no tier has room): the least exposure, and for spans of tensors no op reads
+    the coldest tier among equals (tiers are fastest first)."""
+    if kind == ENTRY_RECOMPUTE:
+        return rc_dur[sid], -1
+    found = False
+    best = 0.0
+    best_t = -1
+    t0 = 0
+    t1 = n_tiers
+    if sp_only[sid] >= 0:
+        t0 = sp_only[sid]
+        t1 = t0 + 1
+    roomy = sp_kind[sid] == SP_UNUSED
+    for t in range(t0, t1):
+        if not _sweep_fits(t, sid, sp_bytes[sid], n, lower_peak, lower_cap, lower_occ, lw_lo, lw_hi):
+            continue
+        k = t * n_sp + sid
+        wb = rg_wb[k]
+        pf = rg_pf[k]
+        exposed = wb + pf if kind == ENTRY_FORCED else rg_exp[k]
+        exposed += _sweep_congestion(lk_lo[sid], lk_hi[sid], T, fw1, fw2, hop_out[t], hop_in[t], wb, pf)
+        if not found or exposed < best - 1e-12 or (exposed <= best + 1e-12 and roomy):
+            best = exposed
+            best_t = t
+            found = True
+        if best <= 0.0 and not roomy:
+            break  # nothing beats a fully hidden move on the fastest tier with room
+    if not found:
+        return np.inf, -1
+    return best, best_t
+
+
+def _sweep_pin(sid: int, act: Arr, pinned: Arr, pin_bad: Arr, pin_ptr: Arr, pin_sid: Arr) -> bool:
+    """Pin the spans a recompute of ``sid`` needs kept (its producer's inputs at the span end); False when
+    it cannot (one is statically unsuitable, ``pin_bad``, or already chosen to move)."""
+    if pin_bad[sid]:
+        return False
+    for j in range(pin_ptr[sid], pin_ptr[sid + 1]):
+        if act[pin_sid[j]] != ACT_KEEP:
+            return False
+    for j in range(pin_ptr[sid], pin_ptr[sid + 1]):
+        pinned[pin_sid[j]] = True
+    return True
+
+
+def _sweep_window(heap: Any, s: int, order: int, n: int, n_sp: int, n_tiers: int, T: Arr, sp_bytes: Arr,
+                  sp_kind: Arr, sp_start: Arr, sp_end: Arr, sp_weight: Arr, sp_idle: Arr, sp_only: Arr, rc_dur: Arr,
+                  lw_lo: Arr, lw_hi: Arr, lk_lo: Arr, lk_hi: Arr, rg_exp: Arr, rg_wb: Arr, rg_pf: Arr,
+                  lower_peak: Arr, lower_cap: Arr, lower_occ: Arr, fw1: Arr, fw2: Arr, hop_out: Arr, hop_in: Arr,
+                  act: Arr, pinned: Arr, pin_bad: Arr, pin_ptr: Arr, pin_sid: Arr) -> tuple[int, int, int]:
+    """One lazy-greedy window at op ``s``: up to :data:`SWEEP_LOOKAHEAD` live entries re-scored with the
+    current congestion, the best taken (the rest go back with their fresh keys). Returns (span, entry kind,
+    tier), span -1 when none of them could be taken."""
+    seen = [(0.0, 0.0, 0, 0, 0, 0, 0)]
+    seen.pop()
+    twins = [(0.0, 0.0, 0, 0, 0, 0)]  # a second entry of a span already seen (another region): kept
+    twins.pop()
+    while len(heap) > 0 and len(seen) < SWEEP_LOOKAHEAD:
+        entry = heapq.heappop(heap)
+        sid = entry[2]
+        lo = entry[3]
+        hi = entry[4]
+        kind = entry[5]
+        if act[sid] != ACT_KEEP or pinned[sid] or not lo <= s < hi:
+            continue
+        twin = False
+        for item in seen:
+            if item[2] == sid:
+                twin = True
+                break
+        if twin:
+            twins.append(entry)
+            continue
+        cost, tier = _sweep_cost(sid, kind, n, n_sp, n_tiers, T, sp_bytes, sp_kind, sp_only, rc_dur, lw_lo, lw_hi,
+                                 lk_lo, lk_hi, rg_exp, rg_wb, rg_pf, lower_peak, lower_cap, lower_occ, fw1, fw2,
+                                 hop_out, hop_in)
+        if cost == np.inf:
+            continue
+        k0, k1 = _sweep_key(order, cost, sp_bytes[sid], sp_kind[sid], sp_start[sid], sp_end[sid], hi, s, n, T,
+                            sp_weight[sid], sp_idle[sid])
+        seen.append((k0, k1, sid, lo, hi, kind, tier))
+        if len(heap) == 0:
+            break
+        # stored keys are lower bounds (links only fill up, relief only shrinks): once the best re-scored
+        # key is no worse than the best stored one, nothing left in the heap can beat it
+        m0 = seen[0][0]
+        m1 = seen[0][1]
+        for item in seen:
+            if item[0] < m0 or (item[0] == m0 and item[1] < m1):
+                m0 = item[0]
+                m1 = item[1]
+        h0 = heap[0][0]
+        h1 = heap[0][1]
+        if m0 < h0 or (m0 == h0 and m1 <= h1):
+            break
+    for entry in twins:
+        heapq.heappush(heap, entry)
+    for i in range(1, len(seen)):  # stable insertion sort by key
+        item = seen[i]
+        j = i - 1
+        while j >= 0 and (seen[j][0] > item[0] or (seen[j][0] == item[0] and seen[j][1] > item[1])):
+            seen[j + 1] = seen[j]
+            j -= 1
+        seen[j + 1] = item
+    for k in range(len(seen)):
+        item = seen[k]
+        if item[5] == ENTRY_RECOMPUTE and not _sweep_pin(item[2], act, pinned, pin_bad, pin_ptr, pin_sid):
+            continue
+        for m in range(k + 1, len(seen)):
+            other = seen[m]
+            heapq.heappush(heap, (other[0], other[1], other[2], other[3], other[4], other[5]))
+        return item[2], item[5], item[6]
+    return -1, 0, 0
+
+
+def _sweep_apply(sid: int, s: int, kind: int, t: int, n: int, n_sp: int, sp_bytes: Arr, sp_kind: Arr,
+                 sp_start: Arr, sp_end: Arr, fs_n: Arr, fs_lo: Arr, fs_hi: Arr, rg_n: Arr, rg_lo: Arr, rg_hi: Arr,
+                 rg_wb: Arr, rg_pf: Arr, lw_lo: Arr, lw_hi: Arr, lk_lo: Arr, lk_hi: Arr, lower_peak: Arr,
+                 lower_occ: Arr, fw1: Arr, fw2: Arr, hop_out: Arr, hop_in: Arr, act: Arr, act_tier: Arr, delta: Arr,
+                 ap_first: Arr, ap_lo: Any, ap_hi: Any, ap_next: Any, hd_start: Any, hd_need: Any, hd_bytes: Any,
+                 hd_sid: Any, t_wb: Arr, t_pf: Arr, t_at: Arr) -> int:
+    """Record the choice, update future occupancy (``delta``), the lower tier and the link load; returns the
+    bytes freed at ``s``. Region slots: ``rg_*``/``fs_*`` hold two ranges per span (``2 * sid + k``)."""
+    nbytes = sp_bytes[sid]
+    lo0 = 0
+    hi0 = 0
+    lo1 = 0
+    hi1 = 0
+    count = 0
+    wb = 0.0
+    pf = 0.0
+    if kind == ENTRY_RECOMPUTE:
+        act[sid] = ACT_RECOMPUTE
+        act_tier[sid] = -1
+        lo0 = sp_start[sid] + 1
+        hi0 = sp_end[sid]
+        count = 1
+    else:
+        act[sid] = ACT_OFFLOAD
+        act_tier[sid] = t
+        k = t * n_sp + sid
+        count = rg_n[k]
+        lo0 = rg_lo[2 * k]
+        hi0 = rg_hi[2 * k]
+        lo1 = rg_lo[2 * k + 1]
+        hi1 = rg_hi[2 * k + 1]
+        wb = rg_wb[k]
+        pf = rg_pf[k]
+        covered = (count >= 1 and lo0 <= s < hi0) or (count >= 2 and lo1 <= s < hi1)
+        if kind == ENTRY_FORCED or not covered:  # this tier cannot hide it here: accept the stall
+            count = fs_n[sid]
+            lo0 = fs_lo[2 * sid]
+            hi0 = fs_hi[2 * sid]
+            lo1 = fs_lo[2 * sid + 1]
+            hi1 = fs_hi[2 * sid + 1]
+        a = lw_lo[sid]
+        b = lw_hi[sid]
+        if b > a:
+            base = t * (n + 1)
+            lower_occ[base + a:base + b] += nbytes
+            m = lower_occ[base + a:base + b].max()
+            if m > lower_peak[t]:
+                lower_peak[t] = m
+        a = lk_lo[sid]
+        b = lk_hi[sid]
+        if wb > 0 and b > a:
+            fenwick_add(fw1[hop_out[t]], fw2[hop_out[t]], n, a, b, wb / (b - a))
+        if pf > 0 and b > a:
+            fenwick_add(fw1[hop_in[t]], fw2[hop_in[t]], n, a, b, pf / (b - a))
+    freed_now = 0
+    for r in range(count):
+        lo = lo0 if r == 0 else lo1
+        hi = hi0 if r == 0 else hi1
+        ap_lo.append(lo)
+        ap_hi.append(min(hi, n))
+        ap_next.append(ap_first[sid])
+        ap_first[sid] = len(ap_lo) - 1
+        lo = max(lo, s)
+        hi = min(hi, n)
+        if hi <= lo:
+            continue
+        if lo == s:  # applies from now on through the caller's running sum
+            freed_now += nbytes
+        else:
+            delta[lo] -= nbytes
+        delta[hi] += nbytes
+    if kind == ENTRY_OFFLOAD and sp_kind[sid] != SP_UNUSED and count > 0:
+        b = sp_end[sid]
+        head_end = hi0 if (sp_kind[sid] == SP_WRAP or count == 1) else hi1
+        if s < head_end < b:
+            hd_start.append(head_end)
+            hd_need.append(b)
+            hd_bytes.append(nbytes)
+            hd_sid.append(sid)
+    t_wb[sid] = wb
+    t_pf[sid] = pf
+    t_at[sid] = float(s)
+    return freed_now
+
+
+def _sweep_squeeze(s: int, n: int, picks: Arr, n_picks: int, sp_bytes: Arr, sp_kind: Arr, fs_n: Arr, fs_lo: Arr,
+                   fs_hi: Arr, act: Arr, delta: Arr, ap_first: Arr, ap_lo: Any, ap_hi: Any, ap_next: Any,
+                   hd_start: Any, hd_need: Any, hd_bytes: Any, hd_sid: Any) -> int:
+    """Last resort at op ``s``: start a chosen copy-in later than hiding would like (the schedule then stalls
+    for it), the one needed farthest ahead first; then count a chosen offload whose copy-out could not hide
+    as gone from ``s`` on (the scheduler frees it at its minimum extent and makes the op wait), the largest
+    first. Returns bytes freed at ``s`` (0: nothing left to squeeze)."""
+    best = -1
+    for h in range(len(hd_start)):
+        if hd_start[h] <= s < hd_need[h] and (best < 0 or hd_need[h] > hd_need[best]):
+            best = h
+    if best >= 0:
+        old = hd_start[best]
+        hd_start[best] = s + 1
+        j = ap_first[hd_sid[best]]
+        while j >= 0:
+            if ap_hi[j] == old:
+                ap_hi[j] = s + 1
+            j = ap_next[j]
+        delta[s + 1] += hd_bytes[best]
+        return hd_bytes[best]
+    best_sid = -1
+    best_bytes = 0
+    best_end = 0
+    for q in range(n_picks):
+        sid = picks[q]
+        if act[sid] != ACT_OFFLOAD or (sp_kind[sid] != SP_INNER and sp_kind[sid] != SP_WRAP):
+            continue
+        covered = False
+        j = ap_first[sid]
+        while j >= 0:
+            if ap_lo[j] <= s < ap_hi[j]:
+                covered = True
+                break
+            j = ap_next[j]
+        if covered:
+            continue
+        for r in range(fs_n[sid]):
+            lo = fs_lo[2 * sid + r]
+            hi = fs_hi[2 * sid + r]
+            if lo <= s < hi:
+                end = hi
+                j = ap_first[sid]
+                while j >= 0:
+                    if ap_hi[j] > ap_lo[j] and ap_lo[j] > s and ap_lo[j] < end:
+                        end = ap_lo[j]
+                    j = ap_next[j]
+                if best_sid < 0 or sp_bytes[sid] > best_bytes:
+                    best_sid = sid
+                    best_bytes = sp_bytes[sid]
+                    best_end = end
+    if best_sid < 0:
+        return 0
+    ap_lo.append(s)
+    ap_hi.append(best_end)
+    ap_next.append(ap_first[best_sid])
+    ap_first[best_sid] = len(ap_lo) - 1
+    delta[best_end] += best_bytes
+    return best_bytes
+
+
+def tierplan_sweep(compiled: bool, *args: Any) -> tuple[int, int, int, int]:
+    """:func:`_tierplan_sweep` (see :meth:`core.policies.tierplan._Tierplan.run` for the arguments)."""
+    if compiled:
+        _sweep_helpers()
+    out: tuple[int, int, int, int] = _run(_tierplan_sweep, compiled, args, arrays=_SWEEP_ARRAYS)
+    return out
+
+
+def _tierplan_sweep(order: int, n: int, n_sp: int, n_tiers: int, cap: int, keep: Arr, T: Arr, sp_bytes: Arr,
+                    sp_kind: Arr, sp_start: Arr, sp_end: Arr, sp_weight: Arr, sp_idle: Arr, sp_only: Arr,
+                    rc_dur: Arr, fs_n: Arr, fs_lo: Arr, fs_hi: Arr, lw_lo: Arr, lw_hi: Arr, lk_lo: Arr, lk_hi: Arr,
+                    rg_n: Arr, rg_lo: Arr, rg_hi: Arr, rg_exp: Arr, rg_wb: Arr, rg_pf: Arr, static_cost: Arr,
+                    e_ptr: Arr, e_sid: Arr, e_lo: Arr, e_hi: Arr, e_kind: Arr, pin_bad: Arr, pin_ptr: Arr,
+                    pin_sid: Arr, lower_cap: Arr, lower_peak: Arr, hop_out: Arr, hop_in: Arr, fw1: Arr, fw2: Arr,
+                    delta: Arr, ap_first: Arr, act: Arr, act_tier: Arr, pinned: Arr, picks: Arr, t_wb: Arr,
+                    t_pf: Arr, t_at: Arr, lower_occ: Arr, occ: Arr) -> tuple[int, int, int, int]:
+    """The sweep, then the reverse delete. Returns (0, picks, 0, 0), or (1, picks, op, bytes) when op ``op``
+    cannot be brought under ``cap`` (``bytes`` must stay resident there).
+
+    Per span (index = span id): ``sp_*``; ``fs_*`` its freed slots and ``rg_*`` the slots it frees while its
+    copies hide on tier ``t`` (at ``t * n_sp + sid``), each as a count and two compacted ranges
+    (``2 * index + k``); ``static_cost`` the entry's exposure on the fastest tier with empty links (a lower
+    bound of the re-scored one). Heap entries ``e_*`` in CSR by the op they start freeing at (``e_ptr``).
+    ``act``/``act_tier``/``pinned`` come in with the precommitted spans and go out with the choices; ``picks``
+    lists the chosen spans in the order chosen, ``t_*`` their copy-out, copy-in seconds and op. ``lower_occ``
+    (a row of ``n + 1`` per lower tier) and ``occ`` (``keep``'s values) stay numpy arrays on the Python path.
+    """
+    heap = [(0.0, 0.0, 0, 0, 0, 0)]
+    heap.pop()
+    ap_lo = [0]
+    ap_lo.pop()
+    ap_hi = [0]
+    ap_hi.pop()
+    ap_next = [0]
+    ap_next.pop()
+    hd_start = [0]
+    hd_start.pop()
+    hd_need = [0]
+    hd_need.pop()
+    hd_bytes = [0]
+    hd_bytes.pop()
+    hd_sid = [0]
+    hd_sid.pop()
+    n_picks = 0
+    running = 0
+    for s in range(n):
+        for e in range(e_ptr[s], e_ptr[s + 1]):
+            sid = e_sid[e]
+            if act[sid] == ACT_KEEP:  # cheap static key; re-scored with congestion when popped
+                k0, k1 = _sweep_key(order, static_cost[e], sp_bytes[sid], sp_kind[sid], sp_start[sid], sp_end[sid],
+                                    e_hi[e], s, n, T, sp_weight[sid], sp_idle[sid])
+                heapq.heappush(heap, (k0, k1, sid, e_lo[e], e_hi[e], e_kind[e]))
+        running += delta[s]
+        cur = keep[s] + running
+        while cur > cap:
+            sid, kind, tier = -1, 0, 0
+            while len(heap) > 0 and sid < 0:
+                sid, kind, tier = _sweep_window(heap, s, order, n, n_sp, n_tiers, T, sp_bytes, sp_kind, sp_start,
+                                                sp_end, sp_weight, sp_idle, sp_only, rc_dur, lw_lo, lw_hi, lk_lo,
+                                                lk_hi, rg_exp, rg_wb, rg_pf, lower_peak, lower_cap, lower_occ, fw1,
+                                                fw2, hop_out, hop_in, act, pinned, pin_bad, pin_ptr, pin_sid)
+            if sid < 0:
+                squeezed = _sweep_squeeze(s, n, picks, n_picks, sp_bytes, sp_kind, fs_n, fs_lo, fs_hi, act, delta,
+                                          ap_first, ap_lo, ap_hi, ap_next, hd_start, hd_need, hd_bytes, hd_sid)
+                if squeezed == 0:
+                    return 1, n_picks, s, cur
+                running -= squeezed
+                cur -= squeezed
+                continue
+            freed = _sweep_apply(sid, s, kind, tier, n, n_sp, sp_bytes, sp_kind, sp_start, sp_end, fs_n, fs_lo, fs_hi,
+                                 rg_n, rg_lo, rg_hi, rg_wb, rg_pf, lw_lo, lw_hi, lk_lo, lk_hi, lower_peak, lower_occ,
+                                 fw1, fw2, hop_out, hop_in, act, act_tier, delta, ap_first, ap_lo, ap_hi, ap_next,
+                                 hd_start, hd_need, hd_bytes, hd_sid, t_wb, t_pf, t_at)
+            picks[n_picks] = sid
+            n_picks += 1
+            running -= freed
+            cur -= freed
+    # reverse delete: the sweep relieves each op greedily, so later choices can make earlier ones unnecessary;
+    # undo the most expensive choices (copy time per byte) whose bytes fit back everywhere they were freed
+    for q in range(n_picks):
+        sid = picks[q]
+        j = ap_first[sid]
+        while j >= 0:
+            if ap_hi[j] > ap_lo[j]:
+                occ[ap_lo[j]:ap_hi[j]] -= sp_bytes[sid]
+            j = ap_next[j]
+    expense = np.zeros(n_picks)
+    for q in range(n_picks):
+        sid = picks[q]
+        expense[q] = -((t_wb[sid] + t_pf[sid]) / max(sp_bytes[sid], 1))
+    for q in np.argsort(expense, kind="mergesort"):  # stable: the first chosen first among equals
+        sid = picks[q]
+        if act[sid] != ACT_OFFLOAD:
+            continue
+        fits = True
+        j = ap_first[sid]
+        while j >= 0:
+            if ap_hi[j] > ap_lo[j] and occ[ap_lo[j]:ap_hi[j]].max() + sp_bytes[sid] > cap:
+                fits = False
+                break
+            j = ap_next[j]
+        if fits:
+            j = ap_first[sid]
+            while j >= 0:
+                if ap_hi[j] > ap_lo[j]:
+                    occ[ap_lo[j]:ap_hi[j]] += sp_bytes[sid]
+                j = ap_next[j]
+            act[sid] = ACT_KEEP
+            act_tier[sid] = -1
+    return 0, n_picks, 0, 0
+
+
+#: argument positions of :func:`_tierplan_sweep` that stay numpy arrays on the Python path (sliced)
+_SWEEP_ARRAYS = tuple(k for k, name in enumerate(_tierplan_sweep.__code__.co_varnames[:_tierplan_sweep.__code__.co_argcount])
+                      if name in ("lower_occ", "occ"))
+
+
+def _sweep_helpers() -> None:
+    """Make the sweep's helpers callable from the compiled kernel (once, before it compiles)."""
+    global _SWEEP_HELPERS_READY
+    if _SWEEP_HELPERS_READY:
+        return
+    from numba.extending import register_jitable
+
+    for helper in (fenwick_add, fenwick_total, _sweep_key, _sweep_fits, _sweep_congestion, _sweep_cost, _sweep_pin,
+                   _sweep_window, _sweep_apply, _sweep_squeeze):
+        register_jitable(helper)
+    _SWEEP_HELPERS_READY = True

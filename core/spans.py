@@ -24,9 +24,43 @@ from core.graph import Graph
 from core.liveness import Liveness, Span
 
 __all__ = [
-    "freed_slots", "covers", "covering_span", "idle_s", "is_dirty", "lower_window", "mutation_ops",
+    "SPAN_KINDS", "span_kind_codes", "freed_slots", "freed_slot_ranges", "covers", "covering_span", "idle_s", "is_dirty", "lower_window", "mutation_ops",
     "mutated_between", "recompute_ok", "recompute_blocker", "slot_bytes_of", "spare_outputs",
 ]
+
+
+#: span kinds in the order of their integer codes (:func:`span_kind_codes`; the codes of ``core.kernels``'s
+#: ``SP_*`` constants)
+SPAN_KINDS = ("inner", "initial", "wrap", "unused")
+
+
+def span_kind_codes(spans: Sequence[Span]) -> np.ndarray:
+    """Each span's kind as its index in :data:`SPAN_KINDS` (int64), for array code."""
+    code = {k: i for i, k in enumerate(SPAN_KINDS)}
+    return np.fromiter((code[sp.kind] for sp in spans), dtype=np.int64, count=len(spans))
+
+
+def freed_slot_ranges(kind: np.ndarray, start: np.ndarray, end: np.ndarray, n_ops: int
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`freed_slots` of many spans at once (kind codes of :func:`span_kind_codes`, start and end ops):
+    per span the number of ranges (0-2) and their bounds as ``(len, 2)`` arrays, in the same order, unused
+    places (0, 0)."""
+    inner, initial, wrap, unused = (kind == k for k in range(len(SPAN_KINDS)))
+    lo0 = np.where(inner, start + 1, 0)
+    hi0 = np.minimum(np.where(unused, n_ops, end), n_ops)
+    lo1 = start + 1
+    hi1 = np.full(len(kind), n_ops, dtype=np.int64)
+    ok0 = (inner | initial | wrap | unused) & (hi0 > lo0)
+    ok1 = wrap & (hi1 > lo1)
+    count = ok0.astype(np.int64) + ok1
+    lo = np.zeros((len(kind), 2), dtype=np.int64)
+    hi = np.zeros((len(kind), 2), dtype=np.int64)
+    lo[:, 0] = np.where(ok0, lo0, np.where(ok1, lo1, 0))
+    hi[:, 0] = np.where(ok0, hi0, np.where(ok1, hi1, 0))
+    both = ok0 & ok1
+    lo[:, 1] = np.where(both, lo1, 0)
+    hi[:, 1] = np.where(both, hi1, 0)
+    return count, lo, hi
 
 
 def freed_slots(span: Span, n_ops: int) -> list[tuple[int, int]]:

@@ -151,3 +151,30 @@ def test_a_warm_up_in_progress_leaves_other_threads_on_the_python_path(monkeypat
         assert kernels.use_compiled(1) and not kernels._WARM
     assert seen == [False]
     assert kernels._WARM and kernels.use_compiled(1)
+
+
+# ---------------------------------------------------------------------------------------------- Tierplan's sweep
+
+
+def _sweep_decisions(graph: Graph, hw: Hardware, compiled: bool, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every decision (terms and reasons included) of the first plan, the sweep compiled or in Python."""
+    plan = _plan(graph, hw, compiled, monkeypatch)
+    return plan if isinstance(plan, str) else plan.decisions
+
+
+@needs_numba
+class TestSweepCompiledEqualsPython:
+    """core.kernels.tierplan_sweep: both paths give the same decisions, with the same terms and reasons."""
+
+    @pytest.mark.parametrize("seed", range(1, 60, 6))
+    def test_fuzz_cases(self, seed: int, monkeypatch: pytest.MonkeyPatch) -> None:
+        graph, hw = random_case(seed)
+        assert _sweep_decisions(graph, hw, False, monkeypatch) == _sweep_decisions(graph, hw, True, monkeypatch)
+
+    @pytest.mark.parametrize("fraction", [0.3, 0.5])
+    def test_tight_sample(self, fraction: float, monkeypatch: pytest.MonkeyPatch) -> None:
+        info = list_samples()[0]
+        graph = load_sample(info.key)
+        hw = load_preset(info.hardware)
+        room = with_capacity(hw, hw.compute_tier, int(analyze(graph).no_offload_peak_bytes * fraction))
+        assert _sweep_decisions(graph, room, False, monkeypatch) == _sweep_decisions(graph, room, True, monkeypatch)

@@ -78,3 +78,22 @@ def test_scheduler_counts_exactly_the_freed_slots(data: st.DataObject) -> None:
     minus each moved or recomputed span's :func:`freed_slots`; after they grow it is never below that."""
     graph = data.draw(graphs())
     _check_counts(graph, data.draw(hierarchies(graph)))
+
+
+class TestFreedSlotRanges:
+    """The array form of freed_slots gives the same ranges, in the same order, for every span."""
+
+    @pytest.mark.parametrize("seed", range(0, 40, 4))
+    def test_matches_freed_slots(self, seed: int) -> None:
+        from core.fuzz import random_case
+        from core.liveness import analyze
+        from core.spans import freed_slot_ranges, freed_slots, span_kind_codes
+
+        graph, _ = random_case(seed)
+        live = analyze(graph)
+        spans = live.spans
+        count, lo, hi = freed_slot_ranges(span_kind_codes(spans), np.array([s.start_op for s in spans], dtype=np.int64),
+                                          np.array([s.end_op for s in spans], dtype=np.int64), live.n_ops)
+        for k, span in enumerate(spans):
+            got = [(int(lo[k, j]), int(hi[k, j])) for j in range(int(count[k]))]
+            assert got == freed_slots(span, live.n_ops)

@@ -17,7 +17,6 @@ scheduler and keeps the fastest: a small portfolio judged exactly rather than on
 
 from __future__ import annotations
 
-import heapq
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -34,44 +33,136 @@ from core.plan import Decision
 from core.policies.base import ParamSpec, Placement, PolicyInfo
 from core.policies.host import host_candidates
 from core.schedule import Schedule, build_schedule, estimate_slot_starts, op_durations, schedule_end_s
-from core.spans import covering_span, freed_slots, idle_s, is_dirty, lower_window, recompute_ok, spare_outputs
+from core.spans import covering_span, freed_slot_ranges, idle_s, recompute_ok, span_kind_codes, spare_outputs
 from core.units import format_bytes, format_time
 
 __all__ = ["TIERPLAN", "ORDERS", "decide_tierplan", "recompute_setup", "recompute_precommit", "long_offloads"]
 
 
-#: How many live candidates are re-scored per pick (bounds the lazy-greedy re-evaluation).
-_LOOKAHEAD = 8
+
+#: Capacities above this are clipped for the compiled sweep's int64 arithmetic (no graph holds 2**62 bytes).
+_BIG_BYTES = 2**62
 
 
-class _LinkLoad:
-    """Committed transfer seconds per op slot on one link (Fenwick tree with range add / range sum; the
-    arithmetic is :func:`core.kernels.fenwick_add` / :func:`~core.kernels.fenwick_total`, compiled on big
-    graphs and plain Python over lists on small ones)."""
+@dataclass(frozen=True)
+class _SpanTable:
+    """One liveness's spans as flat arrays (index = span id), with their geometry on every lower tier
+    (``rg_*`` at ``tier * n_spans + id``; two compacted ranges per row, see :func:`core.spans.freed_slot_ranges`).
+    It depends only on the liveness, the hardware, the slack and the host ops' tiers, so every ranking order
+    of one setup and the explanations share it (built once instead of per order and per span)."""
 
-    def __init__(self, n: int) -> None:
-        self.n = n
-        self.b1: Any
-        self.b2: Any
-        if use_compiled(n):
-            self.b1, self.b2 = np.zeros(n + 2), np.zeros(n + 2)
-            self._add, self._total = kernels.kernel(kernels.fenwick_add), kernels.kernel(kernels.fenwick_total)
-        else:
-            self.b1, self.b2 = [0.0] * (n + 2), [0.0] * (n + 2)
-            self._add, self._total = kernels.fenwick_add, kernels.fenwick_total
+    nbytes: np.ndarray
+    kind: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    length_ops: np.ndarray
+    #: the ``weight`` order's key: bytes x ops idle, negated
+    weight: np.ndarray
+    idle_s: np.ndarray
+    #: the only lower tier the span may move to (host ops read it there), -1: any
+    only: np.ndarray
+    recompute_ok: np.ndarray
+    #: the producer's duration, for spans that may be recomputed
+    recompute_s: np.ndarray
+    fs_n: np.ndarray
+    fs_lo: np.ndarray
+    fs_hi: np.ndarray
+    lw_lo: np.ndarray
+    lw_hi: np.ndarray
+    lk_lo: np.ndarray
+    lk_hi: np.ndarray
+    rg_n: np.ndarray
+    rg_lo: np.ndarray
+    rg_hi: np.ndarray
+    rg_exposed_s: np.ndarray
+    rg_wb_s: np.ndarray
+    rg_pf_s: np.ndarray
 
-    def add(self, lo: int, hi: int, per_slot: float) -> None:
-        self._add(self.b1, self.b2, self.n, lo, hi, per_slot)
 
-    def total(self, lo: int, hi: int) -> float:
-        """Sum of the per-slot load over slots ``lo..hi-1``."""
-        return float(self._total(self.b1, self.b2, lo, hi))
+def _span_table(p: _Tierplan) -> _SpanTable:
+    """:class:`_SpanTable` of a planner's liveness: the copy times and hidden regions per tier are the numpy
+    form of the per-span arithmetic (same operations in the same order, so the same floats)."""
+    g, live, hw, T, n, C = p.g, p.live, p.hw, p.T, p.n, p.C
+    spans = live.spans
+    m = len(spans)
+    nbytes = np.fromiter((sp.bytes for sp in spans), dtype=np.int64, count=m)
+    kind = span_kind_codes(spans)
+    a = np.fromiter((sp.start_op for sp in spans), dtype=np.int64, count=m)
+    b = np.fromiter((sp.end_op for sp in spans), dtype=np.int64, count=m)
+    inner, initial, wrap, unused = (kind == k for k in range(4))
+    length = np.where(wrap, n - a - 1 + b, b - a - 1)
+    weight = -nbytes.astype(np.float64) * np.maximum(np.where(unused, n, length), 1)
+    fs_n, fs_lo, fs_hi = freed_slot_ranges(kind, a, b, n)
+    d = T[fs_hi] - T[fs_lo]
+    idle = np.where(fs_n >= 1, d[:, 0], 0.0) + np.where(fs_n >= 2, d[:, 1], 0.0) if m else np.zeros(0)
+    persistent = np.fromiter((g.tensor_by_id[sp.tensor].persistent for sp in spans), dtype=bool, count=m)
+    mutated = np.fromiter((bool(live.mutations.get(sp.tensor)) for sp in spans), dtype=bool, count=m)
+    dirty = ~(initial | unused) & np.where(persistent, mutated, True)  # core.spans.is_dirty
+    whole = wrap | unused | persistent  # core.spans.lower_window
+    lw_lo = np.where(whole, 0, np.maximum(a + 1, 0))
+    lw_hi = np.where(whole, n, np.minimum(b + 1, n))
+    # op slots whose link time a span's copy-out and copy-in are charged to: the idle span itself, and for
+    # spans that start the step elsewhere (wrap, initial) the ops before the first use, where the copy-in
+    # must happen. Charging a wrap span's copy-out there too (rather than after its last use) is a
+    # heuristic; it measured better on the samples and the synthetic benchmark (the real schedule judges
+    # the portfolio anyway).
+    lk_lo = np.where(inner, a + 1, 0)
+    lk_hi = np.where(inner, b, np.maximum(b, 1))
+    tier_of = {t: k for k, t in enumerate(p.tiers)}
+    only = np.fromiter((tier_of[p.only_tier[sp.tensor]] if sp.tensor in p.only_tier else -1 for sp in spans),
+                       dtype=np.int64, count=m)
+    rc_ok = np.zeros(m, dtype=bool)
+    rc_s = np.zeros(m)
+    for k in np.flatnonzero(inner):
+        if recompute_ok(g, live, int(k)):
+            rc_ok[k] = True
+            rc_s[k] = float(p.dur[g.producer[spans[k].tensor]])
+    n_t = len(p.tiers)
+    rg_n = np.zeros(n_t * m, dtype=np.int64)
+    rg_lo = np.zeros(2 * n_t * m, dtype=np.int64)
+    rg_hi = np.zeros(2 * n_t * m, dtype=np.int64)
+    rg_exp, rg_wb, rg_pf = np.zeros(n_t * m), np.zeros(n_t * m), np.zeros(n_t * m)
+    size = nbytes.astype(np.float64)
+    bb = np.clip(b, 0, n)
+    a1 = np.clip(a + 1, 0, n)
+    for ti, tier in enumerate(p.tiers):
+        wb = np.zeros(m)
+        for link in hw.route(C, tier):
+            wb += link.latency_s + size / link.bandwidth_Bps
+        wb = np.where(dirty, wb, 0.0)
+        pf = np.zeros(m)
+        for link in hw.route(tier, C):
+            pf += link.latency_s + size / link.bandwidth_Bps
+        pos = np.searchsorted(T[:n], T[bb] - pf * (1 + p.slack), side="right") - 1
+        pos = np.maximum(0, np.minimum(pos, b))
+        r = np.where(wb > 0, np.searchsorted(T[:n], T[a1] + wb, side="left"), a + 1)
+        r = np.minimum(np.maximum(r, a + 1), n)
+        exposed = np.where(initial, np.maximum(0.0, pf - T[bb]), 0.0)
+        exposed = np.where(wrap, np.maximum(0.0, wb - (T[n] - T[a1])) + np.maximum(0.0, pf - T[bb]), exposed)
+        exposed = np.where(inner, np.maximum(0.0, wb + pf - (T[bb] - T[a1])), exposed)
+        # hidden regions: unused (0, n); initial (0, p); wrap (0, p) and (r, n); inner (r, p); empty ones dropped
+        lo0 = np.where(inner, r, 0)
+        hi0 = np.where(unused, n, np.where(inner, pos, pos))
+        ok0 = hi0 > lo0
+        ok1 = wrap & (n > r)
+        rows = slice(ti * m, (ti + 1) * m)
+        rg_n[rows] = ok0.astype(np.int64) + ok1
+        first_lo = np.where(ok0, lo0, np.where(ok1, r, 0))
+        first_hi = np.where(ok0, hi0, np.where(ok1, n, 0))
+        both = ok0 & ok1
+        rg_lo[2 * ti * m:2 * (ti + 1) * m:2], rg_hi[2 * ti * m:2 * (ti + 1) * m:2] = first_lo, first_hi
+        rg_lo[2 * ti * m + 1:2 * (ti + 1) * m:2] = np.where(both, r, 0)
+        rg_hi[2 * ti * m + 1:2 * (ti + 1) * m:2] = np.where(both, n, 0)
+        rg_exp[rows] = np.where(unused, 0.0, exposed)
+        rg_wb[rows] = np.where(unused | initial, 0.0, wb)
+        rg_pf[rows] = np.where(unused, 0.0, pf)
+    return _SpanTable(nbytes, kind, a, b, length, weight, idle, only, rc_ok, rc_s, fs_n, fs_lo.ravel(),
+                      fs_hi.ravel(), lw_lo, lw_hi, lk_lo, lk_hi, rg_n, rg_lo, rg_hi, rg_exp, rg_wb, rg_pf)
 
 
 class _Tierplan:
     def __init__(self, graph: Graph, hw: Hardware, live: Liveness, params: Mapping[str, Any], order: str = "cost",
-                 op_tiers: Mapping[int, str] | None = None,
-                 region_cache: dict[tuple[int, str], tuple[list[tuple[int, int]], float, float, float]] | None = None,
+                 op_tiers: Mapping[int, str] | None = None, region_cache: dict[str, Any] | None = None,
                  precommit: Mapping[int, tuple[str, str]] | None = None) -> None:
         self.g, self.hw, self.live = graph, hw, live
         self.n = live.n_ops
@@ -93,105 +184,36 @@ class _Tierplan:
         for t in self.tiers:  # room for staging copies when a route passes through this tier
             if any(len(hw.route(self.C, other)) > 1 and t in [link.dst for link in hw.route(self.C, other)[:-1]] for other in self.tiers):
                 self.lower_cap[t] = max(0, self.lower_cap[t] - 2 * biggest)
-        self.lower_occ = {t: np.zeros(self.n + 1, dtype=np.int64) for t in self.tiers}
-        self.lower_peak = dict.fromkeys(self.tiers, 0)
-        self.load = {(link.src, link.dst): _LinkLoad(self.n) for link in hw.links}
-        self.first_hop = {(a, b): (hw.route(a, b)[0].src, hw.route(a, b)[0].dst)
-                          for t in self.tiers for a, b in ((self.C, t), (t, self.C))}
         self.choice: dict[int, tuple[str, str]] = {}
         self.terms: dict[int, dict[str, float]] = {}
         self.pinned: set[int] = set()
-        self.applied: dict[int, list[tuple[int, int]]] = {}  # slots each choice frees (for pruning)
         # span geometry depends only on the liveness, the hardware and the slack: shared across orders
-        self._regions = region_cache if region_cache is not None else {}
-        self.heads: list[list[int]] = []  # [first slot resident again, needed at, bytes] of chosen copy-ins
+        self._cache = region_cache if region_cache is not None else {}
 
     # ------------------------------------------------------------------------------ span geometry
-    # (the geometry itself is core.spans'; these bind it to this graph and its modelled slot starts)
+    # (the geometry itself is core.spans'; the table binds it to this graph and its modelled slot starts)
+    @property
+    def table(self) -> _SpanTable:
+        table: _SpanTable | None = self._cache.get("table")
+        if table is None:
+            table = self._cache["table"] = _span_table(self)
+        return table
+
     def idle_s(self, span: Span) -> float:
         return idle_s(span, self.T)
 
-    def dirty(self, span: Span) -> bool:
-        """Whether offloading needs a copy-out (no fresh copy below is assumed otherwise)."""
-        return is_dirty(self.g, self.live, span)
-
     def regions(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
-        """Slots freed when hiding the copies, exposed seconds, copy-out and copy-in seconds (cached:
-        they depend only on the span and the tier)."""
-        key = (span.id, tier)
-        hit = self._regions.get(key)
-        if hit is None:
-            if (-1, tier) not in self._regions:  # (-1, tier) marks "all spans done for this tier"
-                self._precompute_regions(tier)
-                hit = self._regions.get(key)
-            if hit is None:
-                hit = self._regions[key] = self._regions_uncached(span, tier)
-        return hit
-
-    def _precompute_regions(self, tier: str) -> None:
-        """:meth:`_regions_uncached` for every span at once (numpy), same arithmetic in the same order."""
-        self._regions[(-1, tier)] = ([], 0.0, 0.0, 0.0)
-        spans = self.live.spans
-        if not spans or not self.n:
-            return
-        hw, T, n, C = self.hw, self.T, self.n, self.C
-        nbytes = np.array([sp.bytes for sp in spans], dtype=np.float64)
-        kinds = [sp.kind for sp in spans]
-        a = np.array([sp.start_op for sp in spans], dtype=np.int64)
-        b = np.array([sp.end_op for sp in spans], dtype=np.int64)
-        dirty = np.array([self.dirty(sp) for sp in spans], dtype=bool)
-        wb = np.zeros(len(spans))
-        for link in hw.route(C, tier):
-            wb += link.latency_s + nbytes / link.bandwidth_Bps
-        wb = np.where(dirty, wb, 0.0)
-        pf = np.zeros(len(spans))
-        for link in hw.route(tier, C):
-            pf += link.latency_s + nbytes / link.bandwidth_Bps
-        bb = np.clip(b, 0, n)
-        p = np.searchsorted(T[:n], T[bb] - pf * (1 + self.slack), side="right") - 1
-        p = np.maximum(0, np.minimum(p, b))
-        a1 = np.clip(a + 1, 0, n)
-        r = np.where(wb > 0, np.searchsorted(T[:n], T[a1] + wb, side="left"), a + 1)
-        r = np.minimum(np.maximum(r, a + 1), n)
-        for k, sp in enumerate(spans):
-            kind = kinds[k]
-            if kind == "unused":
-                self._regions[(sp.id, tier)] = ([(0, n)], 0.0, 0.0, 0.0)
-                continue
-            pk, pfk = int(p[k]), float(pf[k])
-            if kind == "initial":
-                self._regions[(sp.id, tier)] = ([(0, pk)], max(0.0, pfk - float(T[b[k]])), 0.0, pfk)
-                continue
-            wbk, rk = float(wb[k]), int(r[k])
-            if kind == "wrap":
-                exposed = max(0.0, wbk - float(T[n] - T[a1[k]])) + max(0.0, pfk - float(T[b[k]]))
-                self._regions[(sp.id, tier)] = ([(0, pk), (rk, n)], exposed, wbk, pfk)
-                continue
-            exposed = max(0.0, wbk + pfk - float(T[b[k]] - T[a1[k]]))
-            self._regions[(sp.id, tier)] = ([(rk, pk)] if pk > rk else [], exposed, wbk, pfk)
-
-    def _regions_uncached(self, span: Span, tier: str) -> tuple[list[tuple[int, int]], float, float, float]:
-        hw, T, n, C = self.hw, self.T, self.n, self.C
-        wb = hw.route_time_s(C, tier, span.bytes) if self.dirty(span) else 0.0
-        pf = hw.route_time_s(tier, C, span.bytes)
-        if span.kind == "unused":
-            return [(0, n)], 0.0, 0.0, 0.0
-        b = span.end_op
-        p = int(np.searchsorted(T[:n], T[b] - pf * (1 + self.slack), side="right")) - 1
-        p = max(0, min(p, b))
-        if span.kind == "initial":
-            return [(0, p)], max(0.0, pf - float(T[b])), 0.0, pf
-        a = span.start_op
-        r = int(np.searchsorted(T[:n], T[a + 1] + wb, side="left")) if wb else a + 1
-        r = min(max(r, a + 1), n)
-        if span.kind == "wrap":  # the copy-out must fit after the last use, the copy-in before the first
-            exposed = max(0.0, wb - float(T[n] - T[a + 1])) + max(0.0, pf - float(T[b]))
-            return [(0, p), (r, n)], exposed, wb, pf
-        exposed = max(0.0, wb + pf - self.idle_s(span))
-        return ([(r, p)] if p > r else []), exposed, wb, pf
+        """Slots freed when hiding the copies (empty ranges dropped), exposed seconds, copy-out and copy-in
+        seconds of moving ``span`` to ``tier``."""
+        tab = self.table
+        k = self.tiers.index(tier) * len(tab.nbytes) + span.id
+        ranges = [(int(tab.rg_lo[2 * k + j]), int(tab.rg_hi[2 * k + j])) for j in range(int(tab.rg_n[k]))]
+        return ranges, float(tab.rg_exposed_s[k]), float(tab.rg_wb_s[k]), float(tab.rg_pf_s[k])
 
     # ------------------------------------------------------------------------------ the sweep
     def run(self) -> Placement:
+        """Sweep the ops (:func:`core.kernels.tierplan_sweep`: the greedy relief of every over-full op, then
+        the reverse delete) and record the choices."""
         live, n, cap = self.live, self.n, self.cap
         keep = live.keep_bytes
         if self.precommit:
@@ -199,42 +221,108 @@ class _Tierplan:
             self.choice.update(self.precommit)
         if n == 0 or keep.max() <= cap:
             return Placement(dict(self.choice))
-        buckets: list[list[tuple[int, int, int, str]]] = [[] for _ in range(n + 1)]
-        for span in live.spans:
-            if span.bytes == 0 or (live.span_length_ops(span) <= 0 and span.kind != "unused"):
-                continue
-            hidden = self._entry_regions(span)
-            for lo, hi in hidden:
-                buckets[lo].append((span.id, lo, hi, "offload"))
-            for lo, hi in self._forced_regions(span):
-                if hi > lo and (lo, hi) not in hidden:
-                    buckets[lo].append((span.id, lo, hi, "forced"))
-            if self.allow_recompute and recompute_ok(self.g, live, span.id):
-                buckets[span.start_op + 1].append((span.id, span.start_op + 1, span.end_op, "recompute"))
-        heap: list[tuple[float, float, int, int, int, str]] = []
-        delta = np.zeros(n + 1, dtype=np.int64)
-        running = 0
-        for s in range(n):
-            for sid, lo, hi, kind in buckets[s]:
-                if sid not in self.choice:  # cheap static key; re-scored with congestion when popped
-                    heapq.heappush(heap, (*self._key(sid, s, hi, kind, self._static_cost(sid, kind)), sid, lo, hi, kind))
-            running += int(delta[s])
-            cur = int(keep[s]) + running
-            while cur > cap:
-                picked = self._pop(heap, s)
-                if picked is None:
-                    squeezed = self._squeeze(s, delta)
-                    if not squeezed:
-                        self._infeasible(s, cur)
-                    running -= squeezed
-                    cur -= squeezed
-                    continue
-                sid, kind, tier = picked
-                freed = self._apply(sid, s, kind, tier, delta)
-                running -= freed
-                cur -= freed
-        self._prune()
+        tab = self.table
+        m, n_t = len(tab.nbytes), len(self.tiers)
+        e_sid, e_lo, e_hi, e_kind, static = self._entries(tab)
+        e_ptr = np.zeros(n + 2, dtype=np.int64)
+        np.cumsum(np.bincount(e_lo, minlength=n + 1)[:n + 1], out=e_ptr[1:])
+        pin_bad, pin_ptr, pin_sid = self._pins(tab)
+        act = np.zeros(m, dtype=np.int64)
+        act_tier = np.full(m, -1, dtype=np.int64)
+        for sid, (action, _) in self.precommit.items():
+            act[sid] = kernels.ACT_RECOMPUTE if action == "recompute" else kernels.ACT_OFFLOAD
+        links = {(link.src, link.dst): k for k, link in enumerate(self.hw.links)}
+        hop_out = np.array([links[(r[0].src, r[0].dst)] for r in (self.hw.route(self.C, t) for t in self.tiers)],
+                           dtype=np.int64)
+        hop_in = np.array([links[(r[0].src, r[0].dst)] for r in (self.hw.route(t, self.C) for t in self.tiers)],
+                          dtype=np.int64)
+        lower_cap = np.array([min(self.lower_cap[t], _BIG_BYTES) for t in self.tiers], dtype=np.int64)
+        keep = np.asarray(keep, dtype=np.int64)
+        pinned = np.zeros(m, dtype=bool)
+        picks = np.zeros(m, dtype=np.int64)
+        t_wb, t_pf, t_at = np.zeros(m), np.zeros(m), np.zeros(m)
+        status, n_picks, s_bad, need = kernels.tierplan_sweep(
+            use_compiled(n), ORDERS.index(self.order), n, m, n_t, min(cap, _BIG_BYTES), keep, self.T, tab.nbytes,
+            tab.kind, tab.start, tab.end, tab.weight, tab.idle_s, tab.only, tab.recompute_s, tab.fs_n, tab.fs_lo,
+            tab.fs_hi, tab.lw_lo, tab.lw_hi, tab.lk_lo, tab.lk_hi, tab.rg_n, tab.rg_lo, tab.rg_hi, tab.rg_exposed_s,
+            tab.rg_wb_s, tab.rg_pf_s, static, e_ptr, e_sid, e_lo, e_hi, e_kind, pin_bad, pin_ptr, pin_sid,
+            lower_cap, np.zeros(n_t, dtype=np.int64), hop_out, hop_in, np.zeros((len(links), n + 2)),
+            np.zeros((len(links), n + 2)), np.zeros(n + 1, dtype=np.int64), np.full(m, -1, dtype=np.int64), act,
+            act_tier, pinned, picks, t_wb, t_pf, t_at, np.zeros(n_t * (n + 1), dtype=np.int64), keep.copy())
+        if status:
+            self._infeasible(int(s_bad), int(need))
+        for sid in picks[:n_picks].tolist():
+            if act[sid] == kernels.ACT_KEEP:
+                continue  # undone by the reverse delete
+            self.choice[sid] = ("recompute", self.C) if act[sid] == kernels.ACT_RECOMPUTE else \
+                ("offload", self.tiers[act_tier[sid]])
+            self.terms[sid] = {"wb_s": float(t_wb[sid]), "pf_s": float(t_pf[sid]), "chosen_at_op": float(t_at[sid])}
+        self.pinned = set(np.flatnonzero(pinned).tolist())
         return Placement(dict(self.choice))
+
+    def _entries(self, tab: _SpanTable) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Heap entries (span, first slot, end slot, kind, static cost), sorted by first slot: each region
+        where the span's copies hide on the fastest tier, each further slot range it frees if its copies may
+        stall the compute ("forced"), and the recompute of the spans that may be. The static cost is the
+        exposure on the fastest tier with empty links, a lower bound of the re-scored one."""
+        m = len(tab.nbytes)
+        ids = np.arange(m, dtype=np.int64)
+        live = (tab.nbytes != 0) & ((tab.length_ops > 0) | (tab.kind == kernels.SP_UNUSED))
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, int, np.ndarray]] = []
+        if self.tiers:
+            h_lo, h_hi = tab.rg_lo[:2 * m].reshape(m, 2), tab.rg_hi[:2 * m].reshape(m, 2)
+            exposed, moved = tab.rg_exposed_s[:m], tab.rg_wb_s[:m] + tab.rg_pf_s[:m]
+            for j in range(2):
+                parts.append((live & (tab.rg_n[:m] > j), h_lo[:, j], h_hi[:, j], kernels.ENTRY_OFFLOAD, exposed))
+        else:
+            h_lo = h_hi = np.zeros((m, 2), dtype=np.int64)
+            moved = np.zeros(m)
+        f_lo, f_hi = tab.fs_lo.reshape(m, 2), tab.fs_hi.reshape(m, 2)
+        for j in range(2):
+            same = np.zeros(m, dtype=bool)
+            for k in range(2):
+                if self.tiers:
+                    same |= (tab.rg_n[:m] > k) & (h_lo[:, k] == f_lo[:, j]) & (h_hi[:, k] == f_hi[:, j])
+            parts.append((live & (tab.fs_n > j) & ~same, f_lo[:, j], f_hi[:, j], kernels.ENTRY_FORCED, moved))
+        if self.allow_recompute:
+            parts.append((live & tab.recompute_ok, tab.start + 1, tab.end, kernels.ENTRY_RECOMPUTE, tab.recompute_s))
+        sid = np.concatenate([ids[mask] for mask, *_ in parts])
+        lo = np.concatenate([lo[mask] for mask, lo, *_ in parts])
+        hi = np.concatenate([hi[mask] for mask, _, hi, *_ in parts])
+        kind = np.concatenate([np.full(int(mask.sum()), k, dtype=np.int64) for mask, _, _, k, _ in parts])
+        cost = np.concatenate([c[mask] for mask, _, _, _, c in parts])
+        by_slot = np.argsort(lo, kind="stable")
+        return sid[by_slot], lo[by_slot], hi[by_slot], kind[by_slot], cost[by_slot]
+
+    def _pins(self, tab: _SpanTable) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Recompute at the span end needs the producer's inputs there. Inputs the op at the span end reads
+        anyway cost nothing; otherwise the input's idle span covering that op must stay in the compute tier
+        (pinned), which is only accepted when that span lies inside this one (pinning a long span would cost
+        more memory than the recompute frees). Per span: whether that rules it out (``bad``), and the spans
+        to pin (CSR); whether they are still free to pin is the sweep's question."""
+        m = len(tab.nbytes)
+        bad = np.zeros(m, dtype=bool)
+        counts = np.zeros(m + 1, dtype=np.int64)
+        covers: list[int] = []
+        if self.allow_recompute:
+            spans, uses = self.live.spans, self.live.uses
+            for sid in np.flatnonzero(tab.recompute_ok).tolist():
+                span = spans[sid]
+                b = span.end_op
+                mine: list[int] = []
+                for x in self.g.ops[self.g.producer[span.tensor]].inputs:
+                    if b in uses[x]:
+                        continue
+                    cover = covering_span(self.live, x, b)
+                    if cover is None or spans[cover].kind != "inner" or spans[cover].start_op < span.start_op \
+                            or spans[cover].end_op > b + 1:
+                        bad[sid] = True
+                        break
+                    mine.append(cover)
+                if not bad[sid]:
+                    covers.extend(mine)
+                    counts[sid + 1] = len(mine)
+        return bad, np.cumsum(counts), np.array(covers, dtype=np.int64)
 
     def _precommitted(self, keep: np.ndarray) -> np.ndarray:
         """``keep`` less the spans recomputed up front, plus the spare outputs their re-runs regenerate
@@ -246,266 +334,6 @@ class _Tierplan:
             if self.precommit[sid][0] == "recompute" and 0 <= span.end_op < self.n:
                 keep[span.end_op] += sum(self.g.tensor_by_id[y].bytes for y in spare_outputs(self.g, span))
         return keep
-
-    def _prune(self) -> None:
-        """Reverse delete: the sweep relieves each op greedily, so later choices can make earlier ones
-        unnecessary. Undo the most expensive choices (copy time per byte) whose bytes fit back everywhere
-        they were freed."""
-        occ = self._precommitted(self.live.keep_bytes.astype(np.int64))
-        for sid, regions in self.applied.items():
-            for lo, hi in regions:
-                occ[lo:hi] -= self.live.spans[sid].bytes
-        def expense(sid: int) -> float:
-            t = self.terms.get(sid, {})
-            return (t.get("wb_s", 0.0) + t.get("pf_s", 0.0)) / max(self.live.spans[sid].bytes, 1)
-        for sid in sorted(self.applied, key=expense, reverse=True):
-            if self.choice.get(sid, ("keep",))[0] != "offload":
-                continue
-            size = self.live.spans[sid].bytes
-            regions = [(lo, hi) for lo, hi in self.applied[sid] if hi > lo]
-            if all(int(occ[lo:hi].max()) + size <= self.cap for lo, hi in regions):
-                for lo, hi in regions:
-                    occ[lo:hi] += size
-                del self.choice[sid]
-                self.terms.pop(sid, None)
-
-    def _entry_regions(self, span: Span) -> list[tuple[int, int]]:
-        fastest = self.tiers[0]
-        regs, _, _, _ = self.regions(span, fastest)
-        return [(lo, hi) for lo, hi in regs if hi > lo]
-
-    def _forced_regions(self, span: Span) -> list[tuple[int, int]]:
-        """Everything the span could free if its copies were allowed to stall the compute."""
-        return freed_slots(span, self.n)
-
-    def _key(self, sid: int, s: int, hi: int, kind: str, cost: float | None = None) -> tuple[float, float]:
-        span = self.live.spans[sid]
-        end = self.T[hi] if hi <= self.n else self.T[self.n]
-        if span.kind == "wrap" and s < span.end_op:
-            end = end + (self.T[self.n] - self.T[span.start_op + 1])
-        benefit = span.bytes * max(float(end - self.T[s]), 1e-12)
-        if cost is None:
-            cost = self._cost(sid, kind)[0]
-        if self.order == "weight":  # heaviest span (bytes x length) first, hidden ones before exposed ones
-            length = self.live.span_length_ops(span) if span.kind != "unused" else self.n
-            return float(cost > 0), -float(span.bytes) * max(length, 1)
-        if self.order == "reach":  # farthest relief first (Belady), hidden before exposed
-            return float(cost > 0), -float(end)
-        if self.order == "idle":  # longest idle time first, hidden before exposed (Capuchin's swap order)
-            return float(cost > 0), -self.idle_s(span)
-        return cost / benefit, -benefit
-
-    def _static_cost(self, sid: int, kind: str) -> float:
-        """Exposed seconds on the fastest lower tier with empty links (a lower bound of :meth:`_cost`)."""
-        span = self.live.spans[sid]
-        if kind == "recompute":
-            return float(self.dur[self.g.producer[span.tensor]])
-        _, exposed, wb, pf = self.regions(span, self.tiers[0])
-        return wb + pf if kind == "forced" else exposed
-
-    def _cost(self, sid: int, kind: str) -> tuple[float, str]:
-        """Exposed seconds of the best way to free the span, and the tier it uses: the least exposure,
-        and for tensors no op reads (stored-only weights such as unrouted experts) the coldest tier among
-        equals, so they leave the fast lower tier to data that is read back (tiers are fastest first)."""
-        span = self.live.spans[sid]
-        if kind == "recompute":
-            q = self.g.producer[span.tensor]
-            return float(self.dur[q]), self.C
-        best: tuple[float, str] | None = None
-        allowed = self.tiers if span.tensor not in self.only_tier else (self.only_tier[span.tensor],)
-        for tier in allowed:
-            if not self._lower_fits(span, tier):
-                continue
-            _, exposed, wb, pf = self.regions(span, tier)
-            if kind == "forced":
-                exposed = wb + pf
-            exposed += self._congestion(span, tier, wb, pf)
-            roomy = span.kind == "unused"
-            if best is None or exposed < best[0] - 1e-12 or (exposed <= best[0] + 1e-12 and roomy):
-                best = (exposed, tier)
-            if best[0] <= 0.0 and not roomy:
-                break  # nothing beats a fully hidden move on the fastest tier with room
-        return best if best is not None else (float("inf"), "")
-
-    def _lower_window(self, span: Span) -> tuple[int, int]:
-        return lower_window(self.g, span, self.n)
-
-    def _lower_fits(self, span: Span, tier: str) -> bool:
-        if self.lower_peak[tier] + span.bytes <= self.lower_cap[tier]:
-            return True  # fits even at the busiest slot: no need to look at the window
-        lo, hi = self._lower_window(span)
-        return bool((self.lower_occ[tier][lo:hi].max(initial=0) + span.bytes) <= self.lower_cap[tier])
-
-    def _link_windows(self, span: Span) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Op slots whose link time a span's copy-out and copy-in are charged to: the idle span itself, and
-        for spans that start the step elsewhere (wrap, initial) the ops before the first use, where the
-        copy-in must happen. Charging a wrap span's copy-out there too (rather than after its last use)
-        is a heuristic; it measured better on the samples and the synthetic benchmark (the real schedule
-        judges the portfolio anyway)."""
-        a, b = span.start_op, span.end_op
-        if span.kind == "inner":
-            return (a + 1, b), (a + 1, b)
-        return (0, max(b, 1)), (0, max(b, 1))
-
-    def _congestion(self, span: Span, tier: str, wb: float, pf: float) -> float:
-        """Extra exposure when the links are already busy where the copies must run (bandwidth loss)."""
-        lo, hi = self._link_windows(span)[0]
-        if hi <= lo:
-            return 0.0
-        window = max(float(self.T[hi] - self.T[lo]), 1e-12)
-        extra = 0.0
-        if wb > 0:
-            used = self.load[self.first_hop[(self.C, tier)]].total(lo, hi)
-            extra += max(0.0, used + wb - window) - max(0.0, used - window)
-        if pf > 0:
-            used = self.load[self.first_hop[(tier, self.C)]].total(lo, hi)
-            extra += max(0.0, used + pf - window) - max(0.0, used - window)
-        return extra
-
-    def _pop(self, heap: list[Any], s: int) -> tuple[int, str, str] | None:
-        """Best candidate covering op ``s``. Keys go stale as links fill up, so up to ``_LOOKAHEAD`` live
-        entries are re-scored and the best is taken (the rest go back): lazy greedy with a bounded window.
-        Recomputes whose inputs cannot be pinned are dropped and the search goes on."""
-        while heap:
-            picked = self._pop_window(heap, s)
-            if picked is not None:
-                return picked
-        return None
-
-    def _pop_window(self, heap: list[Any], s: int) -> tuple[int, str, str] | None:
-        seen: list[tuple[tuple[float, float], int, int, int, str, str]] = []
-        twins: list[Any] = []  # a second entry of a span already in ``seen`` (another region): keep it
-        while heap and len(seen) < _LOOKAHEAD:
-            entry = heapq.heappop(heap)
-            _, _, sid, lo, hi, kind = entry
-            if sid in self.choice or sid in self.pinned or not lo <= s < hi:
-                continue
-            if any(item[1] == sid for item in seen):
-                twins.append(entry)
-                continue
-            cost, tier = self._cost(sid, kind)
-            if cost == float("inf"):
-                continue
-            fresh = self._key(sid, s, hi, kind, cost)
-            seen.append((fresh, sid, lo, hi, kind, tier))
-            # stored keys are lower bounds (links only fill up, relief only shrinks): once the best
-            # re-scored key is no worse than the best stored one, nothing left in the heap can beat it
-            if not heap or min(item[0] for item in seen) <= (heap[0][0], heap[0][1]):
-                break
-        for entry in twins:
-            heapq.heappush(heap, entry)
-        seen.sort(key=lambda item: item[0])
-        for k, (_, sid, _, _, kind, tier) in enumerate(seen):
-            if kind == "recompute" and not self._pin_inputs(sid):
-                continue
-            for other in seen[k + 1:]:
-                heapq.heappush(heap, (*other[0], other[1], other[2], other[3], other[4]))
-            return sid, kind, tier
-        return None
-
-    def _pin_inputs(self, sid: int) -> bool:
-        """Recompute at the span end needs the producer's inputs there. Inputs the op at the span end reads
-        anyway cost nothing; otherwise the input's idle span covering that op is pinned in the compute tier,
-        which is only accepted when that span lies inside this one (pinning a long span would cost more
-        memory than the recompute frees)."""
-        span = self.live.spans[sid]
-        b = span.end_op
-        op = self.g.ops[self.g.producer[span.tensor]]
-        to_pin: list[int] = []
-        for x in op.inputs:
-            if b in self.live.uses[x]:
-                continue
-            cover = self._covering(x, b)
-            if cover is None or cover in self.choice:
-                return False
-            cs = self.live.spans[cover]
-            if cs.kind != "inner" or cs.start_op < span.start_op or cs.end_op > b + 1:
-                return False
-            to_pin.append(cover)
-        self.pinned.update(to_pin)
-        return True
-
-    def _covering(self, tensor: str, slot: int) -> int | None:
-        return covering_span(self.live, tensor, slot)
-
-    def _apply(self, sid: int, s: int, kind: str, tier: str, delta: np.ndarray) -> int:
-        """Record the choice, update future occupancy, lower tiers and link load; bytes freed at ``s``."""
-        span = self.live.spans[sid]
-        n = self.n
-        if kind == "recompute":
-            self.choice[sid] = ("recompute", self.C)
-            regions = [(span.start_op + 1, span.end_op)]
-            wb = pf = 0.0
-        else:
-            self.choice[sid] = ("offload", tier)
-            regions, _, wb, pf = self.regions(span, tier)
-            regions = [(lo, hi) for lo, hi in regions if hi > lo]
-            if kind == "forced" or not any(lo <= s < hi for lo, hi in regions):
-                regions = self._forced_regions(span)  # this tier cannot hide it here: accept the stall
-            lo, hi = self._lower_window(span)
-            self.lower_occ[tier][lo:hi] += span.bytes
-            self.lower_peak[tier] = max(self.lower_peak[tier], int(self.lower_occ[tier][lo:hi].max(initial=0)))
-            for seconds, (src, dst), (a, b) in zip((wb, pf), ((self.C, tier), (tier, self.C)), self._link_windows(span)):
-                if seconds > 0 and b > a:
-                    link = self.hw.route(src, dst)[0]
-                    self.load[(link.src, link.dst)].add(a, b, seconds / (b - a))
-        self.applied[sid] = [(lo, min(hi, n)) for lo, hi in regions]
-        freed_now = 0
-        for lo, hi in regions:
-            lo, hi = max(lo, s), min(hi, n)
-            if hi <= lo:
-                continue
-            if lo == s:  # applies from now on through the caller's running sum
-                freed_now += span.bytes
-            else:
-                delta[lo] -= span.bytes
-            delta[hi] += span.bytes
-        if kind == "offload" and span.kind != "unused" and regions:
-            b = span.end_op
-            head_end = regions[0][1] if span.kind == "wrap" else regions[-1][1]
-            if head_end < b and head_end > s:
-                self.heads.append([head_end, b, span.bytes, sid])
-        self.terms[sid] = {"wb_s": wb, "pf_s": pf, "chosen_at_op": float(s)}
-        return freed_now
-
-    def _squeeze(self, s: int, delta: np.ndarray) -> int:
-        """Last resort at op ``s``: start a chosen copy-in later than hiding would like (the schedule then
-        stalls for it), the one needed farthest ahead first. Returns bytes freed at ``s``."""
-        best = None
-        for h in self.heads:
-            if h[0] <= s < h[1] and (best is None or h[1] > best[1]):
-                best = h
-        if best is not None:
-            old = best[0]
-            best[0] = s + 1
-            self.applied[best[3]] = [(lo, s + 1 if hi == old else hi) for lo, hi in self.applied[best[3]]]
-            delta[s + 1] += best[2]
-            return int(best[2])
-        return self._squeeze_tail(s, delta)
-
-    def _squeeze_tail(self, s: int, delta: np.ndarray) -> int:
-        """Then: a chosen offload whose copy-out the sweep counted as not done by op ``s`` (it could not
-        hide) is counted gone from ``s`` on, as the scheduler counts it (it frees the copy at its minimum
-        extent and makes the op wait for the copy-out): the largest first. Returns bytes freed at ``s``."""
-        best: tuple[int, int, int] | None = None
-        for sid, (action, _) in self.choice.items():
-            if action != "offload" or sid in self.precommit:
-                continue
-            span = self.live.spans[sid]
-            applied = self.applied.get(sid, [])
-            if span.kind not in ("inner", "wrap") or any(lo <= s < hi for lo, hi in applied):
-                continue
-            for lo, hi in freed_slots(span, self.n):
-                if lo <= s < hi:
-                    end = min([hi, *(a for a, b in applied if b > a and a > s)])
-                    if best is None or span.bytes > best[1]:
-                        best = (sid, span.bytes, end)
-        if best is None:
-            return 0
-        sid, nbytes, end = best
-        self.applied.setdefault(sid, []).append((s, end))
-        delta[end] += nbytes
-        return int(nbytes)
 
     def _infeasible(self, s: int, cur: int) -> None:
         op = self.g.ops[s]
