@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "warming", "warm_up", "simulate", "grant_tails", "grant_heads", "fenwick_add",
+__all__ = ["NUMBA_MIN_OPS", "numba_enabled", "use_compiled", "warming", "simulate", "grant_tails", "grant_heads", "fenwick_add",
            "fenwick_total", "kernel"]
 
 #: Problems smaller than this (ops) run the Python path while numba is not loaded yet: its import plus loading
@@ -40,7 +40,7 @@ Arr = Any
 
 _COMPILED: dict[str, Any] = {}
 _AVAILABLE: bool | None = None
-#: numba is loaded in this process (a kernel ran compiled, or :func:`warm_up` finished): every size runs compiled
+#: numba is loaded in this process (a kernel ran compiled, or :func:`core.planner.warm_up` finished): every size runs compiled
 _WARM = False
 #: set in a thread that is loading the kernels on purpose (:func:`warming`): that thread runs compiled, the
 #: others keep the Python path until every kernel is loaded (a half-warm process would stall a landing plan
@@ -82,19 +82,6 @@ def warming() -> Iterator[None]:
             _LOCAL.warming = False
     if outer:
         _WARM = True
-
-
-def warm_up() -> bool:
-    """Load the link-load kernels (see :func:`core.schedule.warm_up`, which loads every kernel and is the one
-    to call, e.g. from a background thread of a long-lived process such as the dashboard). Returns whether
-    the compiled kernels are in use."""
-    if not numba_enabled():
-        return False
-    with warming():
-        b = np.zeros(4)
-        kernel(fenwick_add)(b, b.copy(), 2, 0, 1, 1.0)
-        kernel(fenwick_total)(b, b.copy(), 0, 1)
-    return True
 
 
 def _run(fn: Callable[..., Any], compiled: bool, args: tuple[Any, ...], arrays: tuple[int, ...] = ()) -> Any:

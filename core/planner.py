@@ -58,7 +58,7 @@ if TYPE_CHECKING:  # the LP module imports scipy: only the bound stage loads it
     from core.bound import Bound
     from core.order import RefinedOrder
 
-__all__ = ["PlanUpdate", "STAGES", "plan_anytime", "make_plan", "check_fits_at_all"]
+__all__ = ["PlanUpdate", "STAGES", "plan_anytime", "make_plan", "check_fits_at_all", "warm_up"]
 
 #: The refinement stages of the default policy, in the order they run (see the module docstring).
 STAGES: tuple[str, ...] = ("first", "portfolio", "reorder", "baselines", "bound", "search")
@@ -606,3 +606,29 @@ def check_fits_at_all(graph: Graph, hw: Hardware, live: Liveness) -> None:
             reason="persistent_total", need_bytes=graph.persistent_bytes, have_bytes=total,
         )
 
+
+def warm_up() -> bool:
+    """Load (or compile) every numba kernel by planning a four-op training step that must offload, so the
+    first real plan of a long-lived process (the dashboard) pays neither numba's import nor the kernels'
+    load. Safe on a background thread: other threads stay on the Python path until it is done
+    (:func:`core.kernels.warming`). Returns whether the compiled kernels are in use."""
+    from core import kernels
+    from core.graph import graph_from_dict
+    from core.hardware import hardware_from_dict
+
+    if not kernels.numba_enabled():
+        return False
+    g = graph_from_dict({"format": "tierplan-graph/1", "name": "warm-up", "tensors": [
+        {"id": "w1", "bytes": 4, "kind": "weight"}, {"id": "w2", "bytes": 4, "kind": "weight"},
+        {"id": "a1", "bytes": 4, "kind": "activation"}, {"id": "a2", "bytes": 4, "kind": "activation"}], "ops": [
+        {"id": "f1", "inputs": ["w1"], "outputs": ["a1"], "time_s": 1.0},
+        {"id": "f2", "inputs": ["a1", "w2"], "outputs": ["a2"], "time_s": 1.0},
+        {"id": "b2", "inputs": ["a2", "w2"], "outputs": [], "time_s": 2.0},
+        {"id": "b1", "inputs": ["a1", "w1"], "outputs": [], "time_s": 2.0}]})
+    hw = hardware_from_dict({"format": "tierplan-hardware/1", "compute": {"peak_flops": 1e12}, "compute_tier": "HBM",
+                             "tiers": [{"name": "HBM", "capacity_bytes": 12}, {"name": "DDR", "capacity_bytes": 64}],
+                             "links": [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": 8.0},
+                                       {"src": "DDR", "dst": "HBM", "bandwidth_Bps": 8.0}]})
+    with kernels.warming():
+        make_plan(g, hw, time_budget_s=0)
+    return True

@@ -50,7 +50,7 @@ from core.spans import recompute_blocker, spare_outputs
 from core.units import format_bytes
 
 __all__ = ["Assignment", "Schedule", "op_durations", "estimate_slot_starts", "build_plan", "build_schedule",
-           "schedule_end_s", "warm_up"]
+           "schedule_end_s"]
 
 #: span id -> ("offload", tier) | ("recompute", compute_tier); spans not listed are kept.
 Assignment = Mapping[int, tuple[str, str]]
@@ -827,30 +827,6 @@ def _build_schedule(graph: Graph, hw: Hardware, live: Liveness, assignment: Assi
             break
         starts = next_starts
     return best
-
-
-def warm_up() -> bool:
-    """Load the compiled kernels (:func:`core.kernels.warm_up`) and run the scheduler's once on a two-op
-    graph, so the first real plan of a long-lived process pays neither numba's import nor the kernels' load.
-    Returns whether the compiled kernels are in use."""
-    from core.graph import graph_from_dict
-    from core.hardware import hardware_from_dict
-    from core.liveness import analyze
-
-    if not kernels.numba_enabled():
-        return False
-    g = graph_from_dict({"format": "tierplan-graph/1", "name": "warm-up", "tensors": [
-        {"id": "w", "bytes": 4, "kind": "weight"}, {"id": "a", "bytes": 4, "kind": "activation"}], "ops": [
-        {"id": "f", "inputs": ["w"], "outputs": ["a"], "time_s": 1.0},
-        {"id": "g", "inputs": ["a", "w"], "outputs": [], "time_s": 1.0}]})
-    hw = hardware_from_dict({"format": "tierplan-hardware/1", "compute": {"peak_flops": 1e12}, "compute_tier": "HBM",
-                             "tiers": [{"name": "HBM", "capacity_bytes": 64}, {"name": "DDR", "capacity_bytes": 64}],
-                             "links": [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": 1.0},
-                                       {"src": "DDR", "dst": "HBM", "bandwidth_Bps": 1.0}]})
-    with kernels.warming():
-        kernels.warm_up()
-        build_schedule(g, hw, analyze(g), {})
-    return True
 
 
 def _simulated(b: _Builder, occ: dict[str, np.ndarray]) -> Schedule:

@@ -123,7 +123,7 @@ def test_switch_off(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @needs_numba
 def test_warm_up_makes_every_size_compiled(monkeypatch: pytest.MonkeyPatch) -> None:
-    from core.schedule import warm_up
+    from core.planner import warm_up
 
     monkeypatch.delenv("TIERPLAN_NUMBA_MIN_OPS", raising=False)
     monkeypatch.delenv("TIERPLAN_NO_NUMBA", raising=False)

@@ -116,7 +116,7 @@ def _warm_in_forkserver() -> None:
     if not any(_FORKSERVER_MAIN in arg for arg in getattr(sys, "orig_argv", ())):
         return
     with contextlib.suppress(Exception):  # a missing numba or a failed compile: the Python path stays
-        from core.schedule import warm_up
+        from core.planner import warm_up
 
         warm_up()
 

@@ -426,11 +426,11 @@ class PlanStore:
 
 
 def warm_up() -> None:
-    """Load the compiled kernels in this process (:func:`core.schedule.warm_up`: ~0.5 s with numba's on-disk
+    """Load the compiled kernels in this process (:func:`core.planner.warm_up`: ~0.5 s with numba's on-disk
     cache, ~7 s cold) and start the forkserver the refining processes come from (it loads them too). Runs on
     a daemon thread: until it is done, first plans run the Python path, after it compiled (the largest
     sample's first plan: 0.28 s CPU instead of 0.36)."""
-    from core.schedule import warm_up as load_kernels
+    from core.planner import warm_up as load_kernels
 
     t0 = time.perf_counter()
     try:
