@@ -612,11 +612,11 @@ def warm_up() -> bool:
     first real plan of a long-lived process (the dashboard) pays neither numba's import nor the kernels'
     load. Safe on a background thread: other threads stay on the Python path until it is done
     (:func:`core.kernels.warming`). Returns whether the compiled kernels are in use."""
-    from core import kernels
     from core.graph import graph_from_dict
     from core.hardware import hardware_from_dict
+    from core.kernels import numba_enabled, warming
 
-    if not kernels.numba_enabled():
+    if not numba_enabled():
         return False
     g = graph_from_dict({"format": "tierplan-graph/1", "name": "warm-up", "tensors": [
         {"id": "w1", "bytes": 4, "kind": "weight"}, {"id": "w2", "bytes": 4, "kind": "weight"},
@@ -629,6 +629,6 @@ def warm_up() -> bool:
                              "tiers": [{"name": "HBM", "capacity_bytes": 12}, {"name": "DDR", "capacity_bytes": 64}],
                              "links": [{"src": "HBM", "dst": "DDR", "bandwidth_Bps": 8.0},
                                        {"src": "DDR", "dst": "HBM", "bandwidth_Bps": 8.0}]})
-    with kernels.warming():
+    with warming():
         make_plan(g, hw, time_budget_s=0)
     return True
