@@ -24,10 +24,8 @@ The planner calls :func:`compute_metrics` for every plan, so it is array code.
 
 from __future__ import annotations
 
-import gc
 import weakref
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
@@ -35,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from core.gc_pause import paused_gc
 from core.graph import TENSOR_KINDS, Graph
 from core.hardware import HARDWARE_FORMAT, Compute, Hardware, hardware_from_dict, op_time_s
 from core.liveness import graph_refs
@@ -85,19 +84,6 @@ class Stream:
 
 
 # ----------------------------------------------------------------------------------------------- graph
-
-
-@contextmanager
-def _collector_paused() -> Iterator[None]:
-    """Array code over big plans allocates no cycles; full collections over the caller's heap would triple
-    the time of a 10⁵-op plan."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 class _GraphFacts:
@@ -331,7 +317,7 @@ def _overlap_s(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray
 def compute_metrics(graph: Graph, hardware: Hardware, events: Sequence[Event],
                     initial: Mapping[str, Iterable[str]]) -> dict[str, Any]:
     """The figures of one plan (see the module docstring for each definition)."""
-    with _collector_paused():
+    with paused_gc():
         return _compute_metrics(graph, hardware, events, initial)
 
 
@@ -404,7 +390,7 @@ def _curves(tiers: Sequence[str], tier: np.ndarray, time: np.ndarray, delta: np.
 
 def occupancy_curves(graph: Graph, plan: Plan) -> dict[str, Curve]:
     """Occupancy of every tier over the step, stacked by tensor kind (after offload: the plan as made)."""
-    with _collector_paused():
+    with paused_gc():
         return _occupancy_curves(graph, plan)
 
 
@@ -464,7 +450,7 @@ def downsample_step(times: np.ndarray, values: np.ndarray, max_points: int) -> t
 def stream_timelines(graph: Graph, plan: Plan) -> list[Stream]:
     """Busy intervals per stream: the compute of each tier that runs something (the compute tier's always),
     then each directed link that carries something, in hardware order; each stream sorted by (start, end)."""
-    with _collector_paused():
+    with paused_gc():
         return _stream_timelines(graph, plan)
 
 
