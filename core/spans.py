@@ -21,21 +21,17 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from core.graph import Graph
-from core.liveness import Liveness, Span
+from core.liveness import SPAN_KINDS, Liveness, Span
 
 __all__ = [
-    "SPAN_KINDS", "span_kind_codes", "freed_slots", "freed_slot_ranges", "covers", "covering_span", "idle_s", "is_dirty", "lower_window", "mutation_ops",
+    "span_kind_codes", "freed_slots", "freed_slot_ranges", "covers", "covering_span", "idle_s", "is_dirty", "lower_window", "mutation_ops",
     "mutated_between", "recompute_ok", "recompute_blocker", "slot_bytes_of", "spare_outputs",
 ]
 
 
-#: span kinds in the order of their integer codes (:func:`span_kind_codes`; the codes of ``core.kernels``'s
-#: ``SP_*`` constants)
-SPAN_KINDS = ("inner", "initial", "wrap", "unused")
-
-
 def span_kind_codes(spans: Sequence[Span]) -> np.ndarray:
-    """Each span's kind as its index in :data:`SPAN_KINDS` (int64), for array code."""
+    """Each span's kind as its index in :data:`core.liveness.SPAN_KINDS` (int64; the codes of ``core.kernels``'s
+    ``SP_*`` constants), for array code."""
     code = {k: i for i, k in enumerate(SPAN_KINDS)}
     return np.fromiter((code[sp.kind] for sp in spans), dtype=np.int64, count=len(spans))
 

@@ -162,4 +162,3 @@ def test_guided_plan_is_valid_and_explained() -> None:
     assert validate_plan(g, plan).ok
     assert plan.metrics["step_time_s"] >= b.lower_bound_s
     assert plan.decisions and all("LP bound" in d.reason for d in plan.decisions)
-
